@@ -1,0 +1,38 @@
+# One task runner for people, the README and CI. Every target creates or reuses .venv.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+# llama-cpp-python has no prebuilt wheel on PyPI: it builds from source (7-20 min on 2 cores),
+# once; pip caches the wheel for later installs. The multimodal part is not needed.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+STAMP   := $(VENV)/.installed
+
+.PHONY: setup triage test lint typecheck check bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## Create .venv and install llmflow with its dev tools (idempotent).
+
+triage: setup  ## Triage the sample inbox on the embedded model (exit 3: the malformed sample mail failed, as it should).
+	$(BIN)/llmflow run email-triage src/llmflow/apps/email_triage/sample_inbox || [ $$? -eq 3 ]
+
+test: setup lint typecheck  ## Lint, type-check and run every test (the embedded model included).
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+
+typecheck: setup
+	$(BIN)/mypy
+
+bench: setup  ## Run the benchmarks and rewrite their committed results.
+	$(BIN)/python bench/gateway_overhead.py
+	$(BIN)/python bench/embedded_tokens.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache llmflow-out

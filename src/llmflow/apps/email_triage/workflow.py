@@ -1,0 +1,248 @@
+"""Email triage, the main job: parse → classify → summarise → extract → draft a reply → act.
+
+Each step uses the cheapest tier that does the job: parsing, id checks and filing are code;
+judgement and writing are LLM calls.
+
+Gates keep the cost down: spam is filed right after its summary, and no reply is
+drafted for mail that needs none. Per email, `act` files the message under its category and
+appends its result to `results.jsonl`; after the batch, `digest.md` lists everything by
+priority, failed items included.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from ...patterns.chain import Divert, assign, chain, gate
+from ...runtime.context import RunContext
+from ...runtime.runner import BatchResult, Workflow
+from ...steps.base import CodeStep
+from ...steps.llm import llm
+from .parse import Email, RawEmail, load_inbox, parse_email
+
+INSTRUCTIONS = Path(__file__).parent / "instructions"
+SAMPLE_INBOX = Path(__file__).parent / "sample_inbox"
+
+Category = Literal["billing", "support", "sales", "internal", "spam"]
+Priority = Literal["urgent", "high", "normal", "low"]
+PRIORITY_ORDER: dict[str, int] = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
+
+
+class Classification(BaseModel):
+    category: Category
+    priority: Priority
+
+
+# Bounded lengths keep a small model from rambling inside a string until max_tokens.
+ShortId = Annotated[str, Field(max_length=24)]
+
+
+class Extraction(BaseModel):
+    request: str = Field(max_length=200)
+    """What the sender wants, in one sentence."""
+    deadline: str | None = Field(max_length=60)
+    """By when, as written in the email; None when there is none."""
+    order_numbers: list[ShortId] = Field(max_length=4)
+    invoice_numbers: list[ShortId] = Field(max_length=4)
+    needs_reply: bool
+
+
+class Triage(BaseModel):
+    """One email's triage, built up step by step."""
+
+    email: Email
+    classification: Classification | None = None
+    extraction: Extraction | None = None
+    summary: str | None = None
+    reply: str | None = None
+    filed_as: str | None = None
+    """Where `act` filed the message, relative to the run's output folder."""
+
+
+EMAIL_PROMPT = """\
+From: {{ email.sender }}
+Subject: {{ email.subject }}
+{% if email.attachments %}Attachments: {% for a in email.attachments %}{{ a.filename }} {% endfor %}
+{% endif %}
+{{ email.excerpt }}"""
+
+REPLY_PROMPT = (
+    EMAIL_PROMPT
+    + """
+
+What they want: {{ extraction.request }}"""
+)
+
+
+def _start(raw: RawEmail | Path) -> Triage:
+    return Triage(email=parse_email(raw))
+
+
+INVOICE_ID = re.compile(r"(?<![\w-])INV-[\w-]*\d(?![\w-])")
+ORDER_ID = re.compile(r"(?<![\w-])(?!INV-)[A-Z]{2,4}-\d{4,8}(?![\w-])")
+
+
+def _ground_ids(triage: Triage) -> Triage:
+    """Code check on the LLM's extraction: keep only ids that occur in the email, and add the
+    ids that the patterns find (a small model misses or invents some)."""
+    x = triage.extraction
+    if x is None:
+        return triage
+    text = f"{triage.email.subject}\n{triage.email.body}"
+
+    def merge(found: list[str], pattern: re.Pattern[str]) -> list[str]:
+        ids = [i.strip() for i in found if i.strip() and i.strip() in text]
+        ids += [m for m in pattern.findall(text) if m not in ids]
+        return ids[:8]
+
+    grounded = x.model_copy(
+        update={
+            "order_numbers": merge(x.order_numbers, ORDER_ID),
+            "invoice_numbers": merge(x.invoice_numbers, INVOICE_ID),
+        }
+    )
+    return triage.model_copy(update={"extraction": grounded})
+
+
+def _act(triage: Triage, ctx: RunContext) -> Triage:
+    """File the message under its category and append its result to results.jsonl."""
+    if ctx.out_dir is None:
+        return triage
+    category = triage.classification.category if triage.classification else "unsorted"
+    folder = ctx.out_dir / category
+    folder.mkdir(parents=True, exist_ok=True)
+    name = Path(triage.email.source.replace("#", "-")).name
+    if not name.endswith(".eml"):
+        name += ".eml"
+    (folder / name).write_bytes(triage.email.raw)
+    filed = triage.model_copy(update={"filed_as": f"{category}/{name}"})
+    with (ctx.out_dir / "results.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps(result_record(filed), ensure_ascii=False) + "\n")
+    return filed
+
+
+def result_record(triage: Triage) -> dict[str, object]:
+    """The flat record of one triaged email, as written to results.jsonl."""
+    c, x = triage.classification, triage.extraction
+    return {
+        "file": triage.email.source,
+        "from": triage.email.sender,
+        "subject": triage.email.subject,
+        "category": c.category if c else None,
+        "priority": c.priority if c else None,
+        "summary": triage.summary,
+        "request": x.request if x else None,
+        "deadline": x.deadline if x else None,
+        "order_numbers": x.order_numbers if x else [],
+        "invoice_numbers": x.invoice_numbers if x else [],
+        "needs_reply": x.needs_reply if x else False,
+        "reply": triage.reply,
+        "filed_as": triage.filed_as,
+    }
+
+
+def write_digest(batch: BatchResult, ctx: RunContext) -> dict[str, Path]:
+    """After the batch: digest.md by priority, and the failed items in results.jsonl."""
+    if ctx.out_dir is None:
+        return {}
+    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    done = [r.output for r in batch.results if r.ok and isinstance(r.output, Triage)]
+    done.sort(key=lambda t: PRIORITY_ORDER[t.classification.priority] if t.classification else 9)
+    results = ctx.out_dir / "results.jsonl"
+    with results.open("a", encoding="utf-8") as f:
+        for r in batch.failed:
+            f.write(json.dumps({"file": r.key, "error": str(r.error)}) + "\n")
+    lines = [f"# Inbox digest — run {batch.run_id}", ""]
+    lines.append(f"{len(done)} emails triaged, {len(batch.failed)} could not be read.")
+    for priority in PRIORITY_ORDER:
+        group = [t for t in done if t.classification and t.classification.priority == priority]
+        if not group:
+            continue
+        lines += ["", f"## {priority.capitalize()} ({len(group)})", ""]
+        for t in group:
+            assert t.classification is not None
+            lines.append(
+                f"- **{t.email.subject}** — {t.email.sender} · {t.classification.category}"
+            )
+            if t.summary:
+                lines.append(f"  {t.summary}")
+            if t.extraction and t.extraction.deadline:
+                lines.append(f"  Deadline: {t.extraction.deadline}")
+            if t.reply:
+                lines.append("  A reply is drafted in results.jsonl.")
+    if batch.failed:
+        lines += ["", "## Could not be read", ""]
+        lines += [f"- {r.key}: {r.error}" for r in batch.failed]
+    digest = ctx.out_dir / "digest.md"
+    digest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return {"digest": digest, "results": results}
+
+
+def _columns(triage: Triage) -> dict[str, str]:
+    c = triage.classification
+    return {
+        "category": c.category if c else "",
+        "priority": c.priority if c else "",
+        "summary": triage.summary or "",
+    }
+
+
+def build(model: str | None = None) -> Workflow:
+    """The email-triage workflow; `model` overrides the run's model for its LLM steps."""
+    act: CodeStep[Triage, Triage] = CodeStep("act", _act)
+    classify = llm(
+        "classify",
+        instructions=INSTRUCTIONS / "classify.md",
+        output=Classification,
+        prompt=EMAIL_PROMPT,
+        model=model,
+        max_tokens=64,
+    )
+    extract = llm(
+        "extract",
+        instructions=INSTRUCTIONS / "extract.md",
+        output=Extraction,
+        prompt=EMAIL_PROMPT,
+        model=model,
+        max_tokens=400,
+    )
+    summarise = llm(
+        "summarise",
+        instructions=INSTRUCTIONS / "summarise.md",
+        prompt=EMAIL_PROMPT,
+        model=model,
+        max_tokens=120,
+    )
+    draft = llm(
+        "reply",
+        instructions=INSTRUCTIONS / "reply.md",
+        prompt=REPLY_PROMPT,
+        model=model,
+        max_tokens=256,
+    )
+    step = chain(
+        "email-triage",
+        CodeStep("parse", _start),
+        assign("classification", classify),
+        assign("summary", summarise),
+        gate("not-spam", lambda t: t.classification.category != "spam" or Divert(act, "spam")),
+        assign("extraction", extract),
+        CodeStep("ground-ids", _ground_ids),
+        gate("needs-reply", lambda t: t.extraction.needs_reply or Divert(act, "no reply needed")),
+        assign("reply", draft),
+        act,
+    )
+    return Workflow(
+        name="email-triage",
+        step=step,
+        load=load_inbox,
+        finish=write_digest,
+        columns=_columns,
+        description="Triage a folder of .eml files or an mbox: classify, extract, summarise, "
+        "draft replies, file by category, write a digest.",
+    )

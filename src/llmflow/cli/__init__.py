@@ -1,0 +1,39 @@
+"""The `llmflow` command line: `main(args) -> exit code` is the testable entry point.
+
+Exit codes: 0 success; 1 the run failed (every item failed, or the run itself broke);
+2 a usage or configuration error (bad flag, unknown workflow, missing key, unreadable input);
+3 the run finished but some items failed; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from . import run as _run
+from . import runs as _runs
+from .app import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, app
+
+__all__ = ["app", "main", "run_cli"]
+
+_run.register(app)
+_runs.register(app)
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Run the CLI with `args` (default: sys.argv[1:]) and return its exit code."""
+    try:
+        result = app(args=list(args) if args is not None else None, standalone_mode=False)
+    except click.ClickException as e:  # bad flags or arguments
+        e.show()
+        return EXIT_USAGE
+    except click.Abort:
+        return EXIT_INTERRUPTED
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def run_cli() -> None:
+    """The console script."""
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""`llmflow run`: run a workflow on a batch of inputs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..errors import ConfigError
+from ..ids import new_id
+from ..models.gateway import Gateway
+from ..runtime.runner import BatchResult, ItemResult, RunInterrupted, Workflow, run_batch
+from ..settings import Settings
+from ..store.sqlite import RunStore, to_json
+from ..workflows import load_workflow
+from .app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, err, fail, out
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+
+
+def run(
+    workflow: Annotated[
+        str, typer.Argument(help="A registered workflow (email-triage) or module:attr.")
+    ],
+    inputs: Annotated[
+        Path, typer.Argument(help="The input: a file or a folder (e.g. of .eml files).")
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model: local, openai:<model>, or a model at --base-url. [env: LLMFLOW_MODEL]"
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="An OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp). [env: OPENAI_BASE_URL]"
+        ),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=1000, help="Items in flight at once.")] = 4,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output folder. [default: llmflow-out/<workflow>/<run id>]"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> int:
+    """Run a workflow on a batch of inputs and record it."""
+    try:
+        overrides: dict[str, Any] = {}
+        if model:
+            overrides["model"] = model
+        if base_url:
+            overrides["base_url"] = base_url
+        settings = Settings().model_copy(update=overrides)
+        gateway = Gateway(settings)
+        gateway.check()  # a missing key fails now, before any work
+        wf = load_workflow(workflow)
+        if wf.load is None:
+            raise ConfigError(f"workflow {wf.name!r} does not read inputs from files")
+        items = wf.load(inputs)
+        store = RunStore(settings.db_path)
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    run_id = new_id()
+    target = out_dir or Path("llmflow-out") / wf.name / run_id
+    try:
+        batch = asyncio.run(
+            _run_with_progress(
+                wf,
+                items,
+                gateway,
+                store,
+                settings.model,
+                concurrency,
+                target,
+                run_id,
+                str(inputs),
+                quiet=as_json,
+            )
+        )
+    except RunInterrupted as e:
+        batch = e.batch
+        err.print(
+            f"[yellow]interrupted[/]: {len(batch.results)} of {len(items)} items finished "
+            f"and are recorded in run {run_id}"
+        )
+        _report(batch, wf, as_json)
+        return EXIT_INTERRUPTED
+    finally:
+        store.close()
+    _report(batch, wf, as_json)
+    if batch.status == "ok":
+        return EXIT_OK
+    return EXIT_PARTIAL if batch.status == "partial" else EXIT_FAILED
+
+
+async def _run_with_progress(
+    wf: Workflow,
+    items: list[Any],
+    gateway: Gateway,
+    store: RunStore,
+    model: str,
+    concurrency: int,
+    out_dir: Path,
+    run_id: str,
+    source: str,
+    *,
+    quiet: bool,
+) -> BatchResult:
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[failed]}"),
+        console=err,
+        disable=quiet,
+        transient=False,
+    )
+    failed = 0
+
+    def done(result: ItemResult) -> None:
+        nonlocal failed
+        failed += not result.ok
+        progress.update(task, advance=1, failed=f"[red]{failed} failed" if failed else "")
+
+    with progress:
+        task = progress.add_task(f"{wf.name} on {model}", total=len(items), failed="")
+        try:
+            return await run_batch(
+                wf,
+                items,
+                gateway=gateway,
+                concurrency=concurrency,
+                store=store,
+                source=source,
+                out_dir=out_dir,
+                run_id=run_id,
+                on_item_done=done,
+            )
+        finally:
+            await gateway.aclose()
+
+
+def _report(batch: BatchResult, wf: Workflow, as_json: bool) -> None:
+    if as_json:
+        payload = {
+            "run_id": batch.run_id,
+            "workflow": batch.workflow,
+            "status": batch.status,
+            "out_dir": str(batch.out_dir) if batch.out_dir else None,
+            "artifacts": {k: str(v) for k, v in batch.artifacts.items()},
+            "items": [
+                {
+                    "key": r.key,
+                    "ok": r.ok,
+                    "output": json.loads(to_json(r.output) or "null"),
+                    "error": str(r.error) if r.error else None,
+                }
+                for r in batch.results
+            ],
+        }
+        out.print_json(json.dumps(payload))
+        return
+    table = Table(title=f"{batch.workflow} · run {batch.run_id}", title_justify="left")
+    table.add_column("item", no_wrap=True)
+    columns = wf.columns or (lambda o: {"output": str(o)[:100]})
+    first_ok = next((r for r in batch.results if r.ok), None)
+    names = list(columns(first_ok.output)) if first_ok else ["result"]
+    for name in names:
+        table.add_column(name, overflow="fold", ratio=3 if name == "summary" else None)
+    for r in batch.results:
+        if r.ok:
+            row = columns(r.output)
+            table.add_row(r.key, *(row.get(n, "") for n in names))
+        else:
+            table.add_row(
+                f"[red]{r.key}[/]", f"[red]failed: {r.error}[/]", *[""] * (len(names) - 1)
+            )
+    out.print(table)
+    ok = sum(r.ok for r in batch.results)
+    out.print(f"{ok} ok, {len(batch.results) - ok} failed · status [bold]{batch.status}[/]")
+    for name, path in batch.artifacts.items():
+        out.print(f"{name}: {path}")
+    out.print(f"details: llmflow runs show {batch.run_id}")

@@ -1,0 +1,147 @@
+"""`llmflow runs list|show`: what ran, what each step and model call did."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..errors import ConfigError
+from ..settings import Settings
+from ..store.sqlite import RunStore
+from .app import EXIT_OK, fail, out
+
+runs_app = typer.Typer(help="Inspect recorded runs.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(runs_app, name="runs")
+
+
+def _open() -> RunStore:
+    try:
+        return RunStore(Settings().db_path)
+    except ConfigError as e:
+        raise fail(str(e)) from None
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""
+
+
+def _duration(row: sqlite3.Row) -> str:
+    if not row["ended_at"]:
+        return ""
+    return f"{row['ended_at'] - row['started_at']:.1f}s"
+
+
+@runs_app.command("list")
+def list_runs(
+    limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> int:
+    """List recent runs."""
+    store = _open()
+    try:
+        rows = store.runs(limit)
+    finally:
+        store.close()
+    if as_json:
+        out.print_json(json.dumps([dict(r) for r in rows]))
+        return EXIT_OK
+    table = Table(title="runs", title_justify="left")
+    for name in (
+        "id",
+        "workflow",
+        "status",
+        "items ok/failed",
+        "calls",
+        "tokens",
+        "started",
+        "took",
+        "model",
+    ):
+        table.add_column(name, no_wrap=name in ("id", "started"))
+    for r in rows:
+        table.add_row(
+            r["id"],
+            r["workflow"],
+            r["status"],
+            f"{r['items_ok']}/{r['items_failed']}",
+            str(r["calls"]),
+            str(r["tokens"]),
+            _when(r["started_at"]),
+            _duration(r),
+            r["model"] or "",
+        )
+    out.print(table)
+    return EXIT_OK
+
+
+@runs_app.command("show")
+def show_run(
+    run_id: Annotated[str, typer.Argument(help="A run id, or a unique prefix of one.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> int:
+    """Show a run: its items, steps and every model call with tokens and latency."""
+    store = _open()
+    try:
+        try:
+            run = store.find_run(run_id)
+        except ConfigError as e:
+            raise fail(str(e)) from None
+        items = store.rows("items", run["id"])
+        steps = store.rows("steps", run["id"])
+        calls = store.rows("model_calls", run["id"])
+    finally:
+        store.close()
+    if as_json:
+        payload = {
+            "run": dict(run),
+            "items": [dict(r) for r in items],
+            "steps": [dict(r) for r in steps],
+            "model_calls": [dict(r) for r in calls],
+        }
+        out.print_json(json.dumps(payload))
+        return EXIT_OK
+    keys = {i["id"]: i["key"] for i in items}
+    out.print(
+        f"[bold]run {run['id']}[/] · {run['workflow']} · {run['status']} · model {run['model']} · "
+        f"{run['items_ok']} ok, {run['items_failed']} failed · {_when(run['started_at'])} "
+        f"· {_duration(run)}"
+    )
+    if run["source"]:
+        out.print(f"input: {run['source']}   output: {run['out_dir']}")
+    if run["error"]:
+        out.print(f"[red]error: {run['error']}[/]")
+    failed = [i for i in items if i["status"] == "failed"]
+    for i in failed:
+        out.print(f"[red]item {i['key']} failed: {i['error']}[/]")
+    table = Table(title=f"model calls ({len(calls)})", title_justify="left")
+    for name in ("item", "step", "model", "in tok", "out tok", "ms", "tries", "status"):
+        table.add_column(
+            name, justify="right" if name in ("in tok", "out tok", "ms", "tries") else "left"
+        )
+    for c in calls:
+        table.add_row(
+            keys.get(c["item_id"], ""),
+            c["step_path"],
+            c["model"],
+            str(c["input_tokens"] or 0),
+            str(c["output_tokens"] or 0),
+            f"{c['latency_ms']:.0f}",
+            str(c["attempts"]),
+            c["status"] if c["status"] == "ok" else f"[red]{c['error']}[/]",
+        )
+    out.print(table)
+    total_in = sum(c["input_tokens"] or 0 for c in calls)
+    total_out = sum(c["output_tokens"] or 0 for c in calls)
+    out.print(
+        f"{len(calls)} calls · {total_in} input + {total_out} output tokens · "
+        f"{len(steps)} steps recorded"
+    )
+    return EXIT_OK

@@ -1,0 +1,88 @@
+"""The exceptions llmflow raises, split by who has to act.
+
+```
+LLMFlowError
+├── ConfigError                 the user must change something (a flag, a file, a key)
+│   ├── UnknownModelError       a model name no provider resolves
+│   ├── MissingCredentialsError a provider needs a key that is not set
+│   └── InputError              an input (file, folder, mailbox) cannot be read
+└── RunError                    a run failed while executing
+    ├── StepError               a step failed; carries the step path
+    │   └── OutputValidationError  an LLM output failed its type, after the retry
+    └── ModelCallError          a provider call failed
+        ├── TransientModelError retryable: rate limit, timeout, 5xx, cut-off output
+        └── ModelTimeoutError   the gateway's timeout expired (after retries)
+```
+
+Every error carries the context needed to act on it (step path, run id, file) and its
+message names the fix where there is one.
+"""
+
+from __future__ import annotations
+
+
+class LLMFlowError(Exception):
+    """Root of every error llmflow raises on purpose."""
+
+
+class ConfigError(LLMFlowError):
+    """The user or their configuration is at fault: the message says what to change."""
+
+
+class UnknownModelError(ConfigError):
+    """A model name that no provider resolves."""
+
+
+class MissingCredentialsError(ConfigError):
+    """A provider needs a credential that is not set."""
+
+
+class InputError(ConfigError):
+    """An input cannot be read or parsed."""
+
+    def __init__(self, message: str, *, source: str | None = None) -> None:
+        super().__init__(f"{source}: {message}" if source else message)
+        self.source = source
+        """The file (or item) the input came from."""
+
+
+class RunError(LLMFlowError):
+    """A run failed while executing."""
+
+
+class StepError(RunError):
+    """A step failed. `path` is the step's path in the workflow, e.g. `triage/classify`."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"step {path!r}: {message}")
+        self.path = path
+        self.reason = message
+
+
+class OutputValidationError(StepError):
+    """An LLM output did not match the step's output type, even after one retry."""
+
+
+class ModelCallError(RunError):
+    """A model provider call failed for good."""
+
+    def __init__(self, message: str, *, model: str | None = None) -> None:
+        super().__init__(f"{model}: {message}" if model else message)
+        self.model = model
+
+
+class TransientModelError(ModelCallError):
+    """A failure worth retrying: rate limit, timeout, server error, output cut off.
+
+    `retry_after` is the provider's requested wait in seconds, when it sent one.
+    """
+
+    def __init__(
+        self, message: str, *, model: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, model=model)
+        self.retry_after = retry_after
+
+
+class ModelTimeoutError(ModelCallError):
+    """A model call did not finish within the gateway's timeout."""

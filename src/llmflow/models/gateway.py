@@ -1,0 +1,302 @@
+"""The model gateway: the one place every model call goes through.
+
+It resolves a model name to a provider client, and around every call it applies the
+provider's limits (concurrency, requests and tokens per minute), a timeout, and retries of
+transient errors with backoff (honouring the provider's Retry-After). It measures each call
+(tokens, latency, attempts) and hands the record to the caller's observer, which is how runs
+record their model calls. Single LLM steps call `Gateway.complete` directly; agent loops reach
+it through the Agents SDK adapter, so both paths share limits and records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from aiolimiter import AsyncLimiter
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+
+from ..errors import (
+    MissingCredentialsError,
+    ModelCallError,
+    ModelTimeoutError,
+    TransientModelError,
+    UnknownModelError,
+)
+from ..ids import new_id
+from ..settings import Settings
+from .client import ModelClient, ModelRequest, ModelResponse
+
+
+@dataclass(slots=True, kw_only=True)
+class ProviderLimits:
+    """Limits applied to every call to one provider."""
+
+    max_concurrency: int = 16
+    """Calls in flight at once."""
+    rpm: int | None = None
+    """Requests per minute; None is unlimited."""
+    tpm: int | None = None
+    """Tokens per minute (prompt estimate + max_tokens); None is unlimited."""
+    timeout_s: float = 120.0
+    """Timeout of one attempt, in seconds."""
+    max_retries: int = 4
+    """Retries of a transient error after the first attempt."""
+
+
+@dataclass(slots=True, kw_only=True)
+class ModelCall:
+    """The record of one model call, as the gateway measured it."""
+
+    id: str
+    """Unique id of the call."""
+    model: str
+    """The model name as resolved, e.g. `local` or `openai:gpt-4.1-mini`."""
+    provider: str
+    """The provider key (limits are per provider)."""
+    request: ModelRequest
+    """What was asked."""
+    response: ModelResponse | None
+    """What came back; None when the call failed."""
+    started_at: float
+    """Wall-clock start, seconds since the epoch."""
+    latency_s: float
+    """Seconds from first attempt to the end, retries and waits included."""
+    attempts: int
+    """Attempts made (1 when the first succeeded)."""
+    error: str | None = None
+    """Why the call failed, when it did."""
+
+
+class CallObserver(Protocol):
+    """Receives the record of each model call (a run context implements this)."""
+
+    def on_model_call(self, call: ModelCall) -> None: ...
+
+
+@dataclass(slots=True)
+class _Lane:
+    """Per-provider concurrency and rate state."""
+
+    limits: ProviderLimits
+    semaphore: asyncio.Semaphore = field(init=False)
+    rpm: AsyncLimiter | None = field(init=False)
+    tpm: AsyncLimiter | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.semaphore = asyncio.Semaphore(self.limits.max_concurrency)
+        self.rpm = AsyncLimiter(self.limits.rpm, 60) if self.limits.rpm else None
+        self.tpm = AsyncLimiter(self.limits.tpm, 60) if self.limits.tpm else None
+
+
+Backoff = Callable[[int], float]
+"""Seconds to wait before retry number n (1, 2, ...) when the provider named no wait."""
+
+
+def exponential_backoff(retry: int) -> float:
+    """0.5 s, 1 s, 2 s, ... capped at 30 s, plus up to 0.5 s of jitter."""
+    return float(min(30.0, 0.5 * 2 ** (retry - 1)) + random.uniform(0, 0.5))
+
+
+ClientFactory = Callable[[str], ModelClient]
+"""Builds a client for the part of a model name after `prefix:`."""
+
+
+class Gateway:
+    """Resolves model names and runs every model call under limits, timeout and retries."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        limits: dict[str, ProviderLimits] | None = None,
+        backoff: Backoff = exponential_backoff,
+    ) -> None:
+        self.settings = settings or Settings()
+        self._limits = dict(limits or {})
+        self._clients: dict[str, ModelClient] = {}
+        self._lanes: dict[str, _Lane] = {}
+        self._backoff = backoff
+
+    # -- resolution -------------------------------------------------------------------------
+
+    def register(self, name: str, client: ModelClient) -> None:
+        """Serve model names `name` and `name:<model>` with `client` (tests, custom providers)."""
+        self._clients[name] = client
+
+    def resolve(self, name: str | None = None) -> tuple[ModelClient, str]:
+        """The client and the provider's model id for a model name (None: the default)."""
+        name = name or self.settings.model
+        if name in self._clients:
+            return self._clients[name], name
+        prefix, sep, rest = name.partition(":")
+        if sep and prefix in self._clients:
+            return self._clients[prefix], rest
+        if name == "local":
+            return self._cached("local", self._make_local), "local"
+        if sep and prefix == "openai" and rest:
+            return self._cached("openai", self._make_openai), rest
+        if not sep and self.settings.base_url:
+            return self._cached("openai", self._make_openai), name
+        raise UnknownModelError(
+            f"unknown model {name!r}: use 'local' (the embedded model), 'openai:<model>' "
+            "(needs OPENAI_API_KEY), or a model served at OPENAI_BASE_URL / --base-url"
+        )
+
+    def check(self, name: str | None = None) -> str:
+        """Resolve `name` now, so a missing key fails before any work starts. Returns it."""
+        self.resolve(name)
+        return name or self.settings.model
+
+    def _cached(self, key: str, make: Callable[[], ModelClient]) -> ModelClient:
+        if key not in self._clients:
+            self._clients[key] = make()
+        return self._clients[key]
+
+    def _make_local(self) -> ModelClient:
+        from .embedded import EmbeddedClient
+
+        return EmbeddedClient()
+
+    def _make_openai(self) -> ModelClient:
+        from .openai_compat import OpenAIClient
+
+        key = self.settings.openai_api_key
+        base_url = self.settings.base_url
+        if key is None and base_url is None:
+            raise MissingCredentialsError(
+                "no OpenAI key found: set OPENAI_API_KEY (in the environment or .env), "
+                "or use --model local for the embedded model"
+            )
+        # Self-hosted servers (vLLM, Ollama, llama.cpp) accept any key.
+        return OpenAIClient(api_key=key.get_secret_value() if key else "unused", base_url=base_url)
+
+    def _lane(self, provider: str) -> _Lane:
+        lane = self._lanes.get(provider)
+        if lane is None:
+            limits = self._limits.get(provider) or ProviderLimits(
+                max_concurrency=self.settings.max_concurrency,
+                rpm=self.settings.rpm,
+                tpm=self.settings.tpm,
+                timeout_s=self.settings.timeout_s,
+                max_retries=self.settings.max_retries,
+            )
+            lane = self._lanes[provider] = _Lane(limits)
+        return lane
+
+    # -- calls ------------------------------------------------------------------------------
+
+    async def complete(
+        self,
+        request: ModelRequest,
+        *,
+        model: str | None = None,
+        observer: CallObserver | None = None,
+    ) -> ModelResponse:
+        """Run one model call under its provider's limits; report it to `observer`."""
+        name = model or self.settings.model
+        client, model_id = self.resolve(name)
+        lane = self._lane(client.provider)
+        started_at = time.time()
+        t0 = time.perf_counter()
+        attempts = 0
+        response: ModelResponse | None = None
+        error: BaseException | None = None
+
+        async def attempt() -> ModelResponse:
+            nonlocal attempts
+            attempts += 1
+            if lane.rpm is not None:
+                await lane.rpm.acquire()
+            if lane.tpm is not None:
+                await lane.tpm.acquire(min(_token_estimate(client, request), lane.tpm.max_rate))
+            async with lane.semaphore:
+                try:
+                    async with asyncio.timeout(lane.limits.timeout_s):
+                        return await client.complete(model_id, request)
+                except TimeoutError as e:
+                    raise TransientModelError(
+                        f"no answer within {lane.limits.timeout_s:g}s "
+                        "(raise LLMFLOW_TIMEOUT to wait longer)",
+                        model=name,
+                    ) from e
+
+        try:
+            try:
+                # The first attempt runs outside tenacity, which costs ~20-40 us a call: the
+                # common case pays nothing for retries it does not need.
+                response = await attempt()
+            except TransientModelError as first:
+                if lane.limits.max_retries == 0:
+                    raise
+                await asyncio.sleep(self._wait(first, 1))
+                retrying = AsyncRetrying(
+                    retry=retry_if_exception_type(TransientModelError),
+                    stop=stop_after_attempt(lane.limits.max_retries),
+                    wait=lambda state: self._wait(
+                        state.outcome.exception() if state.outcome else None,
+                        state.attempt_number + 1,
+                    ),
+                    reraise=True,
+                )
+                response = await retrying(attempt)
+            assert response is not None
+        except TransientModelError as e:
+            error = e
+            if isinstance(e.__cause__, TimeoutError):
+                raise ModelTimeoutError(f"{e} after {attempts} attempts", model=name) from e
+            raise ModelCallError(f"{e} (gave up after {attempts} attempts)", model=name) from e
+        except BaseException as e:
+            error = e
+            raise
+        finally:
+            if observer is not None:
+                observer.on_model_call(
+                    ModelCall(
+                        id=new_id(),
+                        model=name,
+                        provider=client.provider,
+                        request=request,
+                        response=response,
+                        started_at=started_at,
+                        latency_s=time.perf_counter() - t0,
+                        attempts=attempts,
+                        error=None if error is None else _describe(error),
+                    )
+                )
+        return response
+
+    def _wait(self, error: BaseException | None, retry: int) -> float:
+        """Wait what the provider asked for (Retry-After, capped at 2 min), else back off."""
+        if isinstance(error, TransientModelError) and error.retry_after is not None:
+            return min(error.retry_after, 120.0)
+        return self._backoff(retry)
+
+    async def aclose(self) -> None:
+        """Close every client the gateway opened."""
+        for client in self._clients.values():
+            await client.aclose()
+
+
+def _token_estimate(client: ModelClient, request: ModelRequest) -> int:
+    text = "".join(m.content or "" for m in request.messages)
+    return client.count_tokens(text) + request.sampling.max_tokens
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, asyncio.CancelledError):
+        return "cancelled"
+    return f"{type(error).__name__}: {error}"
+
+
+def redact_url(url: str) -> str:
+    """A URL without user or password, for records and messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"

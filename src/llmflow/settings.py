@@ -1,0 +1,48 @@
+"""Settings from the environment and a `.env` file in the working directory.
+
+Environment variables win over `.env`; command-line flags win over both (the CLI passes
+them as overrides).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "local"
+"""With nothing configured, llmflow runs the embedded model: never a paid provider by surprise."""
+
+
+class Settings(BaseSettings):
+    """llmflow's configuration."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".llmflow", validation_alias="LLMFLOW_HOME"
+    )
+    """The state directory: the run store and other local state."""
+    model: str = Field(default=DEFAULT_MODEL, validation_alias="LLMFLOW_MODEL")
+    """Default model for steps that name none: `local`, `openai:<model>`, or a model served
+    at `base_url`."""
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    """Key for OpenAI or an OpenAI-compatible endpoint. Never stored or logged."""
+    base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    """An OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server)."""
+    timeout_s: float = Field(default=120.0, gt=0, validation_alias="LLMFLOW_TIMEOUT")
+    """Timeout of one model call, in seconds."""
+    max_retries: int = Field(default=4, ge=0, le=20, validation_alias="LLMFLOW_MAX_RETRIES")
+    """Retries of a transient provider error (rate limit, timeout, 5xx)."""
+    max_concurrency: int = Field(default=16, ge=1, validation_alias="LLMFLOW_MAX_CONCURRENCY")
+    """Calls in flight at once to one remote provider."""
+    rpm: int | None = Field(default=None, ge=1, validation_alias="LLMFLOW_RPM")
+    """Requests per minute to one remote provider (unlimited when unset)."""
+    tpm: int | None = Field(default=None, ge=1, validation_alias="LLMFLOW_TPM")
+    """Tokens per minute to one remote provider (unlimited when unset)."""
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite run store."""
+        return self.home / "llmflow.db"

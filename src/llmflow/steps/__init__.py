@@ -1,0 +1,1 @@
+"""Internal: see llmflow's public names in llmflow/__init__.py."""

@@ -1,0 +1,106 @@
+"""The Step: a name, a typed input and output, and an async run.
+
+Every kind of step (code, llm; ml and agent later) and every pattern (chain; route, parallel
+and the others later) is a `Step`, so they nest freely. Calling a step runs it under a child
+context whose path ends with the step's name, and reports it to the run's hooks.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar, cast
+
+from ..errors import ConfigError, StepError
+from ..runtime.context import RunContext
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+class Step(abc.ABC, Generic[In, Out]):
+    """A unit of work in a workflow. Subclass it and implement `run`."""
+
+    kind: str = "step"
+    """What sort of step this is: code, llm, ml, agent, chain, ..."""
+
+    def __init__(self, name: str) -> None:
+        if not name or "/" in name:
+            raise ValueError(f"a step name must be non-empty and contain no '/': {name!r}")
+        self.name = name
+
+    @abc.abstractmethod
+    async def run(self, input: In, ctx: RunContext) -> Out:
+        """Do the work. `ctx.path` is this step's own path."""
+
+    async def __call__(self, input: In, ctx: RunContext) -> Out:
+        """Run under a child context and report the step to the hooks."""
+        ctx = ctx.child(self.name)
+        started_at = time.time()
+        t0 = time.perf_counter()
+        output: Any = None
+        error: BaseException | None = None
+        try:
+            result = await self.run(input, ctx)
+            output = result
+            return result
+        except (StepError, ConfigError) as e:  # already names its step, or is the user's to fix
+            error = e
+            raise
+        except Exception as e:  # a model call or user code failed: name the step it failed in
+            error = StepError(ctx.path, f"{type(e).__name__}: {e}")
+            raise error from e
+        except BaseException as e:  # cancelled or interrupted: recorded, then re-raised
+            error = e
+            raise
+        finally:
+            latency = time.perf_counter() - t0
+            for hook in ctx.hooks:
+                hook.on_step_end(
+                    ctx,
+                    step=self,
+                    input=input,
+                    output=output,
+                    error=error,
+                    started_at=started_at,
+                    latency_s=latency,
+                )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class CodeStep(Step[In, Out]):
+    """A plain Python function as a step (Software 1.0): parsing, rules, actions.
+
+    The function takes the input, or the input and the `RunContext` when it declares a
+    second parameter; it may be sync or async.
+    """
+
+    kind = "code"
+
+    def __init__(self, name: str, fn: Callable[..., Out | Awaitable[Out]]) -> None:
+        super().__init__(name)
+        self.fn = fn
+        self._is_async = inspect.iscoroutinefunction(fn)
+        try:
+            self._wants_ctx = len(inspect.signature(fn).parameters) >= 2
+        except (TypeError, ValueError):  # builtins such as str have no signature
+            self._wants_ctx = False
+
+    async def run(self, input: In, ctx: RunContext) -> Out:
+        result = self.fn(input, ctx) if self._wants_ctx else self.fn(input)
+        if self._is_async:
+            return await cast(Awaitable[Out], result)
+        return cast(Out, result)
+
+
+def code(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+    """Make a code step from a function: `code(parse)` or `@code(name="parse")`."""
+
+    def wrap(f: Callable[..., Any]) -> CodeStep[Any, Any]:
+        return CodeStep(name or f.__name__, f)
+
+    return wrap(fn) if fn is not None else wrap

@@ -1,0 +1,201 @@
+"""The llm step: instructions + the input rendered into a prompt + a typed output.
+
+The output type may be `str` (free text), a pydantic model, a `Literal[...]`, an enum or any
+type pydantic validates. Non-object types are wrapped as `{"value": ...}` on the wire, since
+providers constrain objects best. An output that fails validation is sent back once with the
+validation error; a second failure raises `OutputValidationError` naming the step.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import jinja2
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from ..errors import ConfigError, OutputValidationError
+from ..models.client import Message, ModelRequest, ModelResponse, Sampling
+from ..runtime.context import RunContext
+from .base import In, Step
+
+Out = TypeVar("Out")
+
+_jinja = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+def read_instructions(source: str | Path) -> str:
+    """Instructions as given: a `Path` is read as a (Markdown) file, a `str` is the text."""
+    if isinstance(source, Path):
+        try:
+            return source.read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise ConfigError(f"cannot read instructions file {source}: {e.strerror}") from e
+    return source.strip()
+
+
+def render_input(value: Any) -> str:
+    """The default prompt for an input: text as is, records as `field: value` lines."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    if isinstance(value, dict):
+        lines = []
+        for key, item in value.items():
+            text = item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)
+            lines.append(f"{key}: {text}")
+        return "\n".join(lines)
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _variables(value: Any) -> dict[str, Any]:
+    if isinstance(value, BaseModel):
+        return {"input": value, **{k: getattr(value, k) for k in type(value).model_fields}}
+    if isinstance(value, dict):
+        return {"input": value, **value}
+    return {"input": value}
+
+
+class LLMStep(Step[In, Out], Generic[In, Out]):
+    """One model call with instructions and a typed output (Software 3.0)."""
+
+    kind = "llm"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        instructions: str | Path,
+        output: Any = str,
+        prompt: str | None = None,
+        model: str | None = None,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+    ) -> None:
+        super().__init__(name)
+        self.instructions = read_instructions(instructions)
+        """The system message."""
+        self.output = output
+        """The output type."""
+        self.model = model
+        """The model; None uses the run's model."""
+        self.sampling = Sampling(temperature=temperature, max_tokens=max_tokens)
+        try:
+            self._prompt = _jinja.from_string(prompt) if prompt is not None else None
+        except jinja2.TemplateSyntaxError as e:
+            raise ConfigError(f"step {name!r}: prompt template line {e.lineno}: {e.message}") from e
+        self._adapter: TypeAdapter[Any] | None = None
+        self.schema: dict[str, Any] | None = None
+        """The JSON schema sent to the model (None for free text)."""
+        self._wrapped = False
+        if output is not str:
+            self._adapter = TypeAdapter(output)
+            schema = self._adapter.json_schema()
+            if schema.get("type") != "object":
+                schema = {
+                    "type": "object",
+                    "properties": {"value": schema},
+                    "required": ["value"],
+                    **({"$defs": schema.pop("$defs")} if "$defs" in schema else {}),
+                }
+                self._wrapped = True
+            self.schema = schema
+
+    def render(self, input: In) -> str:
+        """The user message for `input`."""
+        if self._prompt is None:
+            return render_input(input)
+        try:
+            return self._prompt.render(_variables(input))
+        except jinja2.UndefinedError as e:
+            raise ConfigError(f"step {self.name!r}: prompt template: {e.message}") from e
+
+    async def run(self, input: In, ctx: RunContext) -> Out:
+        messages = [Message("system", self.instructions), Message("user", self.render(input))]
+        sampling = self.sampling
+        for attempt in (1, 2):
+            request = ModelRequest(
+                messages=messages,
+                output_schema=self.schema,
+                schema_name=self.name.replace("-", "_"),
+                sampling=sampling,
+            )
+            response = await ctx.gateway.complete(
+                request, model=self.model or ctx.model, observer=ctx
+            )
+            try:
+                return self.parse(response)
+            except (ValidationError, ValueError) as e:
+                problem = _describe_problem(e, response, sampling)
+                if attempt == 2:
+                    raise OutputValidationError(
+                        ctx.path, f"the model's output is invalid after a retry: {problem}"
+                    ) from e
+                messages = [
+                    *messages,
+                    Message("assistant", response.text or ""),
+                    Message(
+                        "user",
+                        f"Your answer was invalid: {problem}. Answer again, following the "
+                        "required format exactly.",
+                    ),
+                ]
+                if response.finish_reason == "length":
+                    sampling = Sampling(
+                        temperature=sampling.temperature,
+                        max_tokens=sampling.max_tokens * 2,
+                        top_p=sampling.top_p,
+                        seed=sampling.seed,
+                        stop=sampling.stop,
+                    )
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def parse(self, response: ModelResponse) -> Out:
+        """The typed output of a response; raises ValueError or ValidationError."""
+        text = response.text or ""
+        if self._adapter is None:
+            if not text.strip():
+                raise ValueError("the answer is empty")
+            return text.strip()  # type: ignore[return-value]
+        # strict=False: grammar-constrained local models may put raw newlines inside strings.
+        data = json.loads(text, strict=False)
+        if self._wrapped:
+            if not isinstance(data, dict) or "value" not in data:
+                raise ValueError('expected a JSON object {"value": ...}')
+            data = data["value"]
+        return self._adapter.validate_python(data)  # type: ignore[no-any-return]
+
+
+def _describe_problem(error: Exception, response: ModelResponse, sampling: Sampling) -> str:
+    if response.finish_reason == "length":
+        return f"the output was cut off at max_tokens={sampling.max_tokens}"
+    if isinstance(error, ValidationError):
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in error.errors()
+        )
+    return str(error)
+
+
+def llm(
+    name: str,
+    *,
+    instructions: str | Path,
+    output: Any = str,
+    prompt: str | None = None,
+    model: str | None = None,
+    temperature: float = 0.0,
+    max_tokens: int = 512,
+) -> LLMStep[Any, Any]:
+    """An llm step. `instructions` is text, or a `Path` to a Markdown file; `prompt` is a
+    Jinja template over the input's fields (default: the input rendered as text)."""
+    return LLMStep(
+        name,
+        instructions=instructions,
+        output=output,
+        prompt=prompt,
+        model=model,
+        temperature=temperature,
+        max_tokens=max_tokens,
+    )

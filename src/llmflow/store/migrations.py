@@ -1,0 +1,95 @@
+"""The run store's schema, as named, append-only migrations.
+
+Never edit or reorder a migration that has shipped: add a new one. Each runs once, in order,
+and is recorded in `_migrations`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "m001_runs_items_steps_calls",
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            workflow TEXT NOT NULL,
+            status TEXT NOT NULL,          -- running | ok | partial | failed | interrupted
+            model TEXT,                    -- the default model of the run
+            source TEXT,                   -- what the inputs came from (folder, mbox, ...)
+            out_dir TEXT,
+            items_total INTEGER NOT NULL DEFAULT 0,
+            items_ok INTEGER NOT NULL DEFAULT 0,
+            items_failed INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            started_at REAL NOT NULL,
+            ended_at REAL
+        );
+        CREATE INDEX runs_started ON runs (started_at);
+        CREATE TABLE items (
+            id TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs (id),
+            key TEXT NOT NULL,             -- the item's name in its batch (e.g. a file name)
+            status TEXT NOT NULL,          -- running | ok | failed | stopped
+            output TEXT,                   -- JSON
+            error TEXT,
+            started_at REAL NOT NULL,
+            ended_at REAL
+        );
+        CREATE INDEX items_run ON items (run_id);
+        CREATE TABLE steps (
+            id TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs (id),
+            item_id TEXT REFERENCES items (id),
+            path TEXT NOT NULL,            -- e.g. email-triage/classify
+            kind TEXT NOT NULL,            -- code | llm | ml | agent | chain | ...
+            status TEXT NOT NULL,          -- ok | failed | stopped
+            input TEXT,                    -- JSON
+            output TEXT,                   -- JSON
+            error TEXT,
+            started_at REAL NOT NULL,
+            latency_ms REAL
+        );
+        CREATE INDEX steps_run ON steps (run_id);
+        CREATE TABLE model_calls (
+            id TEXT PRIMARY KEY,
+            run_id TEXT REFERENCES runs (id),
+            item_id TEXT REFERENCES items (id),
+            step_path TEXT,
+            model TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            prompt TEXT NOT NULL,          -- JSON: messages, schema, tools, sampling
+            response TEXT,                 -- answer text, or JSON tool calls
+            finish_reason TEXT,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            latency_ms REAL NOT NULL,
+            attempts INTEGER NOT NULL,
+            status TEXT NOT NULL,          -- ok | failed
+            error TEXT,
+            started_at REAL NOT NULL
+        );
+        CREATE INDEX model_calls_run ON model_calls (run_id);
+        """,
+    ),
+]
+
+
+def migrate(db: sqlite3.Connection) -> list[str]:
+    """Apply the migrations `db` lacks, each atomically. Returns the names applied."""
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+    db.commit()
+    done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+    applied = []
+    for name, sql in MIGRATIONS:
+        if name in done:
+            continue
+        # executescript runs outside the sqlite3 module's transaction handling, so the
+        # transaction is explicit: a migration and its record land together or not at all.
+        db.executescript(
+            f"BEGIN; {sql}; INSERT INTO _migrations VALUES ('{name}', {time.time()!r}); COMMIT;"
+        )
+        applied.append(name)
+    return applied

@@ -1,0 +1,215 @@
+"""The run store: runs, items, steps and model calls in a local SQLite database.
+
+Writes are queued in memory and committed in one transaction by `flush` (the recorder
+flushes when an item ends), so recording costs the event loop one commit per item, not one
+per row, and an item's records land together.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pydantic_core
+
+from ..errors import ConfigError
+from ..ids import new_id
+from ..models.gateway import ModelCall
+from .migrations import migrate
+
+
+def to_json(value: Any) -> str | None:
+    """JSON text for any step value (pydantic models, dataclasses, paths...)."""
+    if value is None:
+        return None
+    return pydantic_core.to_json(value, fallback=repr).decode()
+
+
+def error_text(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class RunStore:
+    """A SQLite run store. One per process and database file; use from one thread."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(
+                    f"cannot create the state directory {self.path.parent}: {e.strerror} "
+                    "(set LLMFLOW_HOME to a writable folder)"
+                ) from e
+        try:
+            self.db = sqlite3.connect(str(path), timeout=30)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            migrate(self.db)
+        except sqlite3.Error as e:
+            raise ConfigError(f"cannot open the run store {path}: {e}") from e
+        self._pending: list[tuple[str, tuple[Any, ...]]] = []
+
+    def close(self) -> None:
+        self.flush()
+        self.db.close()
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def add(self, sql: str, params: tuple[Any, ...]) -> None:
+        """Queue a write for the next `flush`."""
+        self._pending.append((sql, params))
+
+    def flush(self) -> None:
+        """Commit queued writes in one transaction."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        with self.db:
+            for sql, params in pending:
+                self.db.execute(sql, params)
+
+    def start_run(
+        self,
+        run_id: str,
+        *,
+        workflow: str,
+        model: str | None,
+        source: str | None,
+        out_dir: str | None,
+        items_total: int,
+    ) -> None:
+        self.add(
+            "INSERT INTO runs (id, workflow, status, model, source, out_dir, items_total, "
+            "started_at) VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
+            (run_id, workflow, model, source, out_dir, items_total, time.time()),
+        )
+        self.flush()
+
+    def end_run(
+        self, run_id: str, *, status: str, items_ok: int, items_failed: int, error: str | None
+    ) -> None:
+        self.add(
+            "UPDATE runs SET status = ?, items_ok = ?, items_failed = ?, error = ?, ended_at = ? "
+            "WHERE id = ?",
+            (status, items_ok, items_failed, error, time.time(), run_id),
+        )
+        self.flush()
+
+    def start_item(self, item_id: str, *, run_id: str, key: str) -> None:
+        self.add(
+            "INSERT INTO items (id, run_id, key, status, started_at) "
+            "VALUES (?, ?, ?, 'running', ?)",
+            (item_id, run_id, key, time.time()),
+        )
+
+    def end_item(
+        self, item_id: str, *, status: str, output: Any, error: BaseException | None
+    ) -> None:
+        self.add(
+            "UPDATE items SET status = ?, output = ?, error = ?, ended_at = ? WHERE id = ?",
+            (status, to_json(output), error_text(error), time.time(), item_id),
+        )
+
+    def add_step(
+        self,
+        *,
+        run_id: str | None,
+        item_id: str | None,
+        path: str,
+        kind: str,
+        input: Any,
+        output: Any,
+        error: BaseException | None,
+        started_at: float,
+        latency_s: float,
+    ) -> None:
+        self.add(
+            "INSERT INTO steps (id, run_id, item_id, path, kind, status, input, output, error, "
+            "started_at, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                new_id(),
+                run_id,
+                item_id,
+                path,
+                kind,
+                "failed" if error else "ok",
+                to_json(input),
+                to_json(output),
+                error_text(error),
+                started_at,
+                latency_s * 1000,
+            ),
+        )
+
+    def add_model_call(
+        self, call: ModelCall, *, run_id: str | None, item_id: str | None, step_path: str
+    ) -> None:
+        response = call.response
+        if response is None:
+            answer = None
+        elif response.tool_calls:
+            answer = to_json(response.tool_calls)
+        else:
+            answer = response.text
+        self.add(
+            "INSERT INTO model_calls (id, run_id, item_id, step_path, model, provider, prompt, "
+            "response, finish_reason, input_tokens, output_tokens, latency_ms, attempts, status, "
+            "error, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                call.id,
+                run_id,
+                item_id,
+                step_path,
+                call.model,
+                call.provider,
+                to_json(call.request),
+                answer,
+                response.finish_reason if response else None,
+                response.usage.input_tokens if response else None,
+                response.usage.output_tokens if response else None,
+                call.latency_s * 1000,
+                call.attempts,
+                "failed" if call.error else "ok",
+                call.error,
+                call.started_at,
+            ),
+        )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def runs(self, limit: int = 20) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT r.*, (SELECT COUNT(*) FROM model_calls c WHERE c.run_id = r.id) AS calls, "
+            "(SELECT COALESCE(SUM(input_tokens + output_tokens), 0) FROM model_calls c "
+            "WHERE c.run_id = r.id) AS tokens FROM runs r ORDER BY started_at DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+
+    def find_run(self, run_id: str) -> sqlite3.Row:
+        """The run whose id is `run_id` or starts with it (a unique prefix)."""
+        rows = self.db.execute(
+            "SELECT * FROM runs WHERE id LIKE ? ORDER BY started_at DESC LIMIT 2",
+            (run_id.replace("%", "").replace("_", "") + "%",),
+        ).fetchall()
+        if not rows:
+            raise ConfigError(f"no run with id {run_id!r}: `llmflow runs list` shows the runs")
+        if len(rows) > 1 and rows[0]["id"] != run_id:
+            raise ConfigError(f"run id prefix {run_id!r} is ambiguous: give more characters")
+        row: sqlite3.Row = rows[0]
+        return row
+
+    def rows(self, table: str, run_id: str) -> list[sqlite3.Row]:
+        if table not in {"items", "steps", "model_calls"}:
+            raise ValueError(table)
+        order = "started_at, rowid"
+        return self.db.execute(
+            f"SELECT * FROM {table} WHERE run_id = ? ORDER BY {order}", (run_id,)
+        ).fetchall()

@@ -1,0 +1,48 @@
+"""Finding workflows by name: entry points in the `llmflow.workflows` group, or `module:attr`.
+
+The built-in workflows register through the same entry point group as plugins do, so the
+plugin path is always the one in use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+from .errors import ConfigError
+from .runtime.runner import Workflow
+
+GROUP = "llmflow.workflows"
+
+
+def available() -> dict[str, str]:
+    """Registered workflow names and their import paths."""
+    return {ep.name: ep.value for ep in entry_points(group=GROUP)}
+
+
+def load_workflow(name: str, **options: Any) -> Workflow:
+    """The workflow registered as `name`, or at import path `module:attr`.
+
+    The target is a `Workflow` or a function returning one (called with `options`).
+    """
+    registered = {ep.name: ep for ep in entry_points(group=GROUP)}
+    if name in registered:
+        target = registered[name].load()
+    elif ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            target = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as e:
+            raise ConfigError(f"cannot load workflow {name!r}: {e}") from e
+    else:
+        known = ", ".join(sorted(registered)) or "none"
+        raise ConfigError(
+            f"unknown workflow {name!r}: use a registered name ({known}) or module:attr"
+        )
+    workflow = (
+        target(**options) if callable(target) and not isinstance(target, Workflow) else target
+    )
+    if not isinstance(workflow, Workflow):
+        raise ConfigError(f"{name!r} is not a Workflow (got {type(workflow).__name__})")
+    return workflow

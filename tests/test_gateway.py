@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmflow import (
+    Gateway,
+    Message,
+    MissingCredentialsError,
+    ModelCall,
+    ModelCallError,
+    ModelRequest,
+    ModelTimeoutError,
+    ProviderLimits,
+    Settings,
+    TransientModelError,
+    UnknownModelError,
+)
+from llmflow.models.embedded import EmbeddedClient
+from llmflow.models.openai_compat import OpenAIClient
+from llmflow.testing import ScriptedModel, scripted_gateway
+
+
+def request(text: str = "hi") -> ModelRequest:
+    return ModelRequest(messages=[Message("user", text)])
+
+
+class Calls:
+    def __init__(self) -> None:
+        self.calls: list[ModelCall] = []
+
+    def on_model_call(self, call: ModelCall) -> None:
+        self.calls.append(call)
+
+
+def test_the_default_model_is_local_never_a_paid_provider() -> None:
+    gateway = Gateway(Settings())
+    client, model_id = gateway.resolve()
+    assert isinstance(client, EmbeddedClient)
+    assert model_id == "local"
+
+
+def test_openai_needs_a_key_and_the_error_names_the_fix() -> None:
+    with pytest.raises(MissingCredentialsError) as info:
+        Gateway(Settings()).resolve("openai:gpt-4.1-mini")
+    assert "OPENAI_API_KEY" in str(info.value)
+    assert "--model local" in str(info.value)
+
+
+def test_model_names_resolve_from_env_dotenv_and_base_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    client, model_id = Gateway(Settings()).resolve("openai:gpt-4.1-mini")
+    assert isinstance(client, OpenAIClient)
+    assert model_id == "gpt-4.1-mini"
+    assert client.provider == "openai"
+
+    monkeypatch.delenv("OPENAI_API_KEY")
+    (tmp_path / ".env").write_text(
+        "LLMFLOW_MODEL=llama3.2\nOPENAI_BASE_URL=http://127.0.0.1:11434/v1\n"
+    )
+    settings = Settings()
+    assert settings.model == "llama3.2"
+    client, model_id = Gateway(settings).resolve()
+    assert isinstance(client, OpenAIClient)
+    assert model_id == "llama3.2"
+    assert client.provider == "127.0.0.1:11434"  # self-hosted: no key needed
+
+
+def test_an_unknown_model_says_what_names_work() -> None:
+    with pytest.raises(UnknownModelError, match=r"'local'.*openai:<model>.*OPENAI_BASE_URL"):
+        Gateway(Settings()).resolve("gpt-4.1")
+
+
+async def test_calls_are_metered_and_reported() -> None:
+    model = ScriptedModel(["hello world"])
+    observer = Calls()
+    response = await scripted_gateway(model).complete(request("a" * 40), observer=observer)
+    assert response.text == "hello world"
+    (call,) = observer.calls
+    assert call.model == "scripted"
+    assert call.provider == "scripted"
+    assert call.response is response
+    assert call.response.usage.input_tokens == 11
+    assert call.attempts == 1
+    assert call.error is None
+    assert call.latency_s >= 0
+
+
+async def test_transient_errors_are_retried_honouring_retry_after() -> None:
+    waits: list[float] = []
+    model = ScriptedModel(
+        [
+            TransientModelError("429", retry_after=0.02),
+            TransientModelError("503"),
+            "finally",
+        ]
+    )
+    gateway = Gateway(
+        Settings(), limits={"scripted": ProviderLimits(max_retries=3)}, backoff=lambda retry: 0.01
+    )
+    gateway.register("scripted", model)
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await real_sleep(0)
+
+    observer = Calls()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(asyncio, "sleep", sleep)
+        response = await gateway.complete(request(), model="scripted", observer=observer)
+    assert response.text == "finally"
+    assert waits == [0.02, 0.01]  # Retry-After first, then the backoff
+    assert observer.calls[0].attempts == 3
+
+
+async def test_retries_give_up_after_the_limit_with_a_clear_error() -> None:
+    model = ScriptedModel([TransientModelError("rate limited")] * 5)
+    gateway = scripted_gateway(model, limits=ProviderLimits(max_retries=2))
+    observer = Calls()
+    with pytest.raises(ModelCallError, match="gave up after 3 attempts"):
+        await gateway.complete(request(), observer=observer)
+    assert len(model.requests) == 3
+    assert observer.calls[0].error is not None
+    assert observer.calls[0].response is None
+
+
+async def test_non_transient_errors_are_not_retried() -> None:
+    model = ScriptedModel([ModelCallError("HTTP 400: bad request"), "unused"])
+    with pytest.raises(ModelCallError, match="400"):
+        await scripted_gateway(model).complete(request())
+    assert len(model.requests) == 1
+
+
+async def test_a_call_past_the_timeout_fails_as_a_timeout() -> None:
+    model = ScriptedModel(["slow"] * 3, latency_s=1.0)
+    gateway = scripted_gateway(model, limits=ProviderLimits(timeout_s=0.05, max_retries=1))
+    with pytest.raises(ModelTimeoutError, match=r"no answer within 0\.05s"):
+        await gateway.complete(request())
+    assert len(model.requests) == 2
+
+
+async def test_concurrency_per_provider_is_bounded() -> None:
+    in_flight = peak = 0
+
+    class Counting(ScriptedModel):
+        async def complete(self, model: str, request: ModelRequest) -> Any:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(0.01)
+            in_flight -= 1
+            return await super().complete(model, request)
+
+    gateway = scripted_gateway(Counting(lambda r: "ok"), limits=ProviderLimits(max_concurrency=3))
+    await asyncio.gather(*(gateway.complete(request()) for _ in range(12)))
+    assert peak == 3
+
+
+async def test_requests_per_minute_are_limited() -> None:
+    gateway = scripted_gateway(ScriptedModel(lambda r: "ok"), limits=ProviderLimits(rpm=120))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    # aiolimiter lets a full bucket through at once, then 2 requests per second.
+    await asyncio.gather(*(gateway.complete(request()) for _ in range(122)))
+    assert loop.time() - start >= 0.4
