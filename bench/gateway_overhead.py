@@ -163,7 +163,8 @@ def main() -> None:
         f"The ratio is llmflow / baseline (for runs/s, ≥ 1 is better; for times, ≤ 1).\n\n"
         f"## Other frameworks, for context\n\n"
         f"Measured earlier on this machine with the same three workloads (a, b, c); "
-        f"not re-measured by this script.\n\n{REFERENCE}",
+        f"not re-measured by this script, and with another harness (so their plain-asyncio "
+        f"figures differ a little from the baselines above).\n\n{REFERENCE}",
         encoding="utf-8",
     )
     print(f"wrote {RESULTS}")

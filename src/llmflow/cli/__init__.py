@@ -10,11 +10,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-import click
+import typer
 
 from . import run as _run
 from . import runs as _runs
-from .app import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, app
+from .app import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, app, err
 
 __all__ = ["app", "main", "run_cli"]
 
@@ -26,11 +26,15 @@ def main(args: Sequence[str] | None = None) -> int:
     """Run the CLI with `args` (default: sys.argv[1:]) and return its exit code."""
     try:
         result = app(args=list(args) if args is not None else None, standalone_mode=False)
-    except click.ClickException as e:  # bad flags or arguments
-        e.show()
-        return EXIT_USAGE
-    except click.Abort:
+    except typer.Abort:
         return EXIT_INTERRUPTED
+    except typer.TyperException as e:  # bad flags or arguments
+        show = getattr(e, "show", None)
+        if show is not None:
+            show()
+        else:
+            err.print(f"error: {e}")
+        return EXIT_USAGE
     return result if isinstance(result, int) else EXIT_OK
 
 

@@ -149,6 +149,12 @@ async def _run_with_progress(
             await gateway.aclose()
 
 
+def _cell(value: str, limit: int = 160) -> str:
+    """One table cell: a single line, cut at `limit` characters (the full text is in --json)."""
+    text = " ".join(value.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _report(batch: BatchResult, wf: Workflow, as_json: bool) -> None:
     if as_json:
         payload = {
@@ -170,20 +176,18 @@ def _report(batch: BatchResult, wf: Workflow, as_json: bool) -> None:
         out.print_json(json.dumps(payload))
         return
     table = Table(title=f"{batch.workflow} · run {batch.run_id}", title_justify="left")
-    table.add_column("item", no_wrap=True)
-    columns = wf.columns or (lambda o: {"output": str(o)[:100]})
+    table.add_column("item", overflow="fold")
+    columns = wf.columns or (lambda o: {"output": str(o)})
     first_ok = next((r for r in batch.results if r.ok), None)
     names = list(columns(first_ok.output)) if first_ok else ["result"]
     for name in names:
-        table.add_column(name, overflow="fold", ratio=3 if name == "summary" else None)
+        table.add_column(name, overflow="fold", ratio=3 if name == names[-1] else None)
     for r in batch.results:
         if r.ok:
-            row = columns(r.output)
-            table.add_row(r.key, *(row.get(n, "") for n in names))
-        else:
-            table.add_row(
-                f"[red]{r.key}[/]", f"[red]failed: {r.error}[/]", *[""] * (len(names) - 1)
-            )
+            cells = [_cell(v) for v in columns(r.output).values()]
+        else:  # the reason goes in the widest column
+            cells = [""] * (len(names) - 1) + [f"[red]failed: {r.error}[/]"]
+        table.add_row(r.key if r.ok else f"[red]{r.key}[/]", *cells)
     out.print(table)
     ok = sum(r.ok for r in batch.results)
     out.print(f"{ok} ok, {len(batch.results) - ok} failed · status [bold]{batch.status}[/]")

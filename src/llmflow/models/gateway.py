@@ -66,7 +66,8 @@ class ModelCall:
     started_at: float
     """Wall-clock start, seconds since the epoch."""
     latency_s: float
-    """Seconds from first attempt to the end, retries and waits included."""
+    """Seconds from the first attempt getting its slot to the end (queueing for a slot is
+    not counted; retries and their waits are)."""
     attempts: int
     """Attempts made (1 when the first succeeded)."""
     error: str | None = None
@@ -180,7 +181,8 @@ class Gateway:
         lane = self._lanes.get(provider)
         if lane is None:
             limits = self._limits.get(provider) or ProviderLimits(
-                max_concurrency=self.settings.max_concurrency,
+                # The embedded model computes one call at a time: queue here, not in its lock.
+                max_concurrency=1 if provider == "local" else self.settings.max_concurrency,
                 rpm=self.settings.rpm,
                 tpm=self.settings.tpm,
                 timeout_s=self.settings.timeout_s,
@@ -203,19 +205,21 @@ class Gateway:
         client, model_id = self.resolve(name)
         lane = self._lane(client.provider)
         started_at = time.time()
-        t0 = time.perf_counter()
+        t0: float | None = None  # set when the first attempt gets its slot: queueing is not latency
         attempts = 0
         response: ModelResponse | None = None
         error: BaseException | None = None
 
         async def attempt() -> ModelResponse:
-            nonlocal attempts
+            nonlocal attempts, t0
             attempts += 1
             if lane.rpm is not None:
                 await lane.rpm.acquire()
             if lane.tpm is not None:
                 await lane.tpm.acquire(min(_token_estimate(client, request), lane.tpm.max_rate))
             async with lane.semaphore:
+                if t0 is None:
+                    t0 = time.perf_counter()
                 try:
                     async with asyncio.timeout(lane.limits.timeout_s):
                         return await client.complete(model_id, request)
@@ -264,7 +268,7 @@ class Gateway:
                         request=request,
                         response=response,
                         started_at=started_at,
-                        latency_s=time.perf_counter() - t0,
+                        latency_s=time.perf_counter() - t0 if t0 is not None else 0.0,
                         attempts=attempts,
                         error=None if error is None else _describe(error),
                     )

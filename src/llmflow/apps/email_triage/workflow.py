@@ -64,19 +64,19 @@ class Triage(BaseModel):
     """Where `act` filed the message, relative to the run's output folder."""
 
 
-EMAIL_PROMPT = """\
+EMAIL = """\
+Email:
 From: {{ email.sender }}
 Subject: {{ email.subject }}
 {% if email.attachments %}Attachments: {% for a in email.attachments %}{{ a.filename }} {% endfor %}
 {% endif %}
-{{ email.excerpt }}"""
-
-REPLY_PROMPT = (
-    EMAIL_PROMPT
-    + """
-
-What they want: {{ extraction.request }}"""
-)
+{{ email.excerpt }}
+"""
+# Small models follow the instruction nearest the end: each prompt closes with its task.
+CLASSIFY_PROMPT = EMAIL + "\nCategory and priority of the email:"
+EXTRACT_PROMPT = EMAIL + "\nFacts from the email:"
+SUMMARY_PROMPT = EMAIL + "\nOne-sentence summary of the email:"
+REPLY_PROMPT = EMAIL + "\nThey want: {{ extraction.request }}\n\nOur reply to the email:"
 
 
 def _start(raw: RawEmail | Path) -> Triage:
@@ -96,9 +96,8 @@ def _ground_ids(triage: Triage) -> Triage:
     text = f"{triage.email.subject}\n{triage.email.body}"
 
     def merge(found: list[str], pattern: re.Pattern[str]) -> list[str]:
-        ids = [i.strip() for i in found if i.strip() and i.strip() in text]
-        ids += [m for m in pattern.findall(text) if m not in ids]
-        return ids[:8]
+        kept = [i.strip() for i in found if i.strip() and i.strip() in text]
+        return list(dict.fromkeys([*kept, *pattern.findall(text)]))[:8]
 
     grounded = x.model_copy(
         update={
@@ -199,7 +198,7 @@ def build(model: str | None = None) -> Workflow:
         "classify",
         instructions=INSTRUCTIONS / "classify.md",
         output=Classification,
-        prompt=EMAIL_PROMPT,
+        prompt=CLASSIFY_PROMPT,
         model=model,
         max_tokens=64,
     )
@@ -207,23 +206,23 @@ def build(model: str | None = None) -> Workflow:
         "extract",
         instructions=INSTRUCTIONS / "extract.md",
         output=Extraction,
-        prompt=EMAIL_PROMPT,
+        prompt=EXTRACT_PROMPT,
         model=model,
-        max_tokens=400,
+        max_tokens=300,
     )
     summarise = llm(
         "summarise",
         instructions=INSTRUCTIONS / "summarise.md",
-        prompt=EMAIL_PROMPT,
+        prompt=SUMMARY_PROMPT,
         model=model,
-        max_tokens=120,
+        max_tokens=80,
     )
     draft = llm(
         "reply",
         instructions=INSTRUCTIONS / "reply.md",
         prompt=REPLY_PROMPT,
         model=model,
-        max_tokens=256,
+        max_tokens=200,
     )
     step = chain(
         "email-triage",

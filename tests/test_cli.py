@@ -1,0 +1,123 @@
+"""The CLI as a user runs it: exit codes, errors that name the fix, runs list/show."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmflow.cli import main
+
+from .fake_openai_server import serve
+
+SOME = ["001-invoice-overdue.eml", "034-phishing-verify-account.eml", "099-malformed.eml"]
+
+
+@pytest.fixture
+def small_inbox(tmp_path: Path, inbox: Path) -> Path:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    for name in SOME:
+        shutil.copy(inbox / name, folder / name)
+    return folder
+
+
+def answer(body: dict[str, Any]) -> str:
+    name = (body.get("response_format") or {}).get("json_schema", {}).get("name")
+    spam = "verify" in body["messages"][-1]["content"].lower()
+    if name == "classify":
+        return json.dumps({"category": "spam" if spam else "billing", "priority": "high"})
+    if name == "extract":
+        return json.dumps(
+            {
+                "request": "Pay the invoice.",
+                "deadline": "Friday 4 December 2026",
+                "order_numbers": [],
+                "invoice_numbers": ["INV-2026-0193"],
+                "needs_reply": True,
+            }
+        )
+    return "A short text."
+
+
+def test_run_on_an_openai_compatible_server_then_inspect_the_run(
+    small_inbox: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with serve(answer) as (url, received):
+        code = main(
+            [
+                "run",
+                "email-triage",
+                str(small_inbox),
+                "--base-url",
+                url,
+                "--model",
+                "qwen3",
+                "--out",
+                str(tmp_path / "out"),
+                "--json",
+            ]
+        )
+    assert code == 3  # finished, one item (the malformed mail) failed
+    result = json.loads(capsys.readouterr().out)
+    assert result["status"] == "partial"
+    by_key = {item["key"]: item for item in result["items"]}
+    assert by_key["099-malformed.eml"]["ok"] is False
+    assert "not an email" in by_key["099-malformed.eml"]["error"]
+    invoice = by_key["001-invoice-overdue.eml"]["output"]
+    assert invoice["classification"] == {"category": "billing", "priority": "high"}
+    assert invoice["extraction"]["invoice_numbers"] == ["INV-2026-0193"]
+    assert invoice["reply"] == "A short text."
+    assert by_key["034-phishing-verify-account.eml"]["output"]["extraction"] is None
+    assert Path(result["artifacts"]["digest"]).is_file()
+    assert {r["model"] for r in received} == {"qwen3"}
+    assert len(received) == 4 + 2  # invoice: 4 calls; spam: classify + summarise
+
+    assert main(["runs", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert result["run_id"][:12] in listing and "partial" in listing
+
+    assert main(["runs", "show", result["run_id"][:12]]) == 0
+    shown = capsys.readouterr().out
+    assert "model calls (6)" in shown
+    assert "classify" in shown and "reply" in shown
+    assert "099-malformed.eml failed" in shown
+    assert "6 calls · 120 input + 30 output tokens" in shown
+
+    assert main(["runs", "show", result["run_id"], "--json"]) == 0
+    calls = json.loads(capsys.readouterr().out)["model_calls"]
+    assert all(c["input_tokens"] == 20 and c["latency_ms"] > 0 for c in calls)
+
+
+def test_a_missing_key_names_the_variable_and_the_local_alternative(
+    small_inbox: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "email-triage", str(small_inbox), "--model", "openai:gpt-4.1-mini"]) == 2
+    message = capsys.readouterr().err
+    assert "OPENAI_API_KEY" in message and "--model local" in message
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["run", "no-such-workflow", "."], "unknown workflow 'no-such-workflow'"),
+        (["run", "email-triage", "missing-folder"], "missing-folder: no such file or folder"),
+        (["run", "email-triage", ".", "--model", "gpt-4.1"], "unknown model 'gpt-4.1'"),
+        (["runs", "show", "abc"], "no run with id 'abc'"),
+        (["run", "email-triage", ".", "--concurrency", "0"], "Invalid value for '--concurrency'"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(
+    args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert "run" in text and "runs" in text

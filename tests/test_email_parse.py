@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import json
+import mailbox
+from pathlib import Path
+
+import pytest
+
+from llmflow import InputError
+from llmflow.apps.email_triage import load_inbox, parse_email
+from llmflow.apps.email_triage.parse import RawEmail, newest_message
+
+
+def good_files(inbox: Path) -> list[str]:
+    return [json.loads(line)["file"] for line in (inbox / "labels.jsonl").read_text().splitlines()]
+
+
+def test_the_sample_inbox_is_large_and_varied_enough(inbox: Path) -> None:
+    labels = [json.loads(line) for line in (inbox / "labels.jsonl").read_text().splitlines()]
+    assert len(labels) >= 30
+    assert {row["category"] for row in labels} == {
+        "billing",
+        "support",
+        "sales",
+        "internal",
+        "spam",
+    }
+
+
+def test_every_good_sample_email_parses(inbox: Path) -> None:
+    for name in good_files(inbox):
+        email = parse_email(inbox / name)
+        assert email.sender and email.subject and len(email.body) > 40, name
+        assert email.excerpt and len(email.excerpt) <= 1500
+
+
+def test_the_malformed_sample_is_rejected_naming_the_file(inbox: Path) -> None:
+    with pytest.raises(InputError, match=r"099-malformed\.eml: not an email"):
+        parse_email(inbox / "099-malformed.eml")
+
+
+def test_html_only_mail_becomes_text(inbox: Path) -> None:
+    email = parse_email(inbox / "004-payment-failed-subscription.eml")
+    assert "<" not in email.body and "payment" in email.body.lower()
+
+
+def test_attachments_are_listed(inbox: Path) -> None:
+    email = parse_email(inbox / "006-hosting-receipt-pdf.eml")
+    (attachment,) = email.attachments
+    assert attachment.filename.endswith(".pdf")
+    assert attachment.content_type == "application/pdf" and attachment.size > 1000
+
+
+def test_non_english_mail_is_decoded(inbox: Path) -> None:
+    email = parse_email(inbox / "005-rechnung-ust-id.eml")
+    assert "Rechnung" in email.subject
+    assert any(ch in email.body for ch in "äöüß")
+
+
+def test_a_long_thread_keeps_only_the_newest_message_in_the_excerpt(inbox: Path) -> None:
+    email = parse_email(inbox / "015-warranty-thread-escalation.eml")
+    assert email.body.count(">") > 5
+    assert ">" not in email.excerpt
+    assert newest_message("Yes.\n\nOn Mon, 1 Dec 2026, Ann wrote:\n> Ok?") == "Yes."
+
+
+def test_unknown_paths_and_empty_folders_get_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file or folder"):
+        load_inbox(tmp_path / "missing")
+    with pytest.raises(InputError, match=r"no \.eml files"):
+        load_inbox(tmp_path)
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(InputError, match=r"not a folder of \.eml files"):
+        load_inbox(tmp_path / "notes.txt")
+
+
+def test_an_mbox_becomes_one_item_per_message(tmp_path: Path, inbox: Path) -> None:
+    box = mailbox.mbox(tmp_path / "inbox.mbox")
+    for name in good_files(inbox)[:3]:
+        box.add((inbox / name).read_bytes())
+    box.flush()
+    box.close()
+    items = load_inbox(tmp_path / "inbox.mbox")
+    assert [i.key for i in items] == ["inbox.mbox#1", "inbox.mbox#2", "inbox.mbox#3"]
+    assert isinstance(items[0].value, RawEmail)
+    assert parse_email(items[0].value).subject
+
+
+def test_an_unreadable_file_is_an_input_error(tmp_path: Path) -> None:
+    folder = tmp_path / "mail.eml"
+    folder.mkdir()
+    with pytest.raises(InputError, match="cannot read"):
+        parse_email(folder)

