@@ -99,3 +99,12 @@ async def test_handoffs_are_offered_as_tools() -> None:
     result = await Runner.run(triage, "refund please", run_config=NO_TRACING)
     assert result.final_output == "Done."
     assert seen == [["transfer_to_billing"]]
+
+
+async def test_streaming_delivers_the_answer_as_one_completed_response() -> None:
+    gateway = scripted_gateway(ScriptedModel(["Streamed answer."]))
+    agent = Agent(name="s", instructions="i", model=GatewayModel(gateway))
+    result = Runner.run_streamed(agent, "hi", run_config=NO_TRACING)
+    events = [event.type async for event in result.stream_events()]
+    assert result.final_output == "Streamed answer."
+    assert "raw_response_event" in events

@@ -115,3 +115,41 @@ def test_an_unwritable_state_directory_names_the_variable(tmp_path: Path) -> Non
     blocker.write_text("")
     with pytest.raises(ConfigError, match="LLMFLOW_HOME"):
         RunStore(blocker / "sub" / "runs.db")
+
+
+async def test_an_interrupted_batch_keeps_what_finished(tmp_path: Path) -> None:
+    import asyncio
+
+    from llmflow import RunInterrupted
+
+    store = RunStore(tmp_path / "runs.db")
+    model = ScriptedModel(lambda r: "slow" if r.messages[-1].content == "slow" else "ok")
+    first_done = asyncio.Event()
+
+    class Slow(ScriptedModel):
+        async def complete(self, model_id: str, request: object) -> object:  # type: ignore[override]
+            if request.messages[-1].content == "slow":  # type: ignore[attr-defined]
+                await asyncio.sleep(30)
+            return await model.complete(model_id, request)  # type: ignore[arg-type]
+
+    items = [Item("fast", "fast"), Item("slow", "slow")]
+    task = asyncio.create_task(
+        run_batch(
+            flow(),
+            items,
+            gateway=scripted_gateway(Slow()),
+            store=store,
+            on_item_done=lambda r: first_done.set(),
+        )
+    )
+    await first_done.wait()
+    task.cancel()
+    with pytest.raises(RunInterrupted) as info:
+        await task
+    batch = info.value.batch
+    assert batch.status == "interrupted"
+    assert [r.key for r in batch.results] == ["fast"]
+    run = store.find_run(batch.run_id)
+    assert (run["status"], run["items_ok"]) == ("interrupted", 1)
+    statuses = {i["key"]: i["status"] for i in store.rows("items", batch.run_id)}
+    assert statuses == {"fast": "ok", "slow": "interrupted"}

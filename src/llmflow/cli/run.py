@@ -44,7 +44,16 @@ def run(
             help="An OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp). [env: OPENAI_BASE_URL]"
         ),
     ] = None,
-    concurrency: Annotated[int, typer.Option(min=1, max=1000, help="Items in flight at once.")] = 4,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=1000,
+            help="Items in flight at once. [default: 1 on the embedded model, which computes "
+            "one call at a time, so that items finish in order; 4 elsewhere]",
+            show_default=False,
+        ),
+    ] = None,
     out_dir: Annotated[
         Path | None,
         typer.Option("--out", help="Output folder. [default: llmflow-out/<workflow>/<run id>]"),
@@ -60,7 +69,9 @@ def run(
             overrides["base_url"] = base_url
         settings = Settings().model_copy(update=overrides)
         gateway = Gateway(settings)
-        gateway.check()  # a missing key fails now, before any work
+        client, _ = gateway.resolve()  # a missing key fails now, before any work
+        if concurrency is None:
+            concurrency = 1 if client.provider == "local" else 4
         wf = load_workflow(workflow)
         if wf.load is None:
             raise ConfigError(f"workflow {wf.name!r} does not read inputs from files")
@@ -85,20 +96,19 @@ def run(
                 quiet=as_json,
             )
         )
-    except RunInterrupted as e:
-        batch = e.batch
-        err.print(
-            f"[yellow]interrupted[/]: {len(batch.results)} of {len(items)} items finished "
-            f"and are recorded in run {run_id}"
-        )
-        _report(batch, wf, as_json)
-        return EXIT_INTERRUPTED
     finally:
         store.close()
+    if batch.status == "interrupted":
+        err.print(
+            f"[yellow]interrupted[/]: {len(batch.results)} of {len(items)} items finished and "
+            f"are recorded in run {run_id}"
+        )
     _report(batch, wf, as_json)
-    if batch.status == "ok":
-        return EXIT_OK
-    return EXIT_PARTIAL if batch.status == "partial" else EXIT_FAILED
+    return {
+        "ok": EXIT_OK,
+        "partial": EXIT_PARTIAL,
+        "interrupted": EXIT_INTERRUPTED,
+    }.get(batch.status, EXIT_FAILED)
 
 
 async def _run_with_progress(
@@ -145,6 +155,9 @@ async def _run_with_progress(
                 run_id=run_id,
                 on_item_done=done,
             )
+        except RunInterrupted as e:
+            # Ctrl-C: end normally with what finished, so asyncio.run returns it.
+            return e.batch
         finally:
             await gateway.aclose()
 

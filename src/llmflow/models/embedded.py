@@ -9,6 +9,7 @@ constrained by a grammar built from the JSON schema, so they always parse (unles
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import importlib.util
 import json
@@ -66,6 +67,16 @@ def _quiet_stderr() -> Iterator[None]:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+@atexit.register
+def _close_all() -> None:
+    """Free the models before interpreter shutdown: llama.cpp's own finaliser fails when it
+    runs after the modules it needs are torn down ('NoneType' object is not callable)."""
+    with _load_lock:
+        for llama in _instances.values():
+            llama.close()
+        _instances.clear()
 
 
 def load_llama(path: Path | None = None) -> Any:

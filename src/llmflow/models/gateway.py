@@ -149,11 +149,6 @@ class Gateway:
             "(needs OPENAI_API_KEY), or a model served at OPENAI_BASE_URL / --base-url"
         )
 
-    def check(self, name: str | None = None) -> str:
-        """Resolve `name` now, so a missing key fails before any work starts. Returns it."""
-        self.resolve(name)
-        return name or self.settings.model
-
     def _cached(self, key: str, make: Callable[[], ModelClient]) -> ModelClient:
         if key not in self._clients:
             self._clients[key] = make()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ..models.gateway import ModelCall
@@ -34,9 +35,13 @@ class StoreRecorder(RunHooks):
         **kwargs: Any,
     ) -> None:
         if ctx.item_id is not None:
-            self.store.end_item(
-                ctx.item_id, status="failed" if error else "ok", output=output, error=error
-            )
+            if error is None:
+                status = "ok"
+            elif isinstance(error, asyncio.CancelledError):
+                status = "interrupted"
+            else:
+                status = "failed"
+            self.store.end_item(ctx.item_id, status=status, output=output, error=error)
         self.store.flush()
 
     def on_step_end(
