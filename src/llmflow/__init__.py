@@ -28,6 +28,10 @@ from .models.client import (
 )
 from .models.gateway import Gateway, ModelCall, ProviderLimits
 from .patterns.chain import Divert, Stop, assign, chain, gate
+from .patterns.orchestrate import Plan, Subtask, Synthesis, WorkItem, WorkResult, orchestrate
+from .patterns.parallel import Failed, VoteResult, at_least, best_of, majority, parallel, vote
+from .patterns.refine import Candidate, Draft, Evaluation, RefineResult, refine
+from .patterns.route import RouteDecision, route
 from .runtime.context import RunContext, RunHooks
 from .runtime.runner import (
     BatchResult,
@@ -39,6 +43,7 @@ from .runtime.runner import (
     run_batch,
 )
 from .settings import Settings
+from .steps.agent import AgentStep, Tool, agent, tool
 from .steps.base import CodeStep, Step, code
 from .steps.llm import LLMStep, llm
 from .store.sqlite import RunStore
@@ -46,10 +51,15 @@ from .store.sqlite import RunStore
 __version__ = "0.1.0"
 
 __all__ = [
+    "AgentStep",
     "BatchResult",
+    "Candidate",
     "CodeStep",
     "ConfigError",
     "Divert",
+    "Draft",
+    "Evaluation",
+    "Failed",
     "Gateway",
     "InputError",
     "Item",
@@ -65,7 +75,10 @@ __all__ = [
     "ModelResponse",
     "ModelTimeoutError",
     "OutputValidationError",
+    "Plan",
     "ProviderLimits",
+    "RefineResult",
+    "RouteDecision",
     "RunContext",
     "RunError",
     "RunHooks",
@@ -76,17 +89,33 @@ __all__ = [
     "Step",
     "StepError",
     "Stop",
+    "Subtask",
+    "Synthesis",
+    "Tool",
     "ToolCall",
     "ToolSpec",
     "TransientModelError",
     "UnknownModelError",
     "Usage",
+    "VoteResult",
+    "WorkItem",
+    "WorkResult",
     "Workflow",
+    "agent",
     "assign",
+    "at_least",
+    "best_of",
     "chain",
     "code",
     "gate",
     "llm",
+    "majority",
+    "orchestrate",
+    "parallel",
+    "refine",
+    "route",
     "run",
     "run_batch",
+    "tool",
+    "vote",
 ]

@@ -82,6 +82,9 @@ class Chain(Step[Any, Any]):
             raise ValueError(f"chain {name!r}: step names must be unique, repeated: {duplicates}")
         self.steps = list(steps)
 
+    def children(self) -> list[tuple[str, Step[Any, Any]]]:
+        return [(step.name, step) for step in self.steps]
+
     async def run(self, input: Any, ctx: RunContext) -> Any:
         value = input
         for step in self.steps:
@@ -109,6 +112,9 @@ class Assign(Step[Any, Any]):
         self.field = field
         self.step = step
         self.select = select
+
+    def children(self) -> list[tuple[str, Step[Any, Any]]]:
+        return self.step.children()
 
     async def run(self, input: Any, ctx: RunContext) -> Any:
         # The inner step runs under this step's own path, so it is recorded once, by name.

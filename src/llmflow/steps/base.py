@@ -8,10 +8,11 @@ context whose path ends with the step's name, and reports it to the run's hooks.
 from __future__ import annotations
 
 import abc
+import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, Self, TypeVar, cast
 
 from ..errors import ConfigError, StepError
 from ..runtime.context import RunContext
@@ -26,29 +27,47 @@ class Step(abc.ABC, Generic[In, Out]):
     kind: str = "step"
     """What sort of step this is: code, llm, ml, agent, chain, ..."""
 
-    def __init__(self, name: str) -> None:
+    timeout_s: float | None = None
+    """Seconds the step may take (its sub-steps included); None: no limit of its own."""
+
+    def __init__(self, name: str, *, timeout_s: float | None = None) -> None:
         if not name or "/" in name:
             raise ValueError(f"a step name must be non-empty and contain no '/': {name!r}")
         self.name = name
+        if timeout_s is not None:
+            self.timeout_s = timeout_s
 
     @abc.abstractmethod
     async def run(self, input: In, ctx: RunContext) -> Out:
         """Do the work. `ctx.path` is this step's own path."""
 
     async def __call__(self, input: In, ctx: RunContext) -> Out:
-        """Run under a child context and report the step to the hooks."""
-        ctx = ctx.child(self.name)
+        """Run under a child context named after the step, and report it to the hooks."""
+        return await self.invoke(input, ctx, self.name)
+
+    async def invoke(self, input: In, ctx: RunContext, name: str) -> Out:
+        """Run as the child `name` of `ctx` (patterns name branches and rounds this way,
+        e.g. `refine/generate[2]`), under the step's timeout, and report it to the hooks."""
+        ctx = ctx.child(name)
         started_at = time.time()
         t0 = time.perf_counter()
         output: Any = None
         error: BaseException | None = None
         try:
-            result = await self.run(input, ctx)
+            if self.timeout_s is None:
+                result = await self.run(input, ctx)
+            else:
+                async with asyncio.timeout(self.timeout_s):
+                    result = await self.run(input, ctx)
             output = result
             return result
         except (StepError, ConfigError) as e:  # already names its step, or is the user's to fix
             error = e
             raise
+        except TimeoutError as e:
+            reason = f"timed out after {self.timeout_s:g}s" if self.timeout_s else "TimeoutError"
+            error = StepError(ctx.path, reason)
+            raise error from e
         except Exception as e:  # a model call or user code failed: name the step it failed in
             error = StepError(ctx.path, f"{type(e).__name__}: {e}")
             raise error from e
@@ -67,6 +86,15 @@ class Step(abc.ABC, Generic[In, Out]):
                     started_at=started_at,
                     latency_s=latency,
                 )
+
+    def with_timeout(self, seconds: float) -> Self:
+        """Set the step's timeout; returns the step."""
+        self.timeout_s = seconds
+        return self
+
+    def children(self) -> list[tuple[str, Step[Any, Any]]]:
+        """The sub-steps, each with its role (for graphs); leaf steps have none."""
+        return []
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -8,6 +8,8 @@ validation error; a second failure raises `OutputValidationError` naming the ste
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -73,15 +75,17 @@ class LLMStep(Step[In, Out], Generic[In, Out]):
         model: str | None = None,
         temperature: float = 0.0,
         max_tokens: int = 512,
+        seed: int | None = None,
+        timeout_s: float | None = None,
     ) -> None:
-        super().__init__(name)
+        super().__init__(name, timeout_s=timeout_s)
         self.instructions = read_instructions(instructions)
         """The system message."""
         self.output = output
         """The output type."""
         self.model = model
         """The model; None uses the run's model."""
-        self.sampling = Sampling(temperature=temperature, max_tokens=max_tokens)
+        self.sampling = Sampling(temperature=temperature, max_tokens=max_tokens, seed=seed)
         try:
             self._prompt = _jinja.from_string(prompt) if prompt is not None else None
         except jinja2.TemplateSyntaxError as e:
@@ -102,6 +106,19 @@ class LLMStep(Step[In, Out], Generic[In, Out]):
                 }
                 self._wrapped = True
             self.schema = schema
+
+    def variant(
+        self, *, model: str | None = None, temperature: float | None = None, seed: int | None = None
+    ) -> LLMStep[In, Out]:
+        """A copy with another model or sampling (vote runs variants of one step)."""
+        clone = copy.copy(self)
+        clone.model = model if model is not None else self.model
+        clone.sampling = dataclasses.replace(
+            self.sampling,
+            temperature=self.sampling.temperature if temperature is None else temperature,
+            seed=self.sampling.seed if seed is None else seed,
+        )
+        return clone
 
     def render(self, input: In) -> str:
         """The user message for `input`."""
@@ -143,13 +160,7 @@ class LLMStep(Step[In, Out], Generic[In, Out]):
                     ),
                 ]
                 if response.finish_reason == "length":
-                    sampling = Sampling(
-                        temperature=sampling.temperature,
-                        max_tokens=sampling.max_tokens * 2,
-                        top_p=sampling.top_p,
-                        seed=sampling.seed,
-                        stop=sampling.stop,
-                    )
+                    sampling = dataclasses.replace(sampling, max_tokens=sampling.max_tokens * 2)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def parse(self, response: ModelResponse) -> Out:
@@ -187,6 +198,8 @@ def llm(
     model: str | None = None,
     temperature: float = 0.0,
     max_tokens: int = 512,
+    seed: int | None = None,
+    timeout_s: float | None = None,
 ) -> LLMStep[Any, Any]:
     """An llm step. `instructions` is text, or a `Path` to a Markdown file; `prompt` is a
     Jinja template over the input's fields (default: the input rendered as text)."""
@@ -198,4 +211,6 @@ def llm(
         model=model,
         temperature=temperature,
         max_tokens=max_tokens,
+        seed=seed,
+        timeout_s=timeout_s,
     )
