@@ -112,7 +112,6 @@ class CodeStep(Step[In, Out]):
     def __init__(self, name: str, fn: Callable[..., Out | Awaitable[Out]]) -> None:
         super().__init__(name)
         self.fn = fn
-        self._is_async = inspect.iscoroutinefunction(fn)
         try:
             self._wants_ctx = len(inspect.signature(fn).parameters) >= 2
         except (TypeError, ValueError):  # builtins such as str have no signature
@@ -120,7 +119,7 @@ class CodeStep(Step[In, Out]):
 
     async def run(self, input: In, ctx: RunContext) -> Out:
         result = self.fn(input, ctx) if self._wants_ctx else self.fn(input)
-        if self._is_async:
+        if inspect.isawaitable(result):  # async functions, and sync ones returning awaitables
             return await cast(Awaitable[Out], result)
         return cast(Out, result)
 
