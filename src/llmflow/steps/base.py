@@ -121,7 +121,7 @@ class CodeStep(Step[In, Out]):
         result = self.fn(input, ctx) if self._wants_ctx else self.fn(input)
         if inspect.isawaitable(result):  # async functions, and sync ones returning awaitables
             return await cast(Awaitable[Out], result)
-        return cast(Out, result)
+        return result
 
 
 def code(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
