@@ -363,3 +363,55 @@ async def test_refine_with_llm_steps_uses_the_feedback_in_the_prompt() -> None:
     )
     result = await run(flow, "brief", gateway=scripted_gateway(ScriptedModel(reply)))
     assert result.output == "v2" and result.stopped == "passed"
+
+
+# -- nesting -------------------------------------------------------------------------------------
+
+
+async def test_patterns_nest_and_record_their_paths() -> None:
+    from llmflow import agent
+
+    def passing(c: Any) -> Evaluation:
+        return Evaluation(passed=True, score=9, feedback="")
+
+    polish = refine("polish", generator=code(lambda d: f"{d.input}!", name="g"),
+                    evaluator=code(passing, name="e"))  # fmt: skip
+    helper = agent("helper", instructions="Help.")
+    sections = parallel("aspects", {"agent": helper, "upper": code(str.upper, name="upper")})
+    planned = orchestrate(
+        "plan-work",
+        planner=plan_of(2),
+        workers=refine(
+            "draft", generator=code(lambda d: "w", name="g"), evaluator=code(passing, name="e")
+        ),
+        synthesiser=code(lambda s: len(s.results), name="count"),
+    )
+    flow = chain(
+        "triage",
+        route(
+            "route",
+            {"billing": chain("billing", polish), "other": const("other", "-")},
+            classifier=const("c", "billing"),
+        ),
+        code(lambda r: r.output, name="unwrap"),
+        sections,
+        code(lambda d: d["upper"], name="pick"),
+        planned,
+    )
+    hooks = Paths()
+    out = await run(flow, "refund", gateway=gw(lambda r: "agent says hi"), hooks=[hooks])
+    assert out == 2
+    paths = set(hooks.paths())
+    assert {
+        "triage/route/classify",
+        "triage/route/billing/polish/generate[1]",
+        "triage/route/billing/polish/evaluate[1]",
+        "triage/aspects/agent",
+        "triage/aspects/upper",
+        "triage/plan-work/worker[1]/generate[1]",
+        "triage/plan-work/worker[2]/evaluate[1]",
+        "triage/plan-work/synthesise",
+    } <= paths
+    kinds = {p: k for p, k, *_ in hooks.done}
+    assert kinds["triage/aspects/agent"] == "agent"
+    assert kinds["triage/plan-work/worker[1]"] == "refine"
