@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup triage test lint typecheck check bench clean
+.PHONY: setup graphviz triage test lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,7 +20,12 @@ setup: $(STAMP)  ## Create .venv and install llmflow with its dev tools (idempot
 triage: setup  ## Triage the sample inbox on the embedded model (exit 3: the malformed sample mail failed, as it should).
 	$(BIN)/llmflow run email-triage src/llmflow/apps/email_triage/sample_inbox || [ $$? -eq 3 ]
 
-test: setup lint typecheck  ## Lint, type-check and run every test (the embedded model included).
+# `llmflow graph` draws images with Graphviz's dot, a system package (Debian: graphviz).
+graphviz:
+	@command -v dot >/dev/null || { apt-get update -qq && apt-get install -y -qq graphviz >/dev/null; } \
+	  || { echo "llmflow graph needs Graphviz: install it (apt-get install graphviz) and rerun"; exit 1; }
+
+test: setup graphviz lint typecheck  ## Lint, type-check and run every test (the embedded model included).
 	$(BIN)/python -m pytest -q
 
 lint: setup

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import typer
 
+from . import graph as _graph
 from . import run as _run
 from . import runs as _runs
 from .app import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, app, err
@@ -20,6 +21,7 @@ __all__ = ["app", "main", "run_cli"]
 
 _run.register(app)
 _runs.register(app)
+_graph.register(app)
 
 
 def main(args: Sequence[str] | None = None) -> int:

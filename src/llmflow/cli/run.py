@@ -35,13 +35,13 @@ def run(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Model: local, openai:<model>, or a model at --base-url. [env: LLMFLOW_MODEL]"
+            help="Model: local, openai:<model>, or a model at --base-url. \\[env: LLMFLOW_MODEL]"
         ),
     ] = None,
     base_url: Annotated[
         str | None,
         typer.Option(
-            help="An OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp). [env: OPENAI_BASE_URL]"
+            help="An OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp). \\[env: OPENAI_BASE_URL]"
         ),
     ] = None,
     concurrency: Annotated[
@@ -49,14 +49,14 @@ def run(
         typer.Option(
             min=1,
             max=1000,
-            help="Items in flight at once. [default: 1 on the embedded model, which computes "
+            help="Items in flight at once. \\[default: 1 on the embedded model, which computes "
             "one call at a time, so that items finish in order; 4 elsewhere]",
             show_default=False,
         ),
     ] = None,
     out_dir: Annotated[
         Path | None,
-        typer.Option("--out", help="Output folder. [default: llmflow-out/<workflow>/<run id>]"),
+        typer.Option("--out", help="Output folder. \\[default: llmflow-out/<workflow>/<run id>]"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> int:
