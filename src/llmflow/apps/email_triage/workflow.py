@@ -145,6 +145,12 @@ def result_record(triage: Triage) -> dict[str, object]:
     }
 
 
+def _one_line(text: str, limit: int = 300) -> str:
+    """Model text as one Markdown-safe line, cut at `limit` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def write_digest(batch: BatchResult, ctx: RunContext) -> dict[str, Path]:
     """After the batch: digest.md by priority, and the failed items in results.jsonl."""
     if ctx.out_dir is None:
@@ -169,9 +175,9 @@ def write_digest(batch: BatchResult, ctx: RunContext) -> dict[str, Path]:
                 f"- **{t.email.subject}** — {t.email.sender} · {t.classification.category}"
             )
             if t.summary:
-                lines.append(f"  {t.summary}")
+                lines.append(f"  {_one_line(t.summary)}")
             if t.extraction and t.extraction.deadline:
-                lines.append(f"  Deadline: {t.extraction.deadline}")
+                lines.append(f"  Deadline: {_one_line(t.extraction.deadline)}")
             if t.reply:
                 lines.append("  A reply is drafted in results.jsonl.")
     if batch.failed:
