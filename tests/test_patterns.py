@@ -415,3 +415,15 @@ async def test_patterns_nest_and_record_their_paths() -> None:
     kinds = {p: k for p, k, *_ in hooks.done}
     assert kinds["triage/aspects/agent"] == "agent"
     assert kinds["triage/plan-work/worker[1]"] == "refine"
+
+
+async def test_an_invalid_classifier_output_goes_to_the_default_branch() -> None:
+    model = ScriptedModel([json_reply({"value": "shipping"})] * 2)  # not a branch, twice
+    flow = route(
+        "r", {"billing": const("billing", "B"), "general": const("general", "G")},
+        instructions="Pick.", default="general",
+    )  # fmt: skip
+    hooks = Paths()
+    assert await run(flow, "x", gateway=scripted_gateway(model), hooks=[hooks]) == "G"
+    decision = hooks.done[0][2]
+    assert decision.label == "general" and "invalid output" in decision.chosen

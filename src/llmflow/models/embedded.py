@@ -209,11 +209,10 @@ def _plain(m: Message) -> dict[str, Any]:
     if m.role == "tool":
         return {"role": "user", "content": f"Tool result ({m.tool_call_id}): {m.content}"}
     if m.tool_calls:
-        calls = [
-            {"tool": c.name, "arguments": json.loads(c.arguments or "{}")} for c in m.tool_calls
-        ]
-        content = json.dumps(calls[0] if len(calls) == 1 else calls)
-        return {"role": "assistant", "content": content}
+        # As prose, not the JSON of a call: once tools are withheld, a small model copies the
+        # JSON of earlier turns into its final answer.
+        calls = "; ".join(f"{c.name}({c.arguments or '{}'})" for c in m.tool_calls)
+        return {"role": "assistant", "content": f"I called the tool {calls}."}
     return {"role": m.role, "content": m.content or ""}
 
 

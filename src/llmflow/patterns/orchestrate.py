@@ -132,13 +132,16 @@ def orchestrate(
     synthesiser: Step[Synthesis, Any],
     planner: Step[Any, Any] | None = None,
     instructions: str | Path | None = None,
+    prompt: str | None = None,
     model: str | None = None,
+    max_tokens: int = 1024,
     max_subtasks: int = 8,
     max_concurrency: int = 4,
     on_error: OnError = "collect",
     timeout_s: float | None = None,
 ) -> Orchestrate:
-    """Plan with `planner` (or an llm planner given its `instructions`), run each subtask on
+    """Plan with `planner` (or an llm planner given its `instructions`, `prompt` and
+    `max_tokens`), run each subtask on
     a worker, and merge with `synthesiser`. A failed subtask is passed on with its error
     (`on_error="collect"`) or fails the step (`"fail_fast"`)."""
     if planner is None:
@@ -149,7 +152,12 @@ def orchestrate(
             subtasks: list[Subtask] = Field(min_length=1, max_length=max_subtasks)
 
         planner = llm(
-            "plan", instructions=instructions, output=BoundedPlan, model=model, max_tokens=1024
+            "plan",
+            instructions=instructions,
+            output=BoundedPlan,
+            prompt=prompt,
+            model=model,
+            max_tokens=max_tokens,
         )
     return Orchestrate(
         name,

@@ -156,9 +156,10 @@ class VoteResult(BaseModel):
     value: Any
     """The winning answer (for `at_least`: whether the threshold was met)."""
     votes: list[Any]
-    """Every run's answer, in order (a `Failed` marker's text for a run that failed)."""
+    """The answers of the runs that succeeded, in order (failed runs are left out)."""
     agreement: float
-    """Share of the valid votes that agree with the winner (for best_of: the best score)."""
+    """majority: the share of votes equal to the winner; at_least: the share equal to the
+    flagged value; best_of: the best score."""
 
 
 Aggregate = Callable[[list[Any], RunContext], Awaitable[VoteResult]]

@@ -46,8 +46,9 @@ class Evaluation(BaseModel):
     """Good enough to stop."""
     score: float = Field(ge=0, le=10)
     """How good, 0 to 10."""
-    feedback: str = Field(default="", max_length=1000)
-    """What to change, for the next round."""
+    feedback: str = Field(max_length=1000)
+    """What to change, for the next round (required: without it the next round has nothing
+    to act on, and a greedy generator repeats itself)."""
 
 
 class Round(BaseModel):

@@ -2,7 +2,8 @@
 
 The classifier is any step (an llm step constrained to the branch names by default; code or
 ml later) returning a branch name, or an object with `label` (and optionally `confidence`).
-A name outside the set, or a confidence under `min_confidence`, goes to the default branch.
+A name outside the set (or an invalid classifier output), or a confidence under
+`min_confidence` (when the classifier gives one), goes to the default branch.
 The decision is recorded as the classifier's output (`route/classify`), and the branch runs
 as `route/<branch>`.
 """
@@ -15,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from ..errors import StepError
+from ..errors import OutputValidationError, StepError
 from ..runtime.context import RunContext
 from ..steps.base import Step
 from ..steps.llm import llm
@@ -75,7 +76,12 @@ class _Decide(Step[Any, RouteDecision]):
 
     async def run(self, input: Any, ctx: RunContext) -> RouteDecision:
         r = self.route
-        said = await r.classifier.run(input, ctx)
+        try:
+            said = await r.classifier.run(input, ctx)
+        except OutputValidationError as e:  # e.g. a provider ignored the label constraint
+            if r.default is None:
+                raise
+            return RouteDecision(label=r.default, chosen=f"invalid output: {e.reason}")
         label = getattr(said, "label", said)
         label = str(getattr(label, "value", label))  # an Enum's value
         confidence = getattr(said, "confidence", None)

@@ -118,6 +118,7 @@ class AgentStep(Step[Any, Any]):
         model: str | None = None,
         max_turns: int = 10,
         temperature: float = 0.0,
+        max_tokens: int = 512,
         max_tool_rounds: int | None = None,
         description: str | None = None,
         timeout_s: float | None = None,
@@ -130,6 +131,7 @@ class AgentStep(Step[Any, Any]):
         self.model = model
         self.max_turns = max_turns
         self.temperature = temperature
+        self.max_tokens = max_tokens
         self.max_tool_rounds = max_tool_rounds
         self.description = description or f"The {name} agent."
         try:
@@ -180,7 +182,7 @@ class AgentStep(Step[Any, Any]):
                 observer=ctx,
                 max_tool_rounds=self.max_tool_rounds,
             ),
-            model_settings=ModelSettings(temperature=self.temperature),
+            model_settings=ModelSettings(temperature=self.temperature, max_tokens=self.max_tokens),
         )
 
     def _sdk_tool(self, t: Tool, ctx: RunContext, counter: itertools.count[int]) -> FunctionTool:
@@ -239,6 +241,7 @@ def agent(
     model: str | None = None,
     max_turns: int = 10,
     temperature: float = 0.0,
+    max_tokens: int = 512,
     max_tool_rounds: int | None = None,
     description: str | None = None,
     timeout_s: float | None = None,
@@ -254,6 +257,7 @@ def agent(
         model=model,
         max_turns=max_turns,
         temperature=temperature,
+        max_tokens=max_tokens,
         max_tool_rounds=max_tool_rounds,
         description=description,
         timeout_s=timeout_s,
