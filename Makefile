@@ -38,6 +38,8 @@ typecheck: setup
 bench: setup  ## Run the benchmarks and rewrite their committed results.
 	$(BIN)/python bench/gateway_overhead.py
 	$(BIN)/python bench/embedded_tokens.py
+	$(BIN)/python bench/agent_overhead.py
+	$(BIN)/python bench/fanout.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache llmflow-out

@@ -427,3 +427,9 @@ async def test_an_invalid_classifier_output_goes_to_the_default_branch() -> None
     assert await run(flow, "x", gateway=scripted_gateway(model), hooks=[hooks]) == "G"
     decision = hooks.done[0][2]
     assert decision.label == "general" and "invalid output" in decision.chosen
+
+
+def test_parallel_sections_need_unique_names() -> None:
+    step = const("w", 1)
+    with pytest.raises(ValueError, match=r"repeated: \['w'\]"):
+        parallel("p", [step, step])

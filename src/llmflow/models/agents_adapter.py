@@ -70,7 +70,7 @@ class GatewayModel(Model):
         response = await self.gateway.complete(request, model=self.model, observer=self.observer)
         message = ChatCompletionMessage(
             role="assistant",
-            content=response.text if not response.tool_calls else None,
+            content=response.text or None,
             tool_calls=[
                 ChatCompletionMessageFunctionToolCall(
                     id=c.id, type="function", function=Function(name=c.name, arguments=c.arguments)
@@ -140,7 +140,8 @@ class GatewayModel(Model):
             messages.insert(0, Message("system", system_instructions))
         specs = [_spec(Converter.tool_to_openai(t)) for t in tools]
         specs += [_spec(Converter.convert_handoff_tool(h)) for h in handoffs]
-        rounds = sum(m.role == "tool" for m in messages)
+        # A round is one assistant turn that called tools (however many, in parallel).
+        rounds = sum(m.role == "assistant" and bool(m.tool_calls) for m in messages)
         if model_settings.tool_choice == "none" or (
             self.max_tool_rounds is not None and rounds >= self.max_tool_rounds
         ):

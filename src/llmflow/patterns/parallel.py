@@ -136,6 +136,13 @@ def parallel(
 ) -> Parallel:
     """Run `sections` (a mapping, or a list keyed by step names) concurrently and merge."""
     if not isinstance(sections, Mapping):
+        names = [s.name for s in sections]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(
+                f"parallel {name!r}: section names must be unique, repeated: {repeated} "
+                "(pass a mapping {key: step} to name them)"
+            )
         sections = {s.name: s for s in sections}
     return Parallel(
         name,
