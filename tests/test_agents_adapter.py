@@ -15,6 +15,8 @@ NO_TRACING = RunConfig(tracing_disabled=True)
 
 
 class Calls:
+    budgets = ()
+
     def __init__(self) -> None:
         self.calls: list[ModelCall] = []
 

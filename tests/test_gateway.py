@@ -29,6 +29,8 @@ def request(text: str = "hi") -> ModelRequest:
 
 
 class Calls:
+    budgets = ()
+
     def __init__(self) -> None:
         self.calls: list[ModelCall] = []
 

@@ -9,6 +9,7 @@ LLMFlowError
 └── RunError                    a run failed while executing
     ├── StepError               a step failed; carries the step path
     │   └── OutputValidationError  an LLM output failed its type, after the retry
+    ├── BudgetExceededError     a money, token or request budget would be exceeded
     └── ModelCallError          a provider call failed
         ├── TransientModelError retryable: rate limit, timeout, 5xx, cut-off output
         └── ModelTimeoutError   the gateway's timeout expired (after retries)
@@ -61,6 +62,16 @@ class StepError(RunError):
 
 class OutputValidationError(StepError):
     """An LLM output did not match the step's output type, even after one retry."""
+
+
+class BudgetExceededError(RunError):
+    """A call would take a run past its budget. `budget` is `cost`, `tokens` or `requests`."""
+
+    def __init__(self, message: str, *, budget: str, scope: str = "run") -> None:
+        super().__init__(message)
+        self.budget = budget
+        self.scope = scope
+        """What the budget covers: `run` (the whole batch) or `item`."""
 
 
 class ModelCallError(RunError):

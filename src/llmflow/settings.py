@@ -6,6 +6,7 @@ them as overrides).
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -41,6 +42,15 @@ class Settings(BaseSettings):
     """Requests per minute to one remote provider (unlimited when unset)."""
     tpm: int | None = Field(default=None, ge=1, validation_alias="LLMFLOW_TPM")
     """Tokens per minute to one remote provider (unlimited when unset)."""
+
+    local_price_per_mtok: Decimal | None = Field(
+        default=None, ge=0, validation_alias="LLMFLOW_LOCAL_PRICE_PER_MTOK"
+    )
+    """Dollars per million tokens on the embedded model or a self-hosted endpoint (default $0)."""
+    local_price_per_hour: Decimal | None = Field(
+        default=None, ge=0, validation_alias="LLMFLOW_LOCAL_PRICE_PER_HOUR"
+    )
+    """Dollars per hour of compute on the embedded model or a self-hosted endpoint."""
 
     @property
     def db_path(self) -> Path:

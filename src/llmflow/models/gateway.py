@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from ..errors import (
+    BudgetExceededError,
     MissingCredentialsError,
     ModelCallError,
     ModelTimeoutError,
@@ -30,7 +32,10 @@ from ..errors import (
 )
 from ..ids import new_id
 from ..settings import Settings
-from .client import ModelClient, ModelRequest, ModelResponse
+from .budget import Budget, Reservation
+from .cache import ResponseCache, cache_key, cacheable
+from .client import ModelClient, ModelRequest, ModelResponse, Usage
+from .pricing import ZERO, Pricing
 
 
 @dataclass(slots=True, kw_only=True)
@@ -69,13 +74,21 @@ class ModelCall:
     """Seconds from the first attempt getting its slot to the end (queueing for a slot is
     not counted; retries and their waits are)."""
     attempts: int
-    """Attempts made (1 when the first succeeded)."""
+    """Attempts made (1 when the first succeeded; 0 for a cache hit)."""
     error: str | None = None
     """Why the call failed, when it did."""
+    cost: Decimal | None = ZERO
+    """Dollars; None when the model's price is unknown."""
+    cached: bool = False
+    """Answered from the response cache (free, no provider call)."""
 
 
 class CallObserver(Protocol):
-    """Receives the record of each model call (a run context implements this)."""
+    """The scope a call is made in (a run context implements this): the budgets the call
+    must fit, and who receives its record."""
+
+    @property
+    def budgets(self) -> Sequence[Budget]: ...
 
     def on_model_call(self, call: ModelCall) -> None: ...
 
@@ -117,8 +130,12 @@ class Gateway:
         *,
         limits: dict[str, ProviderLimits] | None = None,
         backoff: Backoff = exponential_backoff,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.settings = settings or Settings()
+        self.pricing = Pricing(self.settings)
+        self.cache = cache
+        """Answers deterministic calls seen before; None: no caching."""
         self._limits = dict(limits or {})
         self._clients: dict[str, ModelClient] = {}
         self._lanes: dict[str, _Lane] = {}
@@ -194,12 +211,27 @@ class Gateway:
         *,
         model: str | None = None,
         observer: CallObserver | None = None,
+        use_cache: bool = True,
     ) -> ModelResponse:
-        """Run one model call under its provider's limits; report it to `observer`."""
+        """Run one model call: from the cache when it can, else under its provider's limits
+        and the observer's budgets; report it to `observer`."""
         name = model or self.settings.model
         client, model_id = self.resolve(name)
-        lane = self._lane(client.provider)
         started_at = time.time()
+        key = None
+        if use_cache and self.cache is not None and cacheable(request):
+            key = cache_key(name, request)
+            hit = self.cache.get(key)
+            if hit is not None:
+                if observer is not None:
+                    observer.on_model_call(
+                        ModelCall(id=new_id(), model=name, provider=client.provider,
+                                  request=request, response=hit, started_at=started_at,
+                                  latency_s=0.0, attempts=0, cached=True)
+                    )  # fmt: skip
+                return hit
+        lane = self._lane(client.provider)
+        holds = self._reserve(observer.budgets if observer else (), client, model_id, request)
         t0: float | None = None  # set when the first attempt gets its slot: queueing is not latency
         attempts = 0
         response: ModelResponse | None = None
@@ -254,6 +286,18 @@ class Gateway:
             error = e
             raise
         finally:
+            latency = time.perf_counter() - t0 if t0 is not None else 0.0
+            # Providers do not charge failed calls; a success costs what its usage says.
+            cost = (
+                self.pricing.cost(client.provider, model_id, response.usage, latency)
+                if response is not None
+                else ZERO
+            )
+            tokens = response.usage.total_tokens if response is not None else 0
+            for budget, held in holds:
+                budget.settle(held, cost, tokens)
+            if response is not None and key is not None and self.cache is not None:
+                self.cache.put(key, name, response)
             if observer is not None:
                 observer.on_model_call(
                     ModelCall(
@@ -263,12 +307,38 @@ class Gateway:
                         request=request,
                         response=response,
                         started_at=started_at,
-                        latency_s=time.perf_counter() - t0 if t0 is not None else 0.0,
+                        latency_s=latency,
                         attempts=attempts,
                         error=None if error is None else _describe(error),
+                        cost=cost,
                     )
                 )
         return response
+
+    def _reserve(
+        self,
+        budgets: Sequence[Budget],
+        client: ModelClient,
+        model_id: str,
+        request: ModelRequest,
+    ) -> list[tuple[Budget, Reservation]]:
+        """Book the call's worst case (prompt + max_tokens at the model's price) in every
+        budget, or book nothing and raise `BudgetExceededError`."""
+        if not budgets:
+            return []
+        prompt = _prompt_tokens(client, request)
+        worst = Usage(input_tokens=prompt, output_tokens=request.sampling.max_tokens)
+        limits = self._lane(client.provider).limits
+        cost = self.pricing.cost(client.provider, model_id, worst, limits.timeout_s)
+        holds: list[tuple[Budget, Reservation]] = []
+        try:
+            for budget in budgets:
+                holds.append((budget, budget.reserve(cost, worst.total_tokens)))
+        except BudgetExceededError:
+            for budget, held in holds:
+                budget.release(held)
+            raise
+        return holds
 
     def _wait(self, error: BaseException | None, retry: int) -> float:
         """Wait what the provider asked for (Retry-After, capped at 2 min), else back off."""
@@ -282,9 +352,12 @@ class Gateway:
             await client.aclose()
 
 
+def _prompt_tokens(client: ModelClient, request: ModelRequest) -> int:
+    return client.count_tokens("".join(m.content or "" for m in request.messages))
+
+
 def _token_estimate(client: ModelClient, request: ModelRequest) -> int:
-    text = "".join(m.content or "" for m in request.messages)
-    return client.count_tokens(text) + request.sampling.max_tokens
+    return _prompt_tokens(client, request) + request.sampling.max_tokens
 
 
 def _describe(error: BaseException) -> str:

@@ -30,6 +30,11 @@ class OpenAIClient(ModelClient):
             api_key=api_key, base_url=base_url, max_retries=0, http_client=http_client
         )
 
+    def count_tokens(self, text: str) -> int:
+        """A cautious estimate (no tokenizer offline): one token per 3 bytes, which is more
+        than OpenAI's tokenizers give for text, so budgets reserve enough."""
+        return len(text.encode()) // 3 + 4
+
     async def complete(self, model: str, request: ModelRequest) -> ModelResponse:
         kwargs: dict[str, Any] = {
             "model": model,

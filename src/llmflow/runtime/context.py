@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..models.budget import Budget
 from ..models.gateway import Gateway, ModelCall
 
 if TYPE_CHECKING:
@@ -71,6 +72,8 @@ class RunContext:
     """Observers of steps and model calls."""
     out_dir: Path | None = None
     """Where action steps write files, when the run has such a folder."""
+    budgets: tuple[Budget, ...] = ()
+    """Budgets every model call in this context must fit (the run's, the item's)."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Run parameters for user steps (shared by the whole run)."""
 
@@ -84,6 +87,7 @@ class RunContext:
             model=self.model,
             hooks=self.hooks,
             out_dir=self.out_dir,
+            budgets=self.budgets,
             extras=self.extras,
         )
 
@@ -97,6 +101,7 @@ class RunContext:
             model=self.model,
             hooks=self.hooks,
             out_dir=self.out_dir,
+            budgets=self.budgets,
             extras=self.extras,
         )
 

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..errors import BudgetExceededError
 from ..ids import new_id
+from ..models.budget import Budget
 from ..models.gateway import Gateway
 from ..steps.base import Step
 from ..store.sqlite import RunStore
@@ -48,7 +50,7 @@ class ItemResult:
         return self.error is None
 
 
-RunStatus = Literal["ok", "partial", "failed", "interrupted"]
+RunStatus = Literal["ok", "partial", "failed", "interrupted", "stopped"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -62,7 +64,10 @@ class BatchResult:
     results: list[ItemResult]
     """One per item, in input order (only the items that ran, if interrupted)."""
     status: RunStatus = "ok"
-    """ok: every item succeeded; partial: some failed; failed: all failed; interrupted."""
+    """ok: every item succeeded; partial: some failed; failed: all failed; interrupted (by
+    Ctrl-C); stopped (by the run's budget: `error` says which)."""
+    error: str | None = None
+    """Why the run stopped early, when it did."""
     out_dir: Path | None = None
     """Where the run wrote its files."""
     artifacts: dict[str, Path] = field(default_factory=dict)
@@ -107,13 +112,18 @@ async def run_batch(
     source: str | None = None,
     out_dir: Path | None = None,
     run_id: str | None = None,
+    budget: Budget | None = None,
+    item_budget: Callable[[], Budget] | None = None,
     on_item_done: Callable[[ItemResult], None] | None = None,
 ) -> BatchResult:
     """Run `workflow.step` on every item, at most `concurrency` at once.
 
     Items fail independently: a failed item keeps its error and the batch goes on. With a
     `store`, the run, its items, steps and model calls are recorded there. Cancellation
-    (Ctrl-C) raises `RunInterrupted`, which carries the items that finished.
+    (Ctrl-C) raises `RunInterrupted`, which carries the items that finished. `budget` limits
+    the whole batch: when a call would cross it, no further item starts (those in flight
+    finish within their reservations) and the status is `stopped`; `item_budget` makes a
+    fresh budget for each item, whose crossing fails that item only.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
@@ -129,19 +139,36 @@ async def run_batch(
             out_dir=str(out_dir) if out_dir else None,
             items_total=len(items),
         )
-    base = RunContext(gateway=gateway, run_id=run_id, model=model, hooks=all_hooks, out_dir=out_dir)
+    base = RunContext(
+        gateway=gateway,
+        run_id=run_id,
+        model=model,
+        hooks=all_hooks,
+        out_dir=out_dir,
+        budgets=(budget,) if budget is not None else (),
+    )
+    stop: BudgetExceededError | None = None
     semaphore = asyncio.Semaphore(concurrency)
     slots: list[ItemResult | None] = [None] * len(items)
 
     async def one(index: int, item: Item) -> None:
+        nonlocal stop
         async with semaphore:
+            if stop is not None:  # the run's budget is spent: start nothing more
+                return
             ctx = base.for_item(new_id())
+            if item_budget is not None:
+                ctx.budgets = (*ctx.budgets, item_budget())
             started_at = time.time()
             for hook in all_hooks:
                 hook.on_item_start(ctx, key=item.key)
             result = ItemResult(key=item.key)
             try:
                 result.output = await workflow.step(item.value, ctx)
+            except BudgetExceededError as e:
+                result.error = e
+                if e.scope != "item":
+                    stop = stop or e
             except Exception as e:
                 result.error = e
             except BaseException as e:  # cancelled: recorded as failed, then re-raised
@@ -172,10 +199,11 @@ async def run_batch(
         run_id=run_id,
         workflow=workflow.name,
         results=results,
-        status=_status(results, interrupted),
+        status="stopped" if stop is not None and not interrupted else _status(results, interrupted),
         out_dir=out_dir,
+        error=str(stop) if stop is not None else None,
     )
-    error: str | None = None
+    error: str | None = batch.error
     try:
         if workflow.finish is not None and not interrupted:
             batch.artifacts = workflow.finish(batch, base.child(workflow.name))

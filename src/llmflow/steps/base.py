@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Self, TypeVar, cast
 
-from ..errors import ConfigError, StepError
+from ..errors import BudgetExceededError, ConfigError, StepError
 from ..runtime.context import RunContext
 
 In = TypeVar("In")
@@ -61,7 +61,11 @@ class Step(abc.ABC, Generic[In, Out]):
                     result = await self.run(input, ctx)
             output = result
             return result
-        except (StepError, ConfigError) as e:  # already names its step, or is the user's to fix
+        except (
+            StepError,
+            ConfigError,
+            BudgetExceededError,
+        ) as e:  # named already, or not the step's
             error = e
             raise
         except TimeoutError as e:

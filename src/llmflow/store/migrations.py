@@ -74,6 +74,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX model_calls_run ON model_calls (run_id);
         """,
     ),
+    (
+        "m002_cost_and_response_cache",
+        """
+        ALTER TABLE model_calls ADD COLUMN cost TEXT;      -- dollars as a decimal; NULL: unknown
+        ALTER TABLE model_calls ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE response_cache (
+            key TEXT PRIMARY KEY,          -- sha256 of (model, messages, schema, tools, sampling)
+            model TEXT NOT NULL,
+            response TEXT NOT NULL,        -- JSON of the ModelResponse
+            created_at REAL NOT NULL
+        );
+        """,
+    ),
 ]
 
 

@@ -10,14 +10,16 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic_core
 
 from ..errors import ConfigError
 from ..ids import new_id
-from ..models.gateway import ModelCall
 from .migrations import migrate
+
+if TYPE_CHECKING:  # the store sits below the models layer: the type only
+    from ..models.gateway import ModelCall
 
 
 def to_json(value: Any) -> str | None:
@@ -162,7 +164,8 @@ class RunStore:
         self.add(
             "INSERT INTO model_calls (id, run_id, item_id, step_path, model, provider, prompt, "
             "response, finish_reason, input_tokens, output_tokens, latency_ms, attempts, status, "
-            "error, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "error, started_at, cost, cached) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 call.id,
                 run_id,
@@ -180,6 +183,8 @@ class RunStore:
                 "failed" if call.error else "ok",
                 call.error,
                 call.started_at,
+                None if call.cost is None else str(call.cost),
+                int(call.cached),
             ),
         )
 

@@ -1,0 +1,82 @@
+"""What a model call costs, in US dollars, as `Decimal` — or None when the price is unknown.
+
+Hosted models are priced from the `genai-prices` package (input, cached input and output
+tokens). The embedded model and self-hosted endpoints cost $0 unless a price per million
+tokens or per hour of compute is configured. A model with no known price is `None`: shown as
+unknown, never as $0, never a crash.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+
+from genai_prices import Usage as PriceUsage
+from genai_prices import calc_price
+from genai_prices.types import ModelPrice
+
+from ..settings import Settings
+from .client import Usage
+
+ZERO = Decimal(0)
+MILLION = Decimal(1_000_000)
+HOUR = Decimal(3600)
+SELF_HOSTED = frozenset({"local", "scripted"})
+"""Providers that run on the user's own hardware (endpoints at OPENAI_BASE_URL count too,
+unless genai-prices knows their host)."""
+
+
+@lru_cache(maxsize=256)
+def _hosted_price(provider: str, model_id: str, base_url: str | None) -> ModelPrice | None:
+    try:
+        if provider == "openai":
+            found = calc_price(PriceUsage(input_tokens=0), model_ref=model_id, provider_id="openai")
+        else:
+            found = calc_price(
+                PriceUsage(input_tokens=0), model_ref=model_id, provider_api_url=base_url
+            )
+    except LookupError:
+        return None
+    return found.model_price
+
+
+class Pricing:
+    """Prices calls from the provider key and model id the gateway resolved."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.per_mtok = settings.local_price_per_mtok
+        self.per_hour = settings.local_price_per_hour
+        self.base_url = settings.base_url
+
+    def is_known(self, provider: str, model_id: str) -> bool:
+        return self.cost(provider, model_id, Usage(), 0.0) is not None
+
+    def cost(self, provider: str, model_id: str, usage: Usage, latency_s: float) -> Decimal | None:
+        """The cost of one call: `usage` tokens, `latency_s` seconds of compute."""
+        if provider in SELF_HOSTED or (provider != "openai" and not self._priced_host(model_id)):
+            return self._self_hosted(usage, latency_s)
+        price = _hosted_price(provider, model_id, self.base_url)
+        if price is None:
+            return None
+        total = price.calc_price(
+            PriceUsage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+        )["total_price"]
+        return Decimal(total)
+
+    def _priced_host(self, model_id: str) -> bool:
+        return _hosted_price("compatible", model_id, self.base_url) is not None
+
+    def _self_hosted(self, usage: Usage, latency_s: float) -> Decimal:
+        cost = ZERO
+        if self.per_mtok is not None:
+            cost += self.per_mtok * Decimal(usage.total_tokens) / MILLION
+        if self.per_hour is not None:
+            cost += self.per_hour * Decimal(str(round(latency_s, 6))) / HOUR
+        return cost
+
+
+def format_cost(cost: Decimal | None) -> str:
+    """$0.0123 for a known cost, `unknown` for None."""
+    if cost is None:
+        return "unknown"
+    return f"${cost:,.4f}" if cost < 100 else f"${cost:,.2f}"
