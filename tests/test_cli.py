@@ -85,7 +85,7 @@ def test_run_on_an_openai_compatible_server_then_inspect_the_run(
     assert "model calls (6)" in shown
     assert "classify" in shown and "reply" in shown
     assert "099-malformed.eml failed" in shown
-    assert "6 calls · 120 input + 30 output tokens" in shown
+    assert "6 calls (0 cached) · 120 input + 30 output tokens · cost $0.0000" in shown
 
     assert main(["runs", "show", result["run_id"], "--json"]) == 0
     calls = json.loads(capsys.readouterr().out)["model_calls"]
@@ -121,3 +121,43 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
     assert "run" in text and "runs" in text
+
+
+def test_a_second_run_is_free_from_the_cache_and_costs_are_reported(
+    small_inbox: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["run", "email-triage", str(small_inbox), "--model", "m", "--json"]
+    with serve(answer) as (url, received):
+        assert main([*args, "--base-url", url, "--out", str(tmp_path / "1")]) == 3
+        first = json.loads(capsys.readouterr().out)["cost"]
+        assert main([*args, "--base-url", url, "--out", str(tmp_path / "2")]) == 3
+        second = json.loads(capsys.readouterr().out)["cost"]
+        assert len(received) == 6  # the second run made no model call
+        assert main([*args, "--base-url", url, "--out", str(tmp_path / "3"), "--no-cache"]) == 3
+        assert len(received) == 12
+    capsys.readouterr()
+    assert (first["calls"], first["cached"], first["usd"]) == (6, 0, "0")
+    assert (second["calls"], second["cached"], second["cache_hit_rate"]) == (6, 6, 1.0)
+    assert second["compare"]["model"] == "openai:gpt-4.1-mini"
+    assert float(first["compare"]["usd"]) > 0
+
+    assert main(["cost", "--by", "step"]) == 0
+    table = capsys.readouterr().out
+    assert "email-triage/classify" in table and "total" in table
+    assert main(["cost", "--by", "model", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["groups"]["m"]["calls"] == 18 and report["groups"]["m"]["cached"] == 6
+
+
+def test_a_run_stops_at_its_request_budget_naming_the_flag(
+    small_inbox: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with serve(answer) as (url, received):
+        code = main(
+            ["run", "email-triage", str(small_inbox), "--base-url", url, "--model", "m",
+             "--max-requests", "3", "--concurrency", "1", "--out", str(tmp_path / "o")]
+        )  # fmt: skip
+    assert code == 1
+    assert len(received) == 3
+    err = capsys.readouterr().err
+    assert "stopped" in err and "--max-requests" in err

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +15,11 @@ from rich.table import Table
 
 from ..errors import ConfigError
 from ..ids import new_id
+from ..models.budget import Budget
+from ..models.cache import ResponseCache
 from ..models.gateway import Gateway
+from ..models.pricing import Pricing, format_cost
+from ..runtime.costs import CostSummary, summarise
 from ..runtime.runner import BatchResult, ItemResult, RunInterrupted, Workflow, run_batch
 from ..settings import Settings
 from ..store.sqlite import RunStore, to_json
@@ -58,9 +64,30 @@ def run(
         Path | None,
         typer.Option("--out", help="Output folder. \\[default: llmflow-out/<workflow>/<run id>]"),
     ] = None,
+    max_cost: Annotated[
+        Decimal | None, typer.Option(help="Stop the run before it spends more dollars.")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(min=1, help="Stop the run before it uses more tokens.")
+    ] = None,
+    max_requests: Annotated[
+        int | None, typer.Option(min=1, help="Stop the run before it makes more model calls.")
+    ] = None,
+    max_cost_per_item: Annotated[
+        Decimal | None,
+        typer.Option(help="Fail an item (not the run) that would spend more dollars."),
+    ] = None,
+    no_cache: Annotated[
+        bool,
+        typer.Option("--no-cache", help="Call the model even for deterministic calls seen before."),
+    ] = False,
+    compare: Annotated[
+        str,
+        typer.Option(help="Also show what the run's tokens would cost on this hosted model."),
+    ] = "openai:gpt-4.1-mini",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> int:
-    """Run a workflow on a batch of inputs and record it."""
+    """Run a workflow on a batch of inputs and record it, with its cost."""
     try:
         overrides: dict[str, Any] = {}
         if model:
@@ -77,8 +104,20 @@ def run(
             raise ConfigError(f"workflow {wf.name!r} does not read inputs from files")
         items = wf.load(inputs)
         store = RunStore(settings.db_path)
+        if not no_cache:
+            gateway.cache = ResponseCache(store)
     except ConfigError as e:
         raise fail(str(e)) from None
+    budget = None
+    if max_cost is not None or max_tokens is not None or max_requests is not None:
+        budget = Budget(max_cost=max_cost, max_tokens=max_tokens, max_requests=max_requests)
+    item_budget = None
+    if max_cost_per_item is not None:
+        per_item = max_cost_per_item
+
+        def item_budget() -> Budget:
+            return Budget(max_cost=per_item, scope="item", flags={"cost": "--max-cost-per-item"})
+
     run_id = new_id()
     target = out_dir or Path("llmflow-out") / wf.name / run_id
     try:
@@ -93,9 +132,12 @@ def run(
                 target,
                 run_id,
                 str(inputs),
+                budget,
+                item_budget,
                 quiet=as_json,
             )
         )
+        summary = summarise(store.call_costs(run_id))
     finally:
         store.close()
     if batch.status == "interrupted":
@@ -103,7 +145,9 @@ def run(
             f"[yellow]interrupted[/]: {len(batch.results)} of {len(items)} items finished and "
             f"are recorded in run {run_id}"
         )
-    _report(batch, wf, as_json)
+    if batch.status == "stopped":
+        err.print(f"[bold red]stopped:[/] {batch.error}", highlight=False)
+    _report(batch, wf, as_json, summary, gateway.pricing, compare)
     return {
         "ok": EXIT_OK,
         "partial": EXIT_PARTIAL,
@@ -121,6 +165,8 @@ async def _run_with_progress(
     out_dir: Path,
     run_id: str,
     source: str,
+    budget: Budget | None,
+    item_budget: Callable[[], Budget] | None,
     *,
     quiet: bool,
 ) -> BatchResult:
@@ -153,6 +199,8 @@ async def _run_with_progress(
                 source=source,
                 out_dir=out_dir,
                 run_id=run_id,
+                budget=budget,
+                item_budget=item_budget,
                 on_item_done=done,
             )
         except RunInterrupted as e:
@@ -162,15 +210,49 @@ async def _run_with_progress(
             await gateway.aclose()
 
 
+def cost_line(summary: CostSummary, compare: str, compared: Decimal | None) -> str:
+    """cost $0.0000 · 1,234 tokens (1,000 in, 234 out) · 12 calls, 3 cached (25%) · on ..."""
+    unknown = f" (price unknown: {', '.join(sorted(summary.unknown))})" if summary.unknown else ""
+    line = (
+        f"cost {format_cost(summary.cost)}{unknown} · {summary.tokens:,} tokens "
+        f"({summary.input_tokens:,} in, {summary.output_tokens:,} out) · {summary.calls} calls, "
+        f"{summary.cached} cached ({summary.hit_rate:.0%})"
+    )
+    if compared is not None:
+        line += f" · on {compare} ≈ {format_cost(compared)}"
+    return line
+
+
 def _cell(value: str, limit: int = 160) -> str:
     """One table cell: a single line, cut at `limit` characters (the full text is in --json)."""
     text = " ".join(value.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _report(batch: BatchResult, wf: Workflow, as_json: bool) -> None:
+def _report(
+    batch: BatchResult,
+    wf: Workflow,
+    as_json: bool,
+    summary: CostSummary,
+    pricing: Pricing,
+    compare: str,
+) -> None:
+    compared = summary.on(pricing, compare)
     if as_json:
         payload = {
+            "cost": {
+                "usd": None if summary.cost is None else str(summary.cost),
+                "unknown_price": sorted(summary.unknown),
+                "calls": summary.calls,
+                "cached": summary.cached,
+                "cache_hit_rate": round(summary.hit_rate, 4),
+                "input_tokens": summary.input_tokens,
+                "output_tokens": summary.output_tokens,
+                "compare": {
+                    "model": compare,
+                    "usd": None if compared is None else str(compared),
+                },
+            },
             "run_id": batch.run_id,
             "workflow": batch.workflow,
             "status": batch.status,
@@ -204,6 +286,7 @@ def _report(batch: BatchResult, wf: Workflow, as_json: bool) -> None:
     out.print(table)
     ok = sum(r.ok for r in batch.results)
     out.print(f"{ok} ok, {len(batch.results) - ok} failed · status [bold]{batch.status}[/]")
+    out.print(cost_line(summary, compare, compared), highlight=False)
     for name, path in batch.artifacts.items():
         out.print(f"{name}: {path}")
     out.print(f"details: llmflow runs show {batch.run_id}")

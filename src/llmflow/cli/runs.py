@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from decimal import Decimal
 from typing import Annotated
 
 import typer
@@ -12,6 +13,8 @@ from rich import box
 from rich.table import Table
 
 from ..errors import ConfigError
+from ..models.pricing import format_cost
+from ..runtime.costs import summarise
 from ..settings import Settings
 from ..store.sqlite import RunStore
 from .app import EXIT_OK, fail, out
@@ -52,10 +55,11 @@ def list_runs(
     store = _open()
     try:
         rows = store.runs(limit)
+        costs = {r["id"]: summarise(store.call_costs(r["id"])) for r in rows}
     finally:
         store.close()
     if as_json:
-        out.print_json(json.dumps([dict(r) for r in rows]))
+        out.print_json(json.dumps([{**dict(r), "cost": _usd(costs[r["id"]].cost)} for r in rows]))
         return EXIT_OK
     table = Table(title="runs", title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("id", no_wrap=True)
@@ -63,8 +67,8 @@ def list_runs(
     table.add_column("status", no_wrap=True)
     table.add_column("calls", justify="right", no_wrap=True)
     table.add_column("tokens", justify="right", no_wrap=True)
+    table.add_column("cost", justify="right", no_wrap=True)
     table.add_column("started", no_wrap=True)
-    table.add_column("took", justify="right", no_wrap=True)
     for r in rows:
         table.add_row(
             r["id"][:SHORT_ID],
@@ -72,8 +76,8 @@ def list_runs(
             f"{r['status']} {r['items_ok']}/{r['items_failed']}",
             str(r["calls"]),
             str(r["tokens"]),
+            format_cost(costs[r["id"]].cost),
             time.strftime("%m-%d %H:%M", time.localtime(r["started_at"])),
-            _duration(r),
         )
     out.print(table)
     return EXIT_OK
@@ -121,8 +125,8 @@ def show_run(
     table = Table(title=f"model calls ({len(calls)})", title_justify="left", box=box.SIMPLE_HEAD)
     models = {c["model"] for c in calls}
     headers = ["item", "step", *(["model"] if len(models) > 1 else []), "in tok", "out tok"]
-    for name in [*headers, "ms", "tries", "status"]:
-        numeric = name in ("in tok", "out tok", "ms", "tries")
+    for name in [*headers, "ms", "cost", "status"]:
+        numeric = name in ("in tok", "out tok", "ms", "cost")
         table.add_column(name, justify="right" if numeric else "left", overflow="fold")
     prefix = f"{run['workflow']}/"
     for c in sorted(calls, key=lambda c: (keys.get(c["item_id"], ""), c["started_at"])):
@@ -134,15 +138,27 @@ def show_run(
             str(c["input_tokens"] or 0),
             str(c["output_tokens"] or 0),
             f"{c['latency_ms']:.0f}",
-            str(c["attempts"]),
-            c["status"] if c["status"] == "ok" else f"[red]{c['error']}[/]",
+            format_cost(None if c["cost"] is None else Decimal(c["cost"])),
+            _call_status(c),
         ]
         table.add_row(*cells)
     out.print(table)
-    total_in = sum(c["input_tokens"] or 0 for c in calls)
-    total_out = sum(c["output_tokens"] or 0 for c in calls)
+    total = summarise(calls)
     out.print(
-        f"{len(calls)} calls · {total_in} input + {total_out} output tokens · "
+        f"{total.calls} calls ({total.cached} cached) · {total.input_tokens} input + "
+        f"{total.output_tokens} output tokens · cost {format_cost(total.cost)} · "
         f"{len(steps)} steps recorded"
     )
     return EXIT_OK
+
+
+def _call_status(call: sqlite3.Row) -> str:
+    if call["status"] != "ok":
+        return f"[red]{call['error']}[/]"
+    if call["cached"]:
+        return "cached"
+    return "ok" if call["attempts"] <= 1 else f"ok after {call['attempts']} tries"
+
+
+def _usd(cost: Decimal | None) -> str | None:
+    return None if cost is None else str(cost)

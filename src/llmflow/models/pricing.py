@@ -63,6 +63,16 @@ class Pricing:
         )["total_price"]
         return Decimal(total)
 
+    def cost_of(self, model: str, usage: Usage) -> Decimal | None:
+        """Price `usage` on a model named as users name them (`openai:gpt-4.1-mini`, `local`),
+        without a client or a key."""
+        provider, _, model_id = model.partition(":")
+        if model == "local":
+            return self._self_hosted(usage, 0.0)
+        if provider == "openai" and model_id:
+            return self.cost("openai", model_id, usage, 0.0)
+        return None
+
     def _priced_host(self, model_id: str) -> bool:
         return _hosted_price("compatible", model_id, self.base_url) is not None
 

@@ -211,6 +211,18 @@ class RunStore:
         row: sqlite3.Row = rows[0]
         return row
 
+    def call_costs(self, run_id: str | None = None) -> list[sqlite3.Row]:
+        """Every model call (of one run, or all) with what the cost reports group by."""
+        where = "WHERE c.run_id = ?" if run_id else ""
+        return self.db.execute(
+            "SELECT r.workflow, c.run_id, c.step_path, c.model, c.provider, c.cost, c.cached, "
+            "COALESCE(c.input_tokens, 0) AS input_tokens, "
+            "COALESCE(c.output_tokens, 0) AS output_tokens, "
+            "date(c.started_at, 'unixepoch', 'localtime') AS day "
+            f"FROM model_calls c JOIN runs r ON r.id = c.run_id {where} ORDER BY c.started_at",
+            (run_id,) if run_id else (),
+        ).fetchall()
+
     def rows(self, table: str, run_id: str) -> list[sqlite3.Row]:
         if table not in {"items", "steps", "model_calls"}:
             raise ValueError(table)
