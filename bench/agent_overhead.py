@@ -18,7 +18,7 @@ Tracing is off everywhere (RunConfig(tracing_disabled=True)). The machine is noi
 variants' blocks of RUNS runs are interleaved in one process (ROUNDS rounds, the order rotating)
 and each figure is given as the best and the median wall time, the best CPU time of the process
 (which other processes do not inflate), and the median of each round's paired ratio. Two parts
-are timed on their own: building the SDK agent of a run, and one model call.
+are timed on their own: getting the SDK agent of a run, and one model call.
 
 Run: .venv/bin/python bench/agent_overhead.py [--profile]  (rewrites bench/RESULTS-agent.md;
 --profile also prints a cProfile of the llmflow runs, llmflow's own functions first)
@@ -75,19 +75,23 @@ REFERENCE = """\
 NOTES = """\
 Where llmflow's extra time goes (cProfile, `--profile`, and the parts above):
 
-- `GatewayModel.get_response` (src/llmflow/models/agents_adapter.py:55) converts the whole
-  history on every turn: SDK items to Chat Completions dicts (`Converter.items_to_messages`,
-  agents_adapter.py:138) to gateway `Message`s (`_message`, agents_adapter.py:171), so a run's
-  6 calls convert 1 + 3 + 5 + 7 + 9 + 11 = 36 messages (quadratic in the turns); the answer goes
-  back through a `ChatCompletionMessage` and `Converter.message_to_output_items`
-  (agents_adapter.py:73-93); then `Gateway.complete` (src/llmflow/models/gateway.py:191).
-- `AgentStep.sdk_agent` (src/llmflow/steps/agent.py:163) builds a new SDK `Agent`,
-  `FunctionTool` and `ModelSettings` on every run; most of that is the SDK's
-  `Agent.__post_init__` (a deep copy of the default model settings, `get_type_hints` on its
-  config dataclass) and the tool's strict-schema copy.
-- Each tool call runs as a `_ToolCall` step (agent.py:91, 187), and the SDK resolves the type
-  hints of the tool's `on_invoke` (agents/tool.py:2242) on every call; agent.py has
-  `from __future__ import annotations`, so they are strings, compiled and evaluated each time.
+- `GatewayModel.get_response` (src/llmflow/models/agents_adapter.py) still converts the whole
+  history on every turn (the Runner hands it over as new dicts each time), but directly to
+  gateway `Message`s (`_plain_messages`) for the common items (text messages, function calls
+  and outputs, the assistant's text), about 0.5 µs an item; other items go through the SDK's
+  `Converter.items_to_messages` as before. The answer is built as the SDK's output items
+  directly (`_output_items`), with no `ChatCompletionMessage` and converter in between. The
+  rest of a model call is `Gateway.complete` (src/llmflow/models/gateway.py) and the SDK's
+  `Usage`.
+- `AgentStep.sdk_agent` (src/llmflow/steps/agent.py) builds the SDK `Agent`, its tools and
+  handoffs once, on the step's first run; what differs between runs (gateway, model name,
+  contexts, tool-call numbering) is looked up at call time in the run in progress, which
+  `AgentStep.run` puts in a context variable.
+- Each tool call runs as a `_ToolCall` step (the run's record of it). The SDK resolves the
+  type hints of a tool's `on_invoke_tool` on every call (agents/tool.py, `get_type_hints`):
+  the agent step's is a lambda, with none to resolve, so it costs less than the SDK's own
+  `function_tool` wrapper, whose string annotations are evaluated each time (which is why the
+  agent step can be faster than the raw Runner on `GatewayModel`).
 """
 HEAD = "| measure | llmflow | baseline | ratio | target | met |\n|---|---:|---:|---:|---|---|\n"
 Row = tuple[str, str, str, str, str, str]
@@ -246,8 +250,9 @@ async def micro_us(fn: Callable[[], Awaitable[object]], n: int = 2_000) -> float
 
 
 async def parts(s: Setup) -> dict[str, float]:
-    """Where the agent step's extra time goes: building the SDK agent of a run, and one model
-    call on the last turn's history (11 items), on GatewayModel vs the minimal model."""
+    """Where the agent step's extra time goes: getting the SDK agent of a run (built on the
+    first, then reused), and one model call on the last turn's history (11 items), on
+    GatewayModel vs the minimal model."""
     history: list[Any] = []
 
     class Recording(MinimalModel):
@@ -260,7 +265,7 @@ async def parts(s: Setup) -> dict[str, float]:
     gateway_model, minimal = GatewayModel(s.ctx.gateway, observer=s.ctx), MinimalModel()
 
     async def build() -> object:
-        return s.step.sdk_agent(s.ctx)
+        return s.step.sdk_agent()
 
     return {
         "build": await micro_us(build),
@@ -313,8 +318,8 @@ async def measure() -> list[Row]:
             best["llmflow"], best["adapter"], "—", None),
         row("part: one model call, last turn: µs, GatewayModel (vs the minimal model)",
             us["gateway_call"], us["minimal_call"], "—", None),
-        row("part: AgentStep.sdk_agent, building the SDK agent of each run: µs", us["build"],
-            None, "—", None),
+        row("part: AgentStep.sdk_agent, the SDK agent of each run (built once): µs",
+            us["build"], None, "—", None),
         row("context: SDK on agents.testing.ScriptedModel, best wall (vs minimal model)",
             best["sdk-testing"], best["sdk"], "—", None),
     ]  # fmt: skip

@@ -1,9 +1,10 @@
 """The OpenAI Agents SDK's `Model`, served by the gateway.
 
 An agent's Runner calls `GatewayModel`, which converts the SDK's items to the gateway's
-messages and back (with the SDK's own Chat Completions converter), so every model call in an
-agent loop is limited, retried, metered and recorded like any other, whatever the provider,
-the embedded model included. Small local models loop on tools: after `max_tool_rounds`
+messages and back, so every model call in an agent loop is limited, retried, metered and
+recorded like any other, whatever the provider, the embedded model included. The common items
+are converted here directly; anything else goes through the SDK's own Chat Completions
+converter. Small local models loop on tools: after `max_tool_rounds`
 rounds of tool results the tools are withheld, so the agent has to answer and always ends.
 """
 
@@ -16,18 +17,22 @@ from typing import Any
 
 from agents import Handoff, Model, ModelResponse, ModelSettings, ModelTracing, Tool, Usage
 from agents.agent_output import AgentOutputSchemaBase
-from agents.items import TResponseInputItem, TResponseStreamEvent
+from agents.items import TResponseInputItem, TResponseOutputItem, TResponseStreamEvent
 from agents.models.chatcmpl_converter import Converter
-from openai.types.chat import ChatCompletionMessage
-from openai.types.chat.chat_completion_message_function_tool_call import (
-    ChatCompletionMessageFunctionToolCall,
-    Function,
+from agents.models.fake_id import FAKE_RESPONSES_ID
+from openai.types.responses import (
+    Response,
+    ResponseCompletedEvent,
+    ResponseFunctionToolCall,
+    ResponseOutputMessage,
+    ResponseOutputText,
+    ResponseUsage,
 )
-from openai.types.responses import Response, ResponseCompletedEvent, ResponseUsage
 from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
 
 from ..ids import new_id
 from .client import Message, ModelRequest, Role, Sampling, ToolCall, ToolSpec
+from .client import ModelResponse as GatewayResponse
 from .gateway import CallObserver, Gateway
 
 
@@ -68,26 +73,13 @@ class GatewayModel(Model):
             system_instructions, input, model_settings, tools, output_schema, handoffs
         )
         response = await self.gateway.complete(request, model=self.model, observer=self.observer)
-        message = ChatCompletionMessage(
-            role="assistant",
-            content=response.text or None,
-            tool_calls=[
-                ChatCompletionMessageFunctionToolCall(
-                    id=c.id, type="function", function=Function(name=c.name, arguments=c.arguments)
-                )
-                for c in response.tool_calls
-            ]
-            or None,
-        )
         usage = Usage(
             requests=1,
             input_tokens=response.usage.input_tokens,
             output_tokens=response.usage.output_tokens,
             total_tokens=response.usage.total_tokens,
         )
-        return ModelResponse(
-            output=Converter.message_to_output_items(message), usage=usage, response_id=None
-        )
+        return ModelResponse(output=_output_items(response), usage=usage, response_id=None)
 
     async def stream_response(
         self,
@@ -135,7 +127,7 @@ class GatewayModel(Model):
         output_schema: AgentOutputSchemaBase | None,
         handoffs: list[Handoff],
     ) -> ModelRequest:
-        messages = [_message(m) for m in Converter.items_to_messages(input)]
+        messages = _messages(input)
         if system_instructions:
             messages.insert(0, Message("system", system_instructions))
         specs = [_spec(Converter.tool_to_openai(t)) for t in tools]
@@ -160,6 +152,133 @@ class GatewayModel(Model):
                 top_p=model_settings.top_p,
             ),
         )
+
+
+def _messages(input: str | list[TResponseInputItem]) -> list[Message]:
+    """The SDK's input items as gateway messages.
+
+    The Runner hands over the whole history on every turn, as new dicts each time, so this
+    runs over every item so far on every model call. The common items of an agent loop (text
+    messages, function calls and their outputs, the assistant's text) are converted directly
+    by `_plain_messages`, with the same result as the SDK's `Converter.items_to_messages`
+    followed by `_message`, at a fraction of the cost; a history with any other item
+    (content parts, reasoning, refusals, ...) goes through the SDK's converter whole.
+    """
+    if isinstance(input, str):
+        return [Message("user", input)]
+    messages = _plain_messages(input)
+    if messages is None:
+        messages = [_message(m) for m in Converter.items_to_messages(input)]
+    return messages
+
+
+_EASY_KEYS = frozenset(("content", "role", "type", "phase"))
+_ROLES: dict[str, Role] = {
+    "user": "user",
+    "system": "system",
+    "developer": "system",  # as `_message` maps it
+    "assistant": "assistant",
+}
+
+
+def _plain_messages(items: list[Any]) -> list[Message] | None:
+    """`items` as messages when they are all of the common kinds with text content; None
+    otherwise (the caller then uses the SDK's converter).
+
+    This mirrors `Converter.items_to_messages` (agents/models/chatcmpl_converter.py): item
+    kinds are recognised in its order and by its tests, and function calls attach to the
+    open assistant turn (made by a function call or an assistant output message), which any
+    other message closes. Each branch bails out on what the SDK treats specially.
+    """
+    messages: list[Message] = []
+    turn: Message | None = None  # the open assistant turn that function calls attach to
+    for item in items:
+        if not isinstance(item, dict):
+            return None
+        kind = item.get("type")
+        if "role" in item and "content" in item and item.keys() <= _EASY_KEYS:
+            # An "easy" input message (`{"role": "user", "content": "hi"}`).
+            content, role = item["content"], item["role"]
+            role = _ROLES.get(role) if isinstance(role, str) else None
+            if item.get("type", "message") != "message" or role is None:
+                return None
+            if not isinstance(content, str):
+                return None
+            if item.get("phase") not in (None, "commentary", "final_answer"):
+                return None
+            turn = None
+            messages.append(Message(role, content))
+        elif kind == "function_call":
+            call_id, name, arguments = item.get("call_id"), item.get("name"), item.get("arguments")
+            if not (isinstance(call_id, str) and isinstance(name, str)):
+                return None
+            if not isinstance(arguments, str):
+                return None
+            if turn is None:
+                # Appended now, filled as calls come: nothing else is appended while it is open.
+                turn = Message("assistant")
+                messages.append(turn)
+            turn.tool_calls.append(ToolCall(call_id, name, arguments or "{}"))
+        elif kind == "function_call_output":
+            call_id, output = item.get("call_id"), item.get("output")
+            if not (isinstance(call_id, str) and isinstance(output, str)):
+                return None
+            turn = None
+            messages.append(Message("tool", output, tool_call_id=call_id))
+        elif kind == "message" and item.get("role") == "assistant" and "id" in item:
+            # The assistant's output message: text parts only (refusals, audio: the SDK's).
+            parts = item.get("content")
+            if not isinstance(parts, list):
+                return None
+            texts: list[str] = []
+            for part in parts:
+                if not (isinstance(part, dict) and part.get("type") == "output_text"):
+                    return None
+                if not isinstance(part.get("text"), str):
+                    return None
+                texts.append(part["text"])
+            joined = "\n".join(texts) if texts else None
+            if turn is not None and turn.tool_calls and turn.content is None:
+                # Text after the function calls of the same (streamed) turn joins that turn.
+                turn.content = joined
+            else:
+                turn = Message("assistant", joined)
+                messages.append(turn)
+        else:
+            return None
+    return messages
+
+
+def _output_items(response: GatewayResponse) -> list[TResponseOutputItem]:
+    """The gateway's answer as the SDK's output items, as `Converter.message_to_output_items`
+    makes them from a Chat Completions message (the text as a message, then one item per tool
+    call, with the same fields set), without building that message first. The constructors
+    validate, which pydantic-core does faster than the openai models' `model_construct`."""
+    items: list[TResponseOutputItem] = []
+    if response.text:
+        text = ResponseOutputText(
+            text=response.text, type="output_text", annotations=[], logprobs=[]
+        )
+        items.append(
+            ResponseOutputMessage(
+                id=FAKE_RESPONSES_ID,
+                content=[text],
+                role="assistant",
+                type="message",
+                status="completed",
+            )
+        )
+    for call in response.tool_calls:
+        items.append(
+            ResponseFunctionToolCall(
+                id=FAKE_RESPONSES_ID,
+                call_id=call.id,
+                arguments=call.arguments,
+                name=call.name,
+                type="function_call",
+            )
+        )
+    return items
 
 
 def _spec(tool: Any) -> ToolSpec:
