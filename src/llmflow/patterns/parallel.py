@@ -261,29 +261,8 @@ class Vote(Step[Any, VoteResult]):
         return await self.aggregate(valid, ctx)
 
 
-def vote(
-    name: str,
-    step: Step[Any, Any],
-    *,
-    n: int = 3,
-    models: Sequence[str] | None = None,
-    aggregate: Aggregate | None = None,
-    temperature: float = 0.7,
-    max_concurrency: int | None = None,
-    timeout_s: float | None = None,
-) -> Vote:
-    """Run `step` `n` times (or once per model in `models`) and aggregate (default: majority).
-    Runs that fail are left out of the vote; if all fail, the vote fails."""
-    return Vote(
-        name,
-        step,
-        n=n,
-        models=models,
-        aggregate=aggregate,
-        temperature=temperature,
-        max_concurrency=max_concurrency,
-        timeout_s=timeout_s,
-    )
+vote = Vote
+"""`vote(name, step, n=3 | models=[...], aggregate=majority())`: run and aggregate."""
 
 
 def _hashable(value: Any) -> Any:

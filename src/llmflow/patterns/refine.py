@@ -121,15 +121,5 @@ class Refine(Step[Any, RefineResult]):
         )
 
 
-def refine(
-    name: str,
-    *,
-    generator: Step[Draft, Any],
-    evaluator: Step[Candidate, Evaluation],
-    max_rounds: int = 3,
-    timeout_s: float | None = None,
-) -> Refine:
-    """Loop generator → evaluator until the evaluator passes a draft or `max_rounds`."""
-    return Refine(
-        name, generator=generator, evaluator=evaluator, max_rounds=max_rounds, timeout_s=timeout_s
-    )
+refine = Refine
+"""`refine(name, generator=..., evaluator=..., max_rounds=3)`: loop until a pass or the cap."""

@@ -340,35 +340,5 @@ def _sdk_tool(t: Tool, node: _Node) -> FunctionTool:
     )
 
 
-def agent(
-    name: str,
-    *,
-    instructions: str | Path,
-    tools: Sequence[Tool | Callable[..., Any]] = (),
-    handoffs: Sequence[AgentStep] = (),
-    output: Any = str,
-    prompt: str | None = None,
-    model: str | None = None,
-    max_turns: int = 10,
-    temperature: float = 0.0,
-    max_tokens: int = 512,
-    max_tool_rounds: int | None = None,
-    description: str | None = None,
-    timeout_s: float | None = None,
-) -> AgentStep:
-    """An agent step. `tools` are functions (or `tool(...)`s), `handoffs` other agent steps."""
-    return AgentStep(
-        name,
-        instructions=instructions,
-        tools=tools,
-        handoffs=handoffs,
-        output=output,
-        prompt=prompt,
-        model=model,
-        max_turns=max_turns,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        max_tool_rounds=max_tool_rounds,
-        description=description,
-        timeout_s=timeout_s,
-    )
+agent = AgentStep
+"""An agent step: `agent(name, instructions=..., tools=[...], handoffs=[...])`."""

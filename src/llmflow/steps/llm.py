@@ -189,28 +189,7 @@ def _describe_problem(error: Exception, response: ModelResponse, sampling: Sampl
     return str(error)
 
 
-def llm(
-    name: str,
-    *,
-    instructions: str | Path,
-    output: Any = str,
-    prompt: str | None = None,
-    model: str | None = None,
-    temperature: float = 0.0,
-    max_tokens: int = 512,
-    seed: int | None = None,
-    timeout_s: float | None = None,
-) -> LLMStep[Any, Any]:
-    """An llm step. `instructions` is text, or a `Path` to a Markdown file; `prompt` is a
-    Jinja template over the input's fields (default: the input rendered as text)."""
-    return LLMStep(
-        name,
-        instructions=instructions,
-        output=output,
-        prompt=prompt,
-        model=model,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        seed=seed,
-        timeout_s=timeout_s,
-    )
+llm = LLMStep
+"""An llm step: `llm(name, instructions=..., output=..., prompt=...)`. `instructions` is
+text, or a `Path` to a Markdown file; `prompt` is a Jinja template over the input's
+fields (default: the input rendered as text)."""
