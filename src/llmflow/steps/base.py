@@ -12,13 +12,16 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, Self, TypeVar, cast
+from typing import Any, Generic, Self, cast
+
+from typing_extensions import TypeVar
 
 from ..errors import BudgetExceededError, ConfigError, StepError
 from ..runtime.context import RunContext
 
-In = TypeVar("In")
-Out = TypeVar("Out")
+# Defaults (PEP 696): a step built without type information is a Step[Any, Any].
+In = TypeVar("In", default=Any)
+Out = TypeVar("Out", default=Any)
 
 
 class Step(abc.ABC, Generic[In, Out]):

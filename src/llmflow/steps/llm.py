@@ -12,17 +12,18 @@ import copy
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic
 
 import jinja2
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from typing_extensions import TypeVar
 
 from ..errors import ConfigError, OutputValidationError
 from ..models.client import Message, ModelRequest, ModelResponse, Sampling
 from ..runtime.context import RunContext
 from .base import In, Step
 
-Out = TypeVar("Out")
+Out = TypeVar("Out", default=Any)
 
 _jinja = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
 

@@ -22,7 +22,7 @@ from ...patterns.chain import Divert, assign, chain, gate
 from ...runtime.context import RunContext
 from ...runtime.runner import BatchResult, Workflow
 from ...steps.base import CodeStep
-from ...steps.llm import LLMStep, llm
+from ...steps.llm import llm
 from .parse import Email, RawEmail, load_inbox, parse_email
 
 INSTRUCTIONS = Path(__file__).parent / "instructions"
@@ -200,7 +200,7 @@ def _columns(triage: Triage) -> dict[str, str]:
 def build(model: str | None = None) -> Workflow:
     """The email-triage workflow; `model` overrides the run's model for its LLM steps."""
     act: CodeStep[Triage, Triage] = CodeStep("act", _act)
-    classify: LLMStep[Triage, Classification] = llm(
+    classify = llm(
         "classify",
         instructions=INSTRUCTIONS / "classify.md",
         output=Classification,
@@ -208,7 +208,7 @@ def build(model: str | None = None) -> Workflow:
         model=model,
         max_tokens=64,
     )
-    extract: LLMStep[Triage, Extraction] = llm(
+    extract = llm(
         "extract",
         instructions=INSTRUCTIONS / "extract.md",
         output=Extraction,
@@ -216,14 +216,14 @@ def build(model: str | None = None) -> Workflow:
         model=model,
         max_tokens=300,
     )
-    summarise: LLMStep[Triage, str] = llm(
+    summarise = llm(
         "summarise",
         instructions=INSTRUCTIONS / "summarise.md",
         prompt=SUMMARY_PROMPT,
         model=model,
         max_tokens=80,
     )
-    draft: LLMStep[Triage, str] = llm(
+    draft = llm(
         "reply",
         instructions=INSTRUCTIONS / "reply.md",
         prompt=REPLY_PROMPT,
