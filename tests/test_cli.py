@@ -138,6 +138,7 @@ def test_a_second_run_is_free_from_the_cache_and_costs_are_reported(
     capsys.readouterr()
     assert (first["calls"], first["cached"], first["usd"]) == (6, 0, "0")
     assert (second["calls"], second["cached"], second["cache_hit_rate"]) == (6, 6, 1.0)
+    assert (second["input_tokens"], second["output_tokens"]) == (0, 0)  # hits process nothing
     assert second["compare"]["model"] == "openai:gpt-4.1-mini"
     assert float(first["compare"]["usd"]) > 0
 

@@ -20,6 +20,7 @@ class CostSummary:
     cached: int = 0
     """Calls answered from the response cache (free)."""
     input_tokens: int = 0
+    """Tokens the model processed (cache hits excluded), likewise `output_tokens`."""
     output_tokens: int = 0
     cost: Decimal | None = ZERO
     """Dollars; None when any call's price is unknown."""
@@ -29,6 +30,8 @@ class CostSummary:
     def add(self, row: sqlite3.Row) -> None:
         self.calls += 1
         self.cached += int(row["cached"])
+        if row["cached"]:  # a cache hit processes no tokens and costs nothing
+            return
         self.input_tokens += row["input_tokens"] or 0
         self.output_tokens += row["output_tokens"] or 0
         if row["cost"] is None:
