@@ -194,7 +194,8 @@ class RunStore:
         return self.db.execute(
             "SELECT r.*, (SELECT COUNT(*) FROM model_calls c WHERE c.run_id = r.id) AS calls, "
             "(SELECT COALESCE(SUM(input_tokens + output_tokens), 0) FROM model_calls c "
-            "WHERE c.run_id = r.id AND c.cached = 0) AS tokens FROM runs r ORDER BY started_at DESC LIMIT ?",
+            "WHERE c.run_id = r.id AND c.cached = 0) AS tokens "
+            "FROM runs r ORDER BY started_at DESC LIMIT ?",
             (limit,),
         ).fetchall()
 
