@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +163,47 @@ def test_a_run_stops_at_its_request_budget_naming_the_flag(
     assert len(received) == 3
     err = capsys.readouterr().err
     assert "stopped" in err and "--max-requests" in err
+
+
+def test_estimate_forecasts_n_inputs_on_several_models(
+    small_inbox: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with serve(answer) as (url, received):
+        monkeypatch.setenv("OPENAI_BASE_URL", url)
+        code = main(
+            ["estimate", "email-triage", str(small_inbox), "--sample-model", "m", "--n", "300",
+             "--model", "openai:gpt-4.1-mini", "--model", "openai:gpt-4.1", "--json"]
+        )  # fmt: skip
+        assert code == 0, capsys.readouterr().err
+        forecast = json.loads(capsys.readouterr().out)
+        # Each call is 20 + 5 tokens; per item: invoice 4 calls, spam 2, malformed 0.
+        assert forecast["sample_items"] == 3
+        mini, big = forecast["models"]
+        assert (mini["input_tokens"], mini["output_tokens"]) == (12000, 3000)
+        assert Decimal(mini["usd"]) == Decimal("0.0096")  # $0.40 and $1.60 per M tokens
+        assert Decimal(mini["usd_low"]) <= Decimal(mini["usd"]) <= Decimal(mini["usd_high"])
+        assert Decimal(big["usd"]) > Decimal(mini["usd"])
+        assert "counted by m on 3 sample items" in mini["basis"]
+        steps = {s["path"]: s for s in forecast["steps"]}
+        assert steps["email-triage/reply"]["calls_per_item"] == pytest.approx(1 / 3)
+
+        # A recorded run on a target model is used for that model, and the table says so.
+        assert main(["run", "email-triage", str(small_inbox), "--model", "openai:gpt-4.1-mini",
+                     "--out", str(tmp_path / "o"), "--json"]) == 3  # fmt: skip
+        capsys.readouterr()
+        sample = forecast["sample_run"]
+        assert main(["estimate", "email-triage", "--run", sample[:12], "--n", "10"]) == 0
+        assert "forecast for 10 inputs" in capsys.readouterr().out
+        assert main(["estimate", "email-triage", "--run", sample[:12], "--json"]) == 0
+        bases = [m["basis"] for m in json.loads(capsys.readouterr().out)["models"]]
+        assert bases[0] == "recorded on openai:gpt-4.1-mini (3 items)"
+        assert bases[1].startswith("counted by m")
+    assert len(received) == 6 + 6  # the estimate from --run made no model call
+
+
+def test_estimate_needs_inputs_or_a_run(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["estimate", "email-triage"]) == 2
+    assert "--run" in capsys.readouterr().err

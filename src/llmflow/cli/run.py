@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,7 +21,7 @@ from ..models.cache import ResponseCache
 from ..models.gateway import Gateway
 from ..models.pricing import Pricing, format_cost
 from ..runtime.costs import CostSummary, summarise
-from ..runtime.runner import BatchResult, ItemResult, RunInterrupted, Workflow, run_batch
+from ..runtime.runner import BatchResult, Item, ItemResult, RunInterrupted, Workflow, run_batch
 from ..settings import Settings
 from ..store.sqlite import RunStore, to_json
 from ..workflows import load_workflow
@@ -88,26 +89,8 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> int:
     """Run a workflow on a batch of inputs and record it, with its cost."""
-    try:
-        overrides: dict[str, Any] = {}
-        if model:
-            overrides["model"] = model
-        if base_url:
-            overrides["base_url"] = base_url
-        settings = Settings().model_copy(update=overrides)
-        gateway = Gateway(settings)
-        client, _ = gateway.resolve()  # a missing key fails now, before any work
-        if concurrency is None:
-            concurrency = 1 if client.provider == "local" else 4
-        wf = load_workflow(workflow)
-        if wf.load is None:
-            raise ConfigError(f"workflow {wf.name!r} does not read inputs from files")
-        items = wf.load(inputs)
-        store = RunStore(settings.db_path)
-        if not no_cache:
-            gateway.cache = ResponseCache(store)
-    except ConfigError as e:
-        raise fail(str(e)) from None
+    job = prepare(workflow, inputs, model=model, base_url=base_url, concurrency=concurrency,
+                  cache=not no_cache)  # fmt: skip
     budget = None
     if max_cost is not None or max_tokens is not None or max_requests is not None:
         budget = Budget(max_cost=max_cost, max_tokens=max_tokens, max_requests=max_requests)
@@ -118,41 +101,113 @@ def run(
         def item_budget() -> Budget:
             return Budget(max_cost=per_item, scope="item", flags={"cost": "--max-cost-per-item"})
 
-    run_id = new_id()
-    target = out_dir or Path("llmflow-out") / wf.name / run_id
-    try:
-        batch = asyncio.run(
-            _run_with_progress(
-                wf,
-                items,
-                gateway,
-                store,
-                settings.model,
-                concurrency,
-                target,
-                run_id,
-                str(inputs),
-                budget,
-                item_budget,
-                quiet=as_json,
-            )
-        )
-        summary = summarise(store.call_costs(run_id))
-    finally:
-        store.close()
+    batch = execute(job, out_dir=out_dir, budget=budget, item_budget=item_budget, quiet=as_json)
     if batch.status == "interrupted":
         err.print(
-            f"[yellow]interrupted[/]: {len(batch.results)} of {len(items)} items finished and "
-            f"are recorded in run {run_id}"
+            f"[yellow]interrupted[/]: {len(batch.results)} of {len(job.items)} items finished "
+            f"and are recorded in run {batch.run_id}"
         )
     if batch.status == "stopped":
         err.print(f"[bold red]stopped:[/] {batch.error}", highlight=False)
-    _report(batch, wf, as_json, summary, gateway.pricing, compare)
+    _report(batch, job.workflow, as_json, job.summary, job.gateway.pricing, compare)
     return {
         "ok": EXIT_OK,
         "partial": EXIT_PARTIAL,
         "interrupted": EXIT_INTERRUPTED,
     }.get(batch.status, EXIT_FAILED)
+
+
+@dataclass(kw_only=True)
+class Job:
+    """A workflow ready to run from the CLI: settings, gateway, items, store."""
+
+    settings: Settings
+    gateway: Gateway
+    workflow: Workflow
+    items: list[Item]
+    source: str
+    concurrency: int
+    cache: bool = True
+    """Answer deterministic calls seen before from the response cache."""
+    summary: CostSummary = field(default_factory=CostSummary)
+    """The finished run's cost (set by `execute`)."""
+
+
+def prepare(
+    workflow: str,
+    inputs: Path,
+    *,
+    model: str | None,
+    base_url: str | None,
+    concurrency: int | None,
+    cache: bool,
+) -> Job:
+    """Resolve settings, model, workflow and inputs — every configuration error before any
+    work starts (exit 2 with the message)."""
+    try:
+        overrides: dict[str, Any] = {}
+        if model:
+            overrides["model"] = model
+        if base_url:
+            overrides["base_url"] = base_url
+        settings = Settings().model_copy(update=overrides)
+        gateway = Gateway(settings)
+        client, _ = gateway.resolve()  # a missing key fails now
+        wf = load_workflow(workflow)
+        if wf.load is None:
+            raise ConfigError(f"workflow {wf.name!r} does not read inputs from files")
+        items = wf.load(inputs)
+        RunStore(settings.db_path).close()  # the state directory is usable
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    return Job(
+        settings=settings,
+        gateway=gateway,
+        workflow=wf,
+        items=items,
+        source=str(inputs),
+        # The embedded model computes one call at a time: with more items in flight they
+        # would only interleave, and none would finish early.
+        concurrency=concurrency or (1 if client.provider == "local" else 4),
+        cache=cache,
+    )
+
+
+def execute(
+    job: Job,
+    *,
+    out_dir: Path | None,
+    budget: Budget | None = None,
+    item_budget: Callable[[], Budget] | None = None,
+    quiet: bool = False,
+) -> BatchResult:
+    """Run the job with a progress bar, recorded in the store; sets `job.summary`."""
+    store = RunStore(job.settings.db_path)
+    if job.cache:
+        job.gateway.cache = ResponseCache(store)
+    run_id = new_id()
+    target = out_dir or Path("llmflow-out") / job.workflow.name / run_id
+    try:
+        batch = asyncio.run(
+            _run_with_progress(
+                job.workflow,
+                job.items,
+                job.gateway,
+                store,
+                job.settings.model,
+                job.concurrency,
+                target,
+                run_id,
+                job.source,
+                budget,
+                item_budget,
+                quiet=quiet,
+            )
+        )
+        job.summary = summarise(store.call_costs(run_id))
+    finally:
+        store.close()
+    return batch
 
 
 async def _run_with_progress(
