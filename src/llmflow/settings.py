@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     )
     """Dollars per hour of compute on the embedded model or a self-hosted endpoint."""
 
+    embedded_prefix_reuse: bool = Field(
+        default=True, validation_alias="LLMFLOW_EMBEDDED_PREFIX_REUSE"
+    )
+    """Let the embedded model reuse the previous prompt's shared prefix (faster; set 0 for
+    answers that repeat exactly whatever ran before)."""
+
     @property
     def db_path(self) -> Path:
         """The SQLite run store."""

@@ -104,8 +104,16 @@ class EmbeddedClient(ModelClient):
 
     provider = "local"
 
-    def __init__(self, model_path: Path | None = None) -> None:
+    def __init__(self, model_path: Path | None = None, *, prefix_reuse: bool = True) -> None:
         self._path = model_path
+        self.prefix_reuse = prefix_reuse
+        """Keep the KV state of the previous prompt and evaluate only what differs.
+
+        llama.cpp then skips the longest prefix this prompt shares with the previous one (a
+        shared system prompt, or the same email across a workflow's steps). The price: at
+        temperature 0 an answer can differ in rounding from a fresh evaluation of the same
+        prompt; with `prefix_reuse=False` every call starts from a reset and repeats exactly.
+        """
 
     @property
     def path(self) -> Path:
@@ -142,9 +150,8 @@ class EmbeddedClient(ModelClient):
         if schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
         with _call_locks[self.path]:
-            # Reset so that temperature 0 repeats exactly: reusing the previous prompt's KV
-            # state changes the rounding.
-            llama.reset()
+            if not self.prefix_reuse:
+                llama.reset()
             try:
                 result = llama.create_chat_completion(**kwargs)
             except ValueError as e:  # e.g. the prompt exceeds the context window

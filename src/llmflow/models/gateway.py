@@ -174,7 +174,7 @@ class Gateway:
     def _make_local(self) -> ModelClient:
         from .embedded import EmbeddedClient
 
-        return EmbeddedClient()
+        return EmbeddedClient(prefix_reuse=self.settings.embedded_prefix_reuse)
 
     def _make_openai(self) -> ModelClient:
         from .openai_compat import OpenAIClient

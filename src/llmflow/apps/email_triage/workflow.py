@@ -64,19 +64,23 @@ class Triage(BaseModel):
     """Where `act` filed the message, relative to the run's output folder."""
 
 
+# Every step's prompt is [one shared system prompt][the email][the step's task]: a mail's
+# three or four calls share their prefix, which the embedded model evaluates once and reuses
+# (see EmbeddedClient.prefix_reuse); and small models follow the instruction nearest the end.
+SYSTEM = INSTRUCTIONS / "system.md"
 EMAIL = """\
-Email:
 From: {{ email.sender }}
 Subject: {{ email.subject }}
 {% if email.attachments %}Attachments: {% for a in email.attachments %}{{ a.filename }} {% endfor %}
 {% endif %}
 {{ email.excerpt }}
+
 """
-# Small models follow the instruction nearest the end: each prompt closes with its task.
-CLASSIFY_PROMPT = EMAIL + "\nCategory and priority of the email:"
-EXTRACT_PROMPT = EMAIL + "\nFacts from the email:"
-SUMMARY_PROMPT = EMAIL + "\nOne-sentence summary of the email:"
-REPLY_PROMPT = EMAIL + "\nThey want: {{ extraction.request }}\n\nOur reply to the email:"
+
+
+def task_prompt(task: str, cue: str) -> str:
+    """The email, the step's task (from instructions/<task>.md), and the answer's cue."""
+    return EMAIL + (INSTRUCTIONS / f"{task}.md").read_text(encoding="utf-8").strip() + f"\n\n{cue}"
 
 
 def _start(raw: RawEmail | Path) -> Triage:
@@ -202,31 +206,31 @@ def build(model: str | None = None) -> Workflow:
     act: CodeStep[Triage, Triage] = CodeStep("act", _act)
     classify = llm(
         "classify",
-        instructions=INSTRUCTIONS / "classify.md",
+        instructions=SYSTEM,
         output=Classification,
-        prompt=CLASSIFY_PROMPT,
+        prompt=task_prompt("classify", "Category and priority of the email:"),
         model=model,
         max_tokens=64,
     )
     extract = llm(
         "extract",
-        instructions=INSTRUCTIONS / "extract.md",
+        instructions=SYSTEM,
         output=Extraction,
-        prompt=EXTRACT_PROMPT,
+        prompt=task_prompt("extract", "Facts from the email:"),
         model=model,
         max_tokens=300,
     )
     summarise = llm(
         "summarise",
-        instructions=INSTRUCTIONS / "summarise.md",
-        prompt=SUMMARY_PROMPT,
+        instructions=SYSTEM,
+        prompt=task_prompt("summarise", "One-sentence summary of the email:"),
         model=model,
         max_tokens=80,
     )
     draft = llm(
         "reply",
-        instructions=INSTRUCTIONS / "reply.md",
-        prompt=REPLY_PROMPT,
+        instructions=SYSTEM,
+        prompt=task_prompt("reply", "They want: {{ extraction.request }}\nOur reply:"),
         model=model,
         max_tokens=200,
     )
