@@ -86,7 +86,7 @@ class Pricing:
 
 
 def format_cost(cost: Decimal | None) -> str:
-    """$0.0123 for a known cost, `unknown` for None."""
+    """$0.0123 under a dollar, $1,234.57 from a dollar up, `unknown` for None."""
     if cost is None:
         return "unknown"
-    return f"${cost:,.4f}" if cost < 100 else f"${cost:,.2f}"
+    return f"${cost:,.4f}" if cost < 1 else f"${cost:,.2f}"
