@@ -88,3 +88,24 @@ async def test_an_agent_on_the_embedded_model_uses_tools_and_always_ends() -> No
         run_config=RunConfig(tracing_disabled=True),
     )
     assert isinstance(result.final_output, str) and result.final_output
+
+
+async def test_prefix_reuse_can_be_turned_off_for_exact_repeats() -> None:
+    from llmflow import Message, ModelRequest, Sampling
+    from llmflow.models.embedded import EmbeddedClient
+
+    def ask(text: str) -> ModelRequest:
+        return ModelRequest(
+            messages=[Message("system", "You answer in one sentence."), Message("user", text)],
+            sampling=Sampling(max_tokens=24),
+        )
+
+    exact = EmbeddedClient(prefix_reuse=False)
+    first = await exact.complete("local", ask("What is a tent?"))
+    await exact.complete("local", ask("What is a backpack?"))
+    again = await exact.complete("local", ask("What is a tent?"))
+    assert first.text == again.text and first.usage.output_tokens > 0
+
+    reusing = EmbeddedClient(prefix_reuse=True)  # same llama instance: shares its KV state
+    answer = await reusing.complete("local", ask("What is a sleeping bag?"))
+    assert answer.text and answer.usage.input_tokens > 0
