@@ -148,50 +148,55 @@ async def run_batch(
         budgets=(budget,) if budget is not None else (),
     )
     stop: BudgetExceededError | None = None
-    semaphore = asyncio.Semaphore(concurrency)
     slots: list[ItemResult | None] = [None] * len(items)
+    queue = iter(enumerate(items))
+
+    async def worker() -> None:
+        # `concurrency` workers pull items in order: a batch of 100,000 items holds
+        # `concurrency` tasks, not 100,000.
+        for index, item in queue:
+            if stop is not None:  # the run's budget is spent: start nothing more
+                return
+            await one(index, item)
 
     async def one(index: int, item: Item) -> None:
         nonlocal stop
-        async with semaphore:
-            if stop is not None:  # the run's budget is spent: start nothing more
-                return
-            ctx = base.for_item(new_id())
-            if item_budget is not None:
-                ctx.budgets = (*ctx.budgets, item_budget())
-            started_at = time.time()
+        ctx = base.for_item(new_id())
+        if item_budget is not None:
+            ctx.budgets = (*ctx.budgets, item_budget())
+        started_at = time.time()
+        for hook in all_hooks:
+            hook.on_item_start(ctx, key=item.key)
+        result = ItemResult(key=item.key)
+        try:
+            result.output = await workflow.step(item.value, ctx)
+        except BudgetExceededError as e:
+            result.error = e
+            if e.scope != "item":
+                stop = stop or e
+        except Exception as e:
+            result.error = e
+        except BaseException as e:  # cancelled: recorded as failed, then re-raised
+            result.error = e
+            raise
+        finally:
             for hook in all_hooks:
-                hook.on_item_start(ctx, key=item.key)
-            result = ItemResult(key=item.key)
-            try:
-                result.output = await workflow.step(item.value, ctx)
-            except BudgetExceededError as e:
-                result.error = e
-                if e.scope != "item":
-                    stop = stop or e
-            except Exception as e:
-                result.error = e
-            except BaseException as e:  # cancelled: recorded as failed, then re-raised
-                result.error = e
-                raise
-            finally:
-                for hook in all_hooks:
-                    hook.on_item_end(
-                        ctx,
-                        key=item.key,
-                        output=result.output,
-                        error=result.error,
-                        started_at=started_at,
-                    )
-            slots[index] = result
-            if on_item_done is not None:
-                on_item_done(result)
+                hook.on_item_end(
+                    ctx,
+                    key=item.key,
+                    output=result.output,
+                    error=result.error,
+                    started_at=started_at,
+                )
+        slots[index] = result
+        if on_item_done is not None:
+            on_item_done(result)
 
     interrupted = False
     try:
         async with asyncio.TaskGroup() as group:
-            for index, item in enumerate(items):
-                group.create_task(one(index, item))
+            for _ in range(min(concurrency, len(items))):
+                group.create_task(worker())
     except asyncio.CancelledError:
         interrupted = True
     results = [r for r in slots if r is not None]
