@@ -66,6 +66,9 @@ def raw(llama: Any) -> tuple[int, float, str]:
 
 async def measure() -> dict[str, list[float]]:
     llama, gateway = load_llama(), Gateway()
+    # Like for like: the raw side resets before each call, so llmflow's client does too
+    # (with prefix reuse it would skip evaluating the repeated prompt).
+    gateway.register("local", EmbeddedClient(prefix_reuse=False))
     client, _ = gateway.resolve("local")
     assert isinstance(client, EmbeddedClient)
     assert client.llama is llama, "llmflow and the raw side must share one Llama"
