@@ -27,6 +27,7 @@ from .models.client import (
     Usage,
 )
 from .models.gateway import Gateway, ModelCall, ProviderLimits
+from .patterns.cascade import CascadeResult, cascade
 from .patterns.chain import Divert, Stop, assign, chain, gate
 from .patterns.orchestrate import Plan, Subtask, Synthesis, WorkItem, WorkResult, orchestrate
 from .patterns.parallel import Failed, VoteResult, at_least, best_of, majority, parallel, vote
@@ -46,6 +47,7 @@ from .settings import Settings
 from .steps.agent import AgentStep, Tool, agent, tool
 from .steps.base import CodeStep, Step, code
 from .steps.llm import LLMStep, llm
+from .steps.ml import Label, MLStep, RulesStep, rules
 from .store.sqlite import RunStore
 
 __version__ = "0.1.0"
@@ -54,6 +56,7 @@ __all__ = [
     "AgentStep",
     "BatchResult",
     "Candidate",
+    "CascadeResult",
     "CodeStep",
     "ConfigError",
     "Divert",
@@ -66,6 +69,8 @@ __all__ = [
     "ItemResult",
     "LLMFlowError",
     "LLMStep",
+    "Label",
+    "MLStep",
     "Message",
     "MissingCredentialsError",
     "ModelCall",
@@ -79,6 +84,7 @@ __all__ = [
     "ProviderLimits",
     "RefineResult",
     "RouteDecision",
+    "RulesStep",
     "RunContext",
     "RunError",
     "RunHooks",
@@ -105,6 +111,7 @@ __all__ = [
     "assign",
     "at_least",
     "best_of",
+    "cascade",
     "chain",
     "code",
     "gate",
@@ -114,6 +121,7 @@ __all__ = [
     "parallel",
     "refine",
     "route",
+    "rules",
     "run",
     "run_batch",
     "tool",

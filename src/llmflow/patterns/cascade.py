@@ -1,0 +1,87 @@
+"""Cascade: cheap tiers first (rules → ML → a small LLM → a large one), escalating only when
+a tier's confidence is below its threshold.
+
+Each tier is a step answering a label, or an object with `label` and `confidence` (an ml or
+rules step's `Label`). A tier that abstains (label None) or is unsure passes the input on;
+the last tier always answers (an llm tier with no confidence counts as sure). The result
+records which tier answered and what each tier tried said.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel
+
+from ..runtime.context import RunContext
+from ..steps.base import Step
+
+
+class Attempt(BaseModel):
+    tier: str
+    label: str | None
+    confidence: float | None
+
+
+class CascadeResult(BaseModel):
+    """The label, its confidence, and the tier that gave it."""
+
+    label: str
+    confidence: float | None
+    tier: str
+    """The step name of the answering tier."""
+    attempts: list[Attempt]
+    """Every tier tried, in order (the last one answered)."""
+
+
+class Cascade(Step[Any, CascadeResult]):
+    """Try `tiers` in order; accept the first whose confidence clears its threshold."""
+
+    kind = "cascade"
+
+    def __init__(
+        self,
+        name: str,
+        tiers: Sequence[tuple[Step[Any, Any], float]],
+        *,
+        timeout_s: float | None = None,
+    ) -> None:
+        super().__init__(name, timeout_s=timeout_s)
+        if not tiers:
+            raise ValueError(f"cascade {name!r} needs at least one tier")
+        names = [step.name for step, _ in tiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"cascade {name!r}: tier names must be unique: {names}")
+        self.tiers = list(tiers)
+
+    def children(self) -> list[tuple[str, Step[Any, Any]]]:
+        return [(f"{step.name} (≥ {threshold:g})", step) for step, threshold in self.tiers]
+
+    async def run(self, input: Any, ctx: RunContext) -> CascadeResult:
+        attempts: list[Attempt] = []
+        last = len(self.tiers) - 1
+        for index, (step, threshold) in enumerate(self.tiers):
+            said = await step.invoke(input, ctx, step.name)
+            label = getattr(said, "label", said)
+            label = getattr(label, "value", label)  # an Enum's value
+            confidence = getattr(said, "confidence", None)
+            attempt = Attempt(
+                tier=step.name,
+                label=None if label is None else str(label),
+                confidence=confidence,
+            )
+            attempts.append(attempt)
+            sure = confidence is None or confidence >= threshold
+            if attempt.label is not None and (sure or index == last):
+                return CascadeResult(
+                    label=attempt.label, confidence=confidence, tier=step.name, attempts=attempts
+                )
+        raise ValueError(f"every tier of cascade {self.name!r} abstained")
+
+
+def cascade(
+    name: str, *tiers: tuple[Step[Any, Any], float], timeout_s: float | None = None
+) -> Cascade:
+    """`cascade(name, (rules_step, 1.0), (ml_step, 0.9), (llm_step, 0))`."""
+    return Cascade(name, tiers, timeout_s=timeout_s)

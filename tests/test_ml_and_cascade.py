@@ -1,0 +1,130 @@
+"""The ml and rules steps, and the cascade, on real labelled data (shared/data/sms_spam)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+from llmflow import ConfigError, InputError, RunContext, RunHooks, run
+from llmflow.patterns.cascade import cascade
+from llmflow.steps.llm import llm
+from llmflow.steps.ml import MLStep, read_labelled, rules
+from llmflow.testing import ScriptedModel, json_reply, scripted_gateway
+
+DATA = Path(__file__).parent.parent.parent / "shared" / "data" / "sms_spam" / "dev.jsonl"
+needs_data = pytest.mark.skipif(not DATA.is_file(), reason="shared/data is beside the checkout")
+
+
+def split() -> tuple[list[str], list[str], list[str], list[str]]:
+    texts, labels = read_labelled(DATA)
+    rows = list(zip(texts, labels, strict=True))
+    random.Random(7).shuffle(rows)
+    cut = int(len(rows) * 0.8)
+    train, test = rows[:cut], rows[cut:]
+    return (
+        [t for t, _ in train],
+        [lab for _, lab in train],
+        [t for t, _ in test],
+        [lab for _, lab in test],
+    )
+
+
+@needs_data
+def test_the_ml_step_learns_sms_spam_and_round_trips_through_skops(tmp_path: Path) -> None:
+    train_x, train_y, test_x, test_y = split()
+    step = MLStep.train("spam", train_x, train_y)
+    predicted = step.predict(test_x)
+    accuracy = sum(p.label == y for p, y in zip(predicted, test_y, strict=True)) / len(test_y)
+    assert accuracy >= 0.95  # held-out 20 % of dev.jsonl; majority class is 0.87
+    assert all(0.5 <= p.confidence <= 1 for p in predicted)
+
+    saved = step.save(tmp_path / "models" / "spam.skops")
+    loaded = MLStep.load("spam", saved)
+    assert [p.label for p in loaded.predict(test_x[:50])] == [p.label for p in predicted[:50]]
+
+
+class Evil:
+    """A type no skops trust list includes."""
+
+
+def test_a_model_file_with_untrusted_types_is_refused(tmp_path: Path) -> None:
+    import skops.io as sio
+
+    path = tmp_path / "evil.skops"
+    sio.dump({"model": Evil()}, path)
+    with pytest.raises(ConfigError, match="does not trust"):
+        MLStep.load("x", path)
+
+
+def test_bad_training_files_name_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "hi", "label": "a"}\n{"text": "no label"}\n')
+    with pytest.raises(InputError, match=r"bad\.jsonl: line 2"):
+        read_labelled(bad)
+    one = tmp_path / "one.jsonl"
+    one.write_text('{"text": "hi", "label": "a"}\n')
+    with pytest.raises(InputError, match="at least two labels"):
+        read_labelled(one)
+
+
+async def test_rules_answer_with_certainty_or_abstain() -> None:
+    step = rules("rules", [(r"\bwin(ner)?\b.*\bprize\b", "spam"), (r"^ok$", "ham")])
+    gw = scripted_gateway(ScriptedModel())
+    assert (await run(step, "You are a WINNER of a prize", gateway=gw)).label == "spam"
+    abstained = await run(step, "see you later", gateway=gw)
+    assert (abstained.label, abstained.confidence) == (None, 0.0)
+    with pytest.raises(ConfigError, match="not a valid regex"):
+        rules("r", [("(unclosed", "x")])
+
+
+class Tiers(RunHooks):
+    def __init__(self) -> None:
+        self.outputs: list[Any] = []
+
+    def on_step_end(self, ctx: RunContext, *, step: Any, output: Any, **kw: Any) -> None:
+        if step.kind == "cascade":
+            self.outputs.append(output)
+
+
+@needs_data
+async def test_the_cascade_escalates_only_unsure_items_and_records_the_tier() -> None:
+    train_x, train_y, test_x, test_y = split()
+    ml = MLStep.train("ml", train_x, train_y)
+    model = ScriptedModel(
+        lambda r: json_reply(
+            {"value": "spam" if "free" in (r.messages[-1].content or "").lower() else "ham"}
+        )
+    )
+    flow = cascade(
+        "spam-filter",
+        (rules("rules", [(r"\bclaim\b.*\bprize\b", "spam")]), 1.0),
+        (ml, 0.97),
+        (
+            llm(
+                "llm",
+                instructions="ham or spam?",
+                output=Literal["ham", "spam"],
+            ),
+            0.0,
+        ),
+    )
+    hooks = Tiers()
+    gw = scripted_gateway(model)
+    results = [await run(flow, text, gateway=gw, hooks=[hooks]) for text in test_x[:120]]
+    tiers = [r.tier for r in results]
+    assert set(tiers) <= {"rules", "ml", "llm"}
+    assert tiers.count("ml") > 60  # most items stop at the cheap tier
+    assert len(model.requests) == tiers.count("llm")  # the LLM sees only what ML was unsure of
+    for r in results:
+        if r.tier == "llm":
+            assert r.attempts[1].tier == "ml" and (r.attempts[1].confidence or 0) < 0.97
+        if r.tier == "ml":
+            assert (r.confidence or 0) >= 0.97
+    assert hooks.outputs[0].tier == results[0].tier  # recorded per item
+    accuracy = sum(r.label == y for r, y in zip(results, test_y[:120], strict=True)) / 120
+    assert accuracy >= 0.9
+    assert json.loads(results[0].model_dump_json())["attempts"]
