@@ -12,7 +12,7 @@ import pytest
 from llmflow import ConfigError, InputError, RunContext, RunHooks, run
 from llmflow.patterns.cascade import cascade
 from llmflow.steps.llm import llm
-from llmflow.steps.ml import MLStep, read_labelled, rules
+from llmflow.steps.ml import Label, MLStep, read_labelled, rules
 from llmflow.testing import ScriptedModel, json_reply, scripted_gateway
 
 DATA = Path(__file__).parent.parent.parent / "shared" / "data" / "sms_spam" / "dev.jsonl"
@@ -128,3 +128,36 @@ async def test_the_cascade_escalates_only_unsure_items_and_records_the_tier() ->
     accuracy = sum(r.label == y for r, y in zip(results, test_y[:120], strict=True)) / 120
     assert accuracy >= 0.9
     assert json.loads(results[0].model_dump_json())["attempts"]
+
+
+def test_calibration_picks_the_lowest_thresholds_that_reach_the_target() -> None:
+    from llmflow.runtime.calibration import NEVER, calibrate, simulate
+
+    truth = ["a", "b", "a", "b"]
+    cheap = [Label(label="a", confidence=c) for c in (0.9, 0.8, 0.7, 0.6)]  # right on 1 and 3
+    oracle = [Label(label=t, confidence=1.0) for t in truth]
+    result = calibrate([cheap, oracle], truth, target_accuracy=1.0)
+    assert result.thresholds == (0.9, 0.0)  # only the 0.9 answer is safe to accept
+    assert result.accuracy == 1.0 and result.shares == (0.25, 0.75)
+    looser = calibrate([cheap, oracle], truth, target_accuracy=0.75)
+    assert looser.thresholds[0] == 0.7 and looser.shares[0] == 0.75
+    assert simulate([cheap, oracle], truth, [NEVER, 0.0]) == (1.0, (0.0, 1.0))
+
+
+@needs_data
+def test_a_calibrated_ml_tier_meets_the_target_on_held_out_data() -> None:
+    from llmflow.runtime.calibration import calibrate, simulate
+
+    train_x, train_y, test_x, test_y = split()
+    ml = MLStep.train("ml", train_x[:1000], train_y[:1000])
+    valid_x, valid_y = train_x[1000:], train_y[1000:]
+    oracle = [Label(label=y, confidence=1.0) for y in valid_y]  # a perfect (expensive) last tier
+    result = calibrate([ml.predict(valid_x), oracle], valid_y, target_accuracy=0.99)
+    assert result.accuracy >= 0.99
+    assert result.shares[0] > 0.7  # the cheap tier still answers most items
+    held_out = simulate(
+        [ml.predict(test_x), [Label(label=y, confidence=1.0) for y in test_y]],
+        test_y,
+        result.thresholds,
+    )
+    assert held_out[0] >= 0.98

@@ -79,6 +79,13 @@ class Cascade(Step[Any, CascadeResult]):
                 )
         raise ValueError(f"every tier of cascade {self.name!r} abstained")
 
+    def with_thresholds(self, thresholds: Sequence[float]) -> Cascade:
+        """A copy with new thresholds (e.g. from `runtime.calibration.calibrate`)."""
+        if len(thresholds) != len(self.tiers):
+            raise ValueError(f"cascade {self.name!r} has {len(self.tiers)} tiers")
+        tiers = [(step, t) for (step, _), t in zip(self.tiers, thresholds, strict=True)]
+        return Cascade(self.name, tiers, timeout_s=self.timeout_s)
+
 
 def cascade(
     name: str, *tiers: tuple[Step[Any, Any], float], timeout_s: float | None = None
