@@ -326,7 +326,7 @@ def _report(
         out.print_json(json.dumps(payload))
         return
     table = Table(title=f"{batch.workflow} · run {batch.run_id}", title_justify="left")
-    table.add_column("item", no_wrap=True, overflow="ellipsis", max_width=32)
+    table.add_column("item", no_wrap=True, overflow="ellipsis", max_width=26)
     columns = wf.columns or (lambda o: {"output": str(o)})
     first_ok = next((r for r in batch.results if r.ok), None)
     names = list(columns(first_ok.output)) if first_ok else ["result"]
