@@ -11,8 +11,9 @@ import pytest
 
 from llmflow import ConfigError, InputError, RunContext, RunHooks, run
 from llmflow.patterns.cascade import cascade
+from llmflow.steps.label import Label
 from llmflow.steps.llm import llm
-from llmflow.steps.ml import Label, MLStep, read_labelled, rules
+from llmflow.steps.ml import MLStep, read_labelled, rules
 from llmflow.testing import ScriptedModel, json_reply, scripted_gateway
 
 DATA = Path(__file__).parent.parent.parent / "shared" / "data" / "sms_spam" / "dev.jsonl"

@@ -46,8 +46,9 @@ from .runtime.runner import (
 from .settings import Settings
 from .steps.agent import AgentStep, Tool, agent, tool
 from .steps.base import CodeStep, Step, code
+from .steps.label import Label
 from .steps.llm import LLMStep, llm
-from .steps.ml import Label, MLStep, RulesStep, rules
+from .steps.ml import MLStep, RulesStep, rules
 from .store.sqlite import RunStore
 
 __version__ = "0.1.0"

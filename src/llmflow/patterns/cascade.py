@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from ..runtime.context import RunContext
 from ..steps.base import Step
+from ..steps.label import read_label
 
 
 class Attempt(BaseModel):
@@ -63,14 +64,8 @@ class Cascade(Step[Any, CascadeResult]):
         last = len(self.tiers) - 1
         for index, (step, threshold) in enumerate(self.tiers):
             said = await step.invoke(input, ctx, step.name)
-            label = getattr(said, "label", said)
-            label = getattr(label, "value", label)  # an Enum's value
-            confidence = getattr(said, "confidence", None)
-            attempt = Attempt(
-                tier=step.name,
-                label=None if label is None else str(label),
-                confidence=confidence,
-            )
+            label, confidence = read_label(said)
+            attempt = Attempt(tier=step.name, label=label, confidence=confidence)
             attempts.append(attempt)
             sure = confidence is None or confidence >= threshold
             if attempt.label is not None and (sure or index == last):

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from ..errors import OutputValidationError, StepError
 from ..runtime.context import RunContext
 from ..steps.base import Step
+from ..steps.label import read_label
 from ..steps.llm import llm
 
 
@@ -82,9 +83,7 @@ class _Decide(Step[Any, RouteDecision]):
             if r.default is None:
                 raise
             return RouteDecision(label=r.default, chosen=f"invalid output: {e.reason}")
-        label = getattr(said, "label", said)
-        label = str(getattr(label, "value", label))  # an Enum's value
-        confidence = getattr(said, "confidence", None)
+        label, confidence = read_label(said)
         unsure = r.min_confidence is not None and confidence is not None
         unsure = unsure and confidence < r.min_confidence  # type: ignore[operator]
         if label in r.branches and not unsure:

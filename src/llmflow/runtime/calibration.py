@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..steps.ml import Label
+from ..steps.label import Label
 
 NEVER = math.inf
 """A threshold no confidence reaches: the tier always escalates."""

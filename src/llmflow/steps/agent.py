@@ -23,7 +23,6 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-import jinja2
 from agents import (
     Agent,
     FunctionTool,
@@ -37,13 +36,12 @@ from agents import (
 )
 from agents.tool_context import ToolContext
 
-from ..errors import ConfigError, StepError
+from ..errors import StepError
 from ..models.agents_adapter import GatewayModel
 from ..runtime.context import RunContext
 from .base import Step
-from .llm import read_instructions, render_input
+from .prompt import PromptTemplate, read_instructions
 
-_jinja = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
 NO_TRACING = RunConfig(tracing_disabled=True)
 
 Invoke = Callable[[str, ToolContext[Any], RunContext], Awaitable[Any]]
@@ -150,10 +148,7 @@ class AgentStep(Step[Any, Any]):
         self.max_tokens = max_tokens
         self.max_tool_rounds = max_tool_rounds
         self.description = description or f"The {name} agent."
-        try:
-            self._prompt = _jinja.from_string(prompt) if prompt is not None else None
-        except jinja2.TemplateSyntaxError as e:
-            raise ConfigError(f"step {name!r}: prompt template line {e.lineno}: {e.message}") from e
+        self._prompt = PromptTemplate(name, prompt)
         self._sdk_agent: Agent[Any] | None = None
         self._root: _Node | None = None
 
@@ -201,15 +196,8 @@ class AgentStep(Step[Any, Any]):
         )
 
     def render(self, input: Any) -> str:
-        if self._prompt is None:
-            return render_input(input)
-        variables = input.model_dump() if hasattr(input, "model_dump") else input
-        if not isinstance(variables, dict):
-            variables = {"input": variables}
-        try:
-            return self._prompt.render({"input": input, **variables})
-        except jinja2.UndefinedError as e:
-            raise ConfigError(f"step {self.name!r}: prompt template: {e.message}") from e
+        """The user message for `input`."""
+        return self._prompt.render(input)
 
     async def run(self, input: Any, ctx: RunContext) -> Any:
         sdk_agent = self.sdk_agent()

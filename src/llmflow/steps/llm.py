@@ -14,51 +14,16 @@ import json
 from pathlib import Path
 from typing import Any, Generic
 
-import jinja2
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 from typing_extensions import TypeVar
 
-from ..errors import ConfigError, OutputValidationError
+from ..errors import OutputValidationError
 from ..models.client import Message, ModelRequest, ModelResponse, Sampling
 from ..runtime.context import RunContext
 from .base import In, Step
+from .prompt import PromptTemplate, read_instructions
 
 Out = TypeVar("Out", default=Any)
-
-_jinja = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
-
-
-def read_instructions(source: str | Path) -> str:
-    """Instructions as given: a `Path` is read as a (Markdown) file, a `str` is the text."""
-    if isinstance(source, Path):
-        try:
-            return source.read_text(encoding="utf-8").strip()
-        except OSError as e:
-            raise ConfigError(f"cannot read instructions file {source}: {e.strerror}") from e
-    return source.strip()
-
-
-def render_input(value: Any) -> str:
-    """The default prompt for an input: text as is, records as `field: value` lines."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, BaseModel):
-        value = value.model_dump(mode="json")
-    if isinstance(value, dict):
-        lines = []
-        for key, item in value.items():
-            text = item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)
-            lines.append(f"{key}: {text}")
-        return "\n".join(lines)
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def _variables(value: Any) -> dict[str, Any]:
-    if isinstance(value, BaseModel):
-        return {"input": value, **{k: getattr(value, k) for k in type(value).model_fields}}
-    if isinstance(value, dict):
-        return {"input": value, **value}
-    return {"input": value}
 
 
 class LLMStep(Step[In, Out], Generic[In, Out]):
@@ -87,10 +52,7 @@ class LLMStep(Step[In, Out], Generic[In, Out]):
         self.model = model
         """The model; None uses the run's model."""
         self.sampling = Sampling(temperature=temperature, max_tokens=max_tokens, seed=seed)
-        try:
-            self._prompt = _jinja.from_string(prompt) if prompt is not None else None
-        except jinja2.TemplateSyntaxError as e:
-            raise ConfigError(f"step {name!r}: prompt template line {e.lineno}: {e.message}") from e
+        self._prompt = PromptTemplate(name, prompt)
         self._adapter: TypeAdapter[Any] | None = None
         self.schema: dict[str, Any] | None = None
         """The JSON schema sent to the model (None for free text)."""
@@ -123,12 +85,7 @@ class LLMStep(Step[In, Out], Generic[In, Out]):
 
     def render(self, input: In) -> str:
         """The user message for `input`."""
-        if self._prompt is None:
-            return render_input(input)
-        try:
-            return self._prompt.render(_variables(input))
-        except jinja2.UndefinedError as e:
-            raise ConfigError(f"step {self.name!r}: prompt template: {e.message}") from e
+        return self._prompt.render(input)
 
     async def run(self, input: In, ctx: RunContext) -> Out:
         messages = [Message("system", self.instructions), Message("user", self.render(input))]

@@ -14,11 +14,10 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from ..errors import ConfigError, InputError
 from ..runtime.context import RunContext
 from .base import Step
+from .label import Label
 
 TRUSTED_TYPES = frozenset(
     {
@@ -27,15 +26,6 @@ TRUSTED_TYPES = frozenset(
         "sklearn.calibration._SigmoidCalibration",
     }
 )
-
-
-class Label(BaseModel):
-    """A classifier's answer."""
-
-    label: str | None
-    """The label; None when the classifier abstains (rules that matched nothing)."""
-    confidence: float = Field(ge=0, le=1)
-    """How sure: a calibrated probability, 1 for a matched rule, 0 for an abstention."""
 
 
 def read_labelled(path: Path) -> tuple[list[str], list[str]]:
