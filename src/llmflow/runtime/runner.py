@@ -161,9 +161,7 @@ async def run_batch(
 
     async def one(index: int, item: Item) -> None:
         nonlocal stop
-        ctx = base.for_item(new_id())
-        if item_budget is not None:
-            ctx.budgets = (*ctx.budgets, item_budget())
+        ctx = base.for_item(new_id(), *([item_budget()] if item_budget else []))
         started_at = time.time()
         for hook in all_hooks:
             hook.on_item_start(ctx, key=item.key)
