@@ -59,7 +59,19 @@ def list_runs(
     finally:
         store.close()
     if as_json:
-        out.print_json(json.dumps([{**dict(r), "cost": _usd(costs[r["id"]].cost)} for r in rows]))
+        out.print_json(
+            json.dumps(
+                [
+                    {
+                        **dict(r),
+                        "calls": costs[r["id"]].calls,
+                        "tokens": costs[r["id"]].tokens,
+                        "cost": _usd(costs[r["id"]].cost),
+                    }
+                    for r in rows
+                ]
+            )
+        )
         return EXIT_OK
     table = Table(title="runs", title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("id", no_wrap=True)
@@ -74,8 +86,8 @@ def list_runs(
             r["id"][:SHORT_ID],
             r["workflow"],
             f"{r['status']} {r['items_ok']}/{r['items_failed']}",
-            str(r["calls"]),
-            str(r["tokens"]),
+            str(costs[r["id"]].calls),
+            str(costs[r["id"]].tokens),
             format_cost(costs[r["id"]].cost),
             time.strftime("%m-%d %H:%M", time.localtime(r["started_at"])),
         )

@@ -191,12 +191,9 @@ class RunStore:
     # -- reading ----------------------------------------------------------------------------
 
     def runs(self, limit: int = 20) -> list[sqlite3.Row]:
+        """The newest runs (their calls, tokens and cost: `runtime.costs.summarise`)."""
         return self.db.execute(
-            "SELECT r.*, (SELECT COUNT(*) FROM model_calls c WHERE c.run_id = r.id) AS calls, "
-            "(SELECT COALESCE(SUM(input_tokens + output_tokens), 0) FROM model_calls c "
-            "WHERE c.run_id = r.id AND c.cached = 0) AS tokens "
-            "FROM runs r ORDER BY started_at DESC LIMIT ?",
-            (limit,),
+            "SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)
         ).fetchall()
 
     def find_run(self, run_id: str) -> sqlite3.Row:
