@@ -41,6 +41,7 @@ bench: setup  ## Run the benchmarks and rewrite their committed results.
 	$(BIN)/python bench/agent_overhead.py
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/cache_rerun.py
+	$(BIN)/python bench/cascade_sms.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache llmflow-out
