@@ -1,4 +1,4 @@
-"""The ml and rules steps, and the cascade, on real labelled data (shared/data/sms_spam)."""
+"""The ml and rules steps, and the cascade, on real labelled data (data/sms_spam)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ from llmflow.steps.llm import llm
 from llmflow.steps.ml import MLStep, read_labelled, rules
 from llmflow.testing import ScriptedModel, json_reply, scripted_gateway
 
-DATA = Path(__file__).parent.parent.parent / "shared" / "data" / "sms_spam" / "dev.jsonl"
-needs_data = pytest.mark.skipif(not DATA.is_file(), reason="shared/data is beside the checkout")
+DATA = Path(__file__).parent.parent / "data" / "sms_spam" / "dev.jsonl"
 
 
 def split() -> tuple[list[str], list[str], list[str], list[str]]:
@@ -34,7 +33,6 @@ def split() -> tuple[list[str], list[str], list[str], list[str]]:
     )
 
 
-@needs_data
 def test_the_ml_step_learns_sms_spam_and_round_trips_through_skops(tmp_path: Path) -> None:
     train_x, train_y, test_x, test_y = split()
     step = MLStep.train("spam", train_x, train_y)
@@ -91,7 +89,6 @@ class Tiers(RunHooks):
             self.outputs.append(output)
 
 
-@needs_data
 async def test_the_cascade_escalates_only_unsure_items_and_records_the_tier() -> None:
     train_x, train_y, test_x, test_y = split()
     ml = MLStep.train("ml", train_x, train_y)
@@ -145,7 +142,6 @@ def test_calibration_picks_the_lowest_thresholds_that_reach_the_target() -> None
     assert simulate([cheap, oracle], truth, [NEVER, 0.0]) == (1.0, (0.0, 1.0))
 
 
-@needs_data
 def test_a_calibrated_ml_tier_meets_the_target_on_held_out_data() -> None:
     from llmflow.runtime.calibration import calibrate, simulate
 
