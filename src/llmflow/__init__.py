@@ -46,6 +46,7 @@ from .runtime.runner import (
 from .settings import Settings
 from .steps.agent import AgentStep, Tool, agent, tool
 from .steps.base import CodeStep, Step, code
+from .steps.classify import LLMClassifier, classify
 from .steps.label import Label
 from .steps.llm import LLMStep, llm
 from .steps.ml import MLStep, RulesStep, rules
@@ -68,6 +69,7 @@ __all__ = [
     "InputError",
     "Item",
     "ItemResult",
+    "LLMClassifier",
     "LLMFlowError",
     "LLMStep",
     "Label",
@@ -114,6 +116,7 @@ __all__ = [
     "best_of",
     "cascade",
     "chain",
+    "classify",
     "code",
     "gate",
     "llm",

@@ -48,6 +48,7 @@ class ResponseCache:
             usage=Usage(**data["usage"]),
             finish_reason=data["finish_reason"],
             model=data["model"],
+            choice_probs=data.get("choice_probs"),
         )
 
     def put(self, key: str, model: str, response: ModelResponse) -> None:

@@ -82,6 +82,10 @@ class ModelRequest:
     """Tools the model may call instead of answering."""
     sampling: Sampling = field(default_factory=Sampling)
     """Sampling parameters."""
+    choices: list[str] | None = None
+    """A closed set of answers to score instead of generating freely: the response's text
+    is the most likely choice and `choice_probs` holds each choice's probability, for
+    providers that expose token log-probabilities (others answer with text only)."""
 
 
 FinishReason = Literal["stop", "length", "tool_calls", "error"]
@@ -115,6 +119,10 @@ class ModelResponse:
     """Why generation ended; `length` means the output was cut off."""
     model: str = ""
     """The model that answered, as the provider names it."""
+    choice_probs: dict[str, float] | None = None
+    """For a request with `choices`: choice probabilities from the model's token
+    log-probabilities, where the provider gives them. The embedded model scores every
+    choice (they sum to 1); a hosted model scores only the choice it answered."""
 
 
 class ModelClient(abc.ABC):

@@ -13,6 +13,7 @@ import atexit
 import contextlib
 import importlib.util
 import json
+import math
 import os
 import threading
 from collections.abc import Iterator
@@ -132,6 +133,8 @@ class EmbeddedClient(ModelClient):
         return await asyncio.to_thread(self._complete, request)
 
     def _complete(self, request: ModelRequest) -> ModelResponse:
+        if request.choices:
+            return self._score_choices(request, request.choices)
         llama = self.llama
         messages, schema = _prompt(request)
         kwargs: dict[str, Any] = {
@@ -175,6 +178,88 @@ class EmbeddedClient(ModelClient):
         if request.tools and response.finish_reason == "stop":
             _split_tool_choice(response, request)
         return response
+
+    def _score_choices(self, request: ModelRequest, choices: list[str]) -> ModelResponse:
+        """Score each choice as the whole answer: the sum of its tokens' log-probabilities
+        (end-of-turn included, so `bill` does not win for `billing`), normalised over the
+        choices. Exact and deterministic, and cheap: the prompt is evaluated once and each
+        distinct token prefix of the choices once more."""
+        llama = self.llama
+        messages, _ = _prompt(request)
+        prompt = _chat_formatter(llama)(messages=messages).prompt
+        tokens = llama.tokenize(prompt.encode(), add_bos=False, special=True)
+        end_of_turn = llama.tokenize(b"<|im_end|>", add_bos=False, special=True)
+        if len(tokens) >= CONTEXT_TOKENS - 16:
+            raise ModelCallError(
+                f"the prompt has {len(tokens)} tokens; the embedded model's context is "
+                f"{CONTEXT_TOKENS}: shorten the input",
+                model="local",
+            )
+        with _call_locks[self.path]:
+            if not self.prefix_reuse:
+                llama.reset()
+            base = _eval_prompt(llama, tokens)
+            logprobs: dict[tuple[int, ...], Any] = {(): _last_logprobs(llama)}
+            scores: dict[str, float] = {}
+            for choice in choices:
+                sequence = [*llama.tokenize(choice.encode(), add_bos=False), *end_of_turn]
+                total = 0.0
+                for i, token in enumerate(sequence):
+                    prefix = tuple(sequence[:i])
+                    if prefix not in logprobs:
+                        llama.n_tokens = base  # drop the previous choice's tokens
+                        llama.eval(list(prefix))
+                        logprobs[prefix] = _last_logprobs(llama)
+                    total += float(logprobs[prefix][token])
+                scores[choice] = total
+        top = max(scores.values())
+        weights = {c: math.exp(v - top) for c, v in scores.items()}
+        norm = sum(weights.values())
+        probs = {c: w / norm for c, w in weights.items()}
+        best = max(probs, key=lambda c: probs[c])
+        return ModelResponse(
+            text=best,
+            usage=Usage(input_tokens=len(tokens), output_tokens=len(logprobs) - 1),
+            model="local",
+            choice_probs=probs,
+        )
+
+
+def _chat_formatter(llama: Any) -> Any:
+    """The GGUF's own chat template, which `create_chat_completion` also uses."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    def token_text(token: int) -> str:
+        return str(llama.detokenize([token], special=True).decode(errors="ignore"))
+
+    return Jinja2ChatFormatter(
+        template=llama.metadata["tokenizer.chat_template"],
+        eos_token=token_text(llama.token_eos()),
+        bos_token=token_text(llama.token_bos()),
+        add_generation_prompt=True,
+    )
+
+
+def _eval_prompt(llama: Any, tokens: list[int]) -> int:
+    """Evaluate `tokens`, reusing the KV state of the longest prefix already evaluated
+    (at least the last token is evaluated, for its logits). Returns the new length."""
+    kept = 0
+    limit = min(llama.n_tokens, len(tokens) - 1)
+    while kept < limit and llama.input_ids[kept] == tokens[kept]:
+        kept += 1
+    llama.n_tokens = kept
+    llama.eval(tokens[kept:])
+    return len(tokens)
+
+
+def _last_logprobs(llama: Any) -> Any:
+    """Log-softmax of the logits of the last evaluated token (llama.cpp keeps only those
+    unless the model was loaded with logits_all)."""
+    import numpy as np
+
+    logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama.n_vocab(),))
+    shifted = logits - logits.max()
+    return shifted - np.log(np.exp(shifted).sum())
 
 
 # -- tools as one grammar-constrained JSON choice ---------------------------------------------

@@ -6,6 +6,7 @@ Retry-After and records see every attempt.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,7 +47,11 @@ class OpenAIClient(ModelClient):
             value = getattr(request.sampling, key)
             if value is not None:
                 kwargs[key] = value
-        if request.output_schema is not None:
+        if request.choices:
+            # The answer's token log-probabilities give its probability; the step's prompt
+            # asks for exactly one of the choices.
+            kwargs["logprobs"] = True
+        elif request.output_schema is not None:
             kwargs["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": request.schema_name, "schema": request.output_schema},
@@ -78,7 +83,7 @@ class OpenAIClient(ModelClient):
             if getattr(c, "function", None) is not None
         ]
         usage = completion.usage
-        return ModelResponse(
+        response = ModelResponse(
             text=choice.message.content,
             tool_calls=tool_calls,
             usage=Usage(
@@ -88,6 +93,9 @@ class OpenAIClient(ModelClient):
             finish_reason=_finish(choice.finish_reason),
             model=completion.model or model,
         )
+        if request.choices:
+            _read_choice(response, request.choices, choice)
+        return response
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -103,6 +111,19 @@ def _message(m: Message) -> dict[str, Any]:
     if m.tool_call_id is not None:
         out["tool_call_id"] = m.tool_call_id
     return out
+
+
+def _read_choice(response: ModelResponse, choices: list[str], choice: Any) -> None:
+    """Match the answer to a choice and give it the probability of its tokens. Choices the
+    model did not answer stay unscored: one sampled answer does not say how likely they are."""
+    answer = (response.text or "").strip().strip(".\"'").casefold()
+    matched = next((c for c in choices if c.casefold() == answer), None)
+    if matched is None:
+        return
+    response.text = matched
+    tokens = getattr(getattr(choice, "logprobs", None), "content", None) or []
+    if tokens:
+        response.choice_probs = {matched: math.exp(sum(t.logprob for t in tokens))}
 
 
 def _finish(reason: str | None) -> Any:
