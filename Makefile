@@ -34,6 +34,7 @@ lint: setup
 
 typecheck: setup
 	$(BIN)/mypy
+	@for f in src/llmflow/templates/*/tools.py; do $(BIN)/mypy "$$f" || exit 1; done
 
 bench: setup  ## Run the benchmarks and rewrite their committed results.
 	$(BIN)/python bench/gateway_overhead.py
