@@ -1,0 +1,81 @@
+"""Code steps of the email-triage template: ground the model's ids, file each email.
+
+The emails are parsed by llmflow's email parser (`input: {type: email}`, the parser of the
+Python email-triage app); the judgement and writing are LLM steps in workflow.yaml. What
+stays code is what code does better: checking the ids the model extracted against the
+email's text, and filing the message.
+"""
+
+# No `from __future__ import annotations`: this file is loaded by path, outside sys.modules.
+import re
+from pathlib import Path
+from typing import Any
+
+from llmflow import RunContext
+
+INVOICE_ID = re.compile(r"(?<![\w-])INV-[\w-]*\d(?![\w-])")
+ORDER_ID = re.compile(r"(?<![\w-])(?!INV-)[A-Z]{2,4}-\d{4,8}(?![\w-])")
+MAX_IDS = 8
+
+
+def _field(value: Any, name: str, default: Any = None) -> Any:
+    """`value.name` for a model or an object, `value[name]` for a mapping."""
+    if isinstance(value, dict):
+        return value.get(name, default)
+    return getattr(value, name, default)
+
+
+def ground_ids(payload: dict[str, Any]) -> dict[str, Any]:
+    """The model's extraction with its order and invoice numbers checked against the email:
+    ids that do not occur in it are dropped, ids the patterns find are added (a small model
+    misses some and invents others)."""
+    email, extraction = payload["email"], dict(payload["extraction"])
+    text = f"{_field(email, 'subject', '')}\n{_field(email, 'body', '')}"
+
+    def merge(found: list[str] | None, pattern: re.Pattern[str]) -> list[str]:
+        kept = [i.strip() for i in found or [] if i.strip() and i.strip() in text]
+        return list(dict.fromkeys([*kept, *pattern.findall(text)]))[:MAX_IDS]
+
+    extraction["order_numbers"] = merge(extraction.get("order_numbers"), ORDER_ID)
+    extraction["invoice_numbers"] = merge(extraction.get("invoice_numbers"), INVOICE_ID)
+    return extraction
+
+
+def file_email(payload: dict[str, Any], ctx: RunContext) -> dict[str, str | None]:
+    """File the email under its category in the run's output folder
+    (`<category>/<file>.eml`); returns where, relative to that folder."""
+    email = payload["email"]
+    classification = payload.get("classification") or {}
+    category = str(_field(classification, "category") or "unsorted")
+    if not re.fullmatch(r"[a-z_-]+", category):
+        raise ValueError(f"cannot file under {category!r}: categories are lowercase words")
+    if ctx.out_dir is None:
+        return {"filed_as": None}
+    source = str(_field(email, "source") or "email")
+    name = Path(source.replace("#", "-")).name
+    if not name.endswith(".eml"):
+        name += ".eml"
+    folder = ctx.out_dir / category
+    folder.mkdir(parents=True, exist_ok=True)
+    raw: bytes = _field(email, "raw", b"") or b""
+    # The original bytes when the parser kept them; else the parsed text, so nothing is lost.
+    content = (
+        raw
+        or (
+            f"From: {_field(email, 'sender', '')}\nSubject: {_field(email, 'subject', '')}\n\n"
+            f"{_field(email, 'body', '')}"
+        ).encode()
+    )
+    (folder / name).write_bytes(content)  # the same file on a rerun: filing is idempotent
+    return {"filed_as": f"{category}/{name}"}
+
+
+def email_text(email: Any) -> str:
+    """The email as the prompts show it: sender, subject, attachments, the newest message."""
+    attachments = " ".join(
+        str(_field(a, "filename", "")) for a in _field(email, "attachments") or []
+    )
+    lines = [f"From: {_field(email, 'sender', '')}", f"Subject: {_field(email, 'subject', '')}"]
+    if attachments:
+        lines.append(f"Attachments: {attachments}")
+    return "\n".join([*lines, "", str(_field(email, "excerpt", "") or _field(email, "body", ""))])

@@ -1,0 +1,206 @@
+"""Tools of the support-chat agents, over a real SQLite database of customers and orders.
+
+The database is built from `seed.sql` (beside this file) on first use, in the state
+directory: `$LLMFLOW_HOME/support-chat/shop.db`, or the file named by `SUPPORT_CHAT_DB`.
+It persists across runs, so a refund made in one run is still there in the next.
+
+Every tool checks its arguments and raises `ValueError` with a message the model can act on
+(the agent step records the error and tells the model). `request_refund` changes the world:
+the workflow declares it as a side effect, and it refuses a second refund of the same order.
+"""
+
+# No `from __future__ import annotations`: pydantic resolves the models' annotations at
+# class creation, and this file may be loaded by path, outside sys.modules.
+import os
+import re
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from llmflow import Settings
+
+SEED = Path(__file__).parent / "seed.sql"
+REFUNDABLE = "delivered"
+"""Only delivered orders can be refunded: others are cancelled or not yet received."""
+
+
+def database_path() -> Path:
+    """Where the shop's database lives: `SUPPORT_CHAT_DB`, else the state directory."""
+    configured = os.environ.get("SUPPORT_CHAT_DB")
+    return Path(configured) if configured else Settings().home / "support-chat" / "shop.db"
+
+
+def build_database(path: Path) -> None:
+    """Create the database at `path` from seed.sql, unless it exists.
+
+    Built in a temporary file and renamed, so a crash never leaves a half-seeded database.
+    """
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    with closing(sqlite3.connect(partial)) as db:
+        db.executescript(SEED.read_text(encoding="utf-8"))
+        db.commit()
+    partial.replace(path)
+
+
+@contextmanager
+def shop() -> Iterator[sqlite3.Connection]:
+    """A connection to the shop's database (built on first use); commits on success."""
+    path = database_path()
+    build_database(path)
+    with closing(sqlite3.connect(path, timeout=10)) as db:
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA foreign_keys = ON")
+        with db:  # one transaction: committed on success, rolled back on an error
+            yield db
+
+
+ORDER_NUMBER = re.compile(r"(?i)^\s*(?:order\s*)?#?\s*(?:nw\s*-?\s*)?(\d{4})\s*$")
+CUSTOMER_ID = re.compile(r"(?i)^\s*c\s*-?\s*(\d{3})\s*$")
+
+
+def order_key(order_id: str) -> str:
+    """The canonical order id (NW-1042) for what a model or customer wrote: NW-1042,
+    nw1042, #1042, order 1042."""
+    match = ORDER_NUMBER.match(order_id or "")
+    if not match:
+        raise ValueError(f"{order_id!r} is not an order id: order ids look like NW-1042")
+    return f"NW-{match.group(1)}"
+
+
+def _order(db: sqlite3.Connection, order_id: str) -> sqlite3.Row:
+    key = order_key(order_id)
+    row: sqlite3.Row | None = db.execute(
+        "SELECT o.*, c.name AS customer_name, c.email AS customer_email,"
+        " r.amount_eur AS refunded_eur, r.created_at AS refunded_at"
+        " FROM orders o JOIN customers c ON c.id = o.customer_id"
+        " LEFT JOIN refunds r ON r.order_id = o.id WHERE o.id = ?",
+        (key,),
+    ).fetchone()
+    if row is None:
+        raise ValueError(f"there is no order {key}: check the number with the customer")
+    return row
+
+
+def _describe_order(row: sqlite3.Row) -> str:
+    refund = (
+        f"; refunded {row['refunded_eur']:.2f} EUR on {row['refunded_at'][:10]}"
+        if row["refunded_eur"] is not None
+        else ""
+    )
+    return (
+        f"{row['id']}: {row['item']}, {row['total_eur']:.2f} EUR, {row['status']},"
+        f" ordered {row['ordered_on']} by {row['customer_name']} ({row['customer_id']}){refund}"
+    )
+
+
+def look_up_customer(email_or_id: str) -> str:
+    """Look up a customer by email address or customer id (like C-101): name, customer
+    since, and their orders."""
+    text = (email_or_id or "").strip()
+    if not text:
+        raise ValueError("give the customer's email address or customer id (like C-101)")
+    with shop() as db:
+        id_match = CUSTOMER_ID.match(text)
+        if id_match:
+            customer = db.execute(
+                "SELECT * FROM customers WHERE id = ?", (f"C-{id_match.group(1)}",)
+            ).fetchone()
+        elif "@" in text:
+            customer = db.execute(
+                "SELECT * FROM customers WHERE lower(email) = lower(?)", (text,)
+            ).fetchone()
+        else:
+            raise ValueError(f"{text!r} is neither an email address nor a customer id (like C-101)")
+        if customer is None:
+            raise ValueError(f"no customer {text}: ask the customer for the email on their order")
+        orders = db.execute(
+            "SELECT id, item, status FROM orders WHERE customer_id = ? ORDER BY ordered_on",
+            (customer["id"],),
+        ).fetchall()
+    listed = "; ".join(f"{o['id']} {o['item']} ({o['status']})" for o in orders) or "none"
+    return (
+        f"{customer['id']}: {customer['name']} <{customer['email']}>,"
+        f" customer since {customer['since']}. Orders: {listed}"
+    )
+
+
+def look_up_order(order_id: str) -> str:
+    """Look up an order by its id (like NW-1042): item, total, status, customer, refund."""
+    with shop() as db:
+        return _describe_order(_order(db, order_id))
+
+
+def look_up_invoice(order_id: str) -> str:
+    """Look up the invoice of an order (like NW-1042): invoice number, net amount, VAT at
+    20 %, total and payment method."""
+    with shop() as db:
+        row = _order(db, order_id)
+    total = row["total_eur"]
+    net = round(total / 1.2, 2)
+    return (
+        f"{row['invoice_id']} for {row['id']}: net {net:.2f} EUR + VAT {total - net:.2f} EUR"
+        f" = {total:.2f} EUR, paid by {row['payment_method']}"
+    )
+
+
+def request_refund(order_id: str, reason: str) -> str:
+    """Refund a delivered order in full. Only when the customer asks for a refund; an order
+    is refunded at most once."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValueError("give the reason for the refund, in the customer's words")
+    with shop() as db:
+        row = _order(db, order_id)
+        if row["refunded_eur"] is not None:
+            raise ValueError(
+                f"order {row['id']} was already refunded ({row['refunded_eur']:.2f} EUR on"
+                f" {row['refunded_at'][:10]}): do not refund it again"
+            )
+        if row["status"] != REFUNDABLE:
+            raise ValueError(
+                f"order {row['id']} is {row['status']}, not delivered: it cannot be refunded"
+            )
+        try:
+            db.execute(
+                "INSERT INTO refunds (order_id, amount_eur, reason, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (row["id"], row["total_eur"], reason[:500], datetime.now(UTC).isoformat()),
+            )
+        except sqlite3.IntegrityError as e:  # a concurrent refund of the same order won
+            raise ValueError(
+                f"order {row['id']} was already refunded: do not refund it again"
+            ) from e
+    return f"Refund of {row['total_eur']:.2f} EUR for {row['id']} recorded ({reason[:80]})."
+
+
+def refunds() -> list[dict[str, object]]:
+    """Every refund in the database, oldest first."""
+    with shop() as db:
+        rows = db.execute("SELECT * FROM refunds ORDER BY id").fetchall()
+    return [dict(row) for row in rows]
+
+
+def refunds_of_customer(email: str) -> list[dict[str, object]]:
+    """The refunds on record for the customer with this email address, oldest first."""
+    with shop() as db:
+        rows = db.execute(
+            "SELECT r.order_id, r.amount_eur, r.reason, r.created_at FROM refunds r"
+            " JOIN orders o ON o.id = r.order_id JOIN customers c ON c.id = o.customer_id"
+            " WHERE lower(c.email) = lower(?) ORDER BY r.id",
+            ((email or "").strip(),),
+        ).fetchall()
+    return [dict(row) for row in rows]
+
+
+class Reply(BaseModel):
+    """The agents' answer to the customer (a typed answer also keeps small models from
+    answering in tool-call JSON)."""
+
+    message: str = Field(max_length=600)
