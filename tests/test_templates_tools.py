@@ -419,7 +419,7 @@ def test_digest_reads_the_inbox_and_ranks_summaries(tmp_path: Path) -> None:
     assert len(inbox.unreadable) == 1 and inbox.unreadable[0].startswith("zz-broken.eml: ")
     assert all(len(m.text) <= digest.EXCERPT_CHARS for m in inbox.emails)
     plan = digest.one_subtask_per_email(inbox)
-    assert [s.title.split(" | ")[0] for s in plan.subtasks] == [m.source for m in inbox.emails]
+    assert [s.title for s in plan.subtasks] == [f"{m.sender}: {m.subject}" for m in inbox.emails]
     assert plan.subtasks[0].instructions == inbox.emails[0].text
 
     results: list[Any] = [

@@ -21,6 +21,8 @@ MAX_EMAILS = 40
 """One digest covers at most this many emails: a day's inbox, not an archive."""
 EXCERPT_CHARS = 600
 """How much of each email its summariser sees (the subtask's instructions hold at most 600)."""
+TITLE_CHARS = 120
+"""A subtask's title holds at most 120 characters."""
 PRIORITIES = ("urgent", "high", "normal", "low")
 
 
@@ -67,7 +69,7 @@ def read_inbox(path: str) -> Inbox:
                 source=item.key,
                 sender=name,
                 subject=email.subject,
-                text=text[: EXCERPT_CHARS - 1] + "…" if len(text) > EXCERPT_CHARS else text,
+                text=_cut(text, EXCERPT_CHARS),
             )
         )
     if not emails:
@@ -80,7 +82,7 @@ def one_subtask_per_email(inbox: Any) -> Plan:
     mails = Inbox.model_validate(inbox).emails
     return Plan(
         subtasks=[
-            Subtask(title=f"{m.source} | {m.sender}: {m.subject}"[:120], instructions=m.text)
+            Subtask(title=_cut(f"{m.sender}: {m.subject}", TITLE_CHARS), instructions=m.text)
             for m in mails
         ]
     )
@@ -90,7 +92,7 @@ class Ranked(BaseModel):
     """One email in the digest."""
 
     title: str
-    """`file | sender: subject`."""
+    """`sender: subject`."""
     priority: str
     """urgent, high, normal or low; `unknown` when its summary failed."""
     summary: str
@@ -116,6 +118,10 @@ def rank(results: list[Any]) -> list[Ranked]:
         )
     order = {p: i for i, p in enumerate(PRIORITIES)}
     return sorted(ranked, key=lambda r: order.get(r.priority, len(PRIORITIES)))
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _get(value: Any, name: str) -> Any:

@@ -32,8 +32,13 @@ def ground_ids(payload: dict[str, Any]) -> dict[str, Any]:
     email, extraction = payload["email"], dict(payload["extraction"])
     text = f"{_field(email, 'subject', '')}\n{_field(email, 'body', '')}"
 
+    def occurs(found: str) -> bool:  # as a whole id: NW-1 does not occur in NW-10482
+        return (
+            bool(found) and re.search(rf"(?<![\w-]){re.escape(found)}(?![\w-])", text) is not None
+        )
+
     def merge(found: list[str] | None, pattern: re.Pattern[str]) -> list[str]:
-        kept = [i.strip() for i in found or [] if i.strip() and i.strip() in text]
+        kept = [i.strip() for i in found or [] if occurs(i.strip())]
         return list(dict.fromkeys([*kept, *pattern.findall(text)]))[:MAX_IDS]
 
     extraction["order_numbers"] = merge(extraction.get("order_numbers"), ORDER_ID)
