@@ -22,6 +22,13 @@ def serve(answer: Answer) -> Iterator[tuple[str, list[dict[str, Any]]]]:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             received.append({**body, "_auth": self.headers.get("Authorization")})
             content = answer(body)
+            # Token log-probabilities, when asked for: the whole answer as one likely token.
+            logprobs = (
+                {"content": [{"token": content, "logprob": -0.01, "bytes": None,
+                              "top_logprobs": []}]}
+                if body.get("logprobs")
+                else None
+            )  # fmt: skip
             payload = json.dumps(
                 {
                     "id": "chatcmpl-x",
@@ -33,6 +40,7 @@ def serve(answer: Answer) -> Iterator[tuple[str, list[dict[str, Any]]]]:
                             "index": 0,
                             "message": {"role": "assistant", "content": content},
                             "finish_reason": "stop",
+                            "logprobs": logprobs,
                         }
                     ],
                     "usage": {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25},

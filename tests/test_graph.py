@@ -125,7 +125,13 @@ def test_email_triage_as_mermaid_shows_every_step_in_order() -> None:
     labels = [label.split("<br/>")[0] for label in mermaid_ids(text).values()]
     assert labels == [
         "parse · code",
-        "classify · llm",
+        "text · code",
+        "rules · rules",
+        "ml · ml",
+        "llm · llm",
+        "ml · ml",
+        "llm · llm",
+        "merge · _classification",
         "summarise · llm",
         "not-spam · gate",
         "extract · llm",
@@ -136,7 +142,7 @@ def test_email_triage_as_mermaid_shows_every_step_in_order() -> None:
     ]
     assert 'email_triage__not_spam{"not-spam · gate"}' in text  # a gate is a diamond
     flow = mermaid_edges(text)
-    assert ("parse · code", "classify · llm", "") in flow
+    assert ("parse · code", "text · code", "") in flow
     assert ("not-spam · gate", "extract · llm", "pass") in flow
     assert ("not-spam · gate", "act · code", "divert") in flow  # spam goes straight to act
     assert ("needs-reply · gate", "act · code", "divert") in flow
@@ -146,10 +152,11 @@ def test_email_triage_as_mermaid_shows_every_step_in_order() -> None:
 def test_email_triage_graph_nodes_are_step_paths() -> None:
     graph = build_graph(build())
     assert graph.title == "email-triage"
-    assert graph.nodes["email-triage/classify"].label == "classify · llm"
-    assert graph.nodes["email-triage/classify"].note == "→ classification"
+    tiers = "email-triage/classify/tiers"
+    assert graph.nodes[f"{tiers}/category/ml"].label == "ml · ml"  # paths as recorded
+    assert graph.nodes[f"{tiers}/category/llm"].label == "llm · llm"
     assert graph.nodes["email-triage/not-spam"].shape == "diamond"
-    assert len(graph.nodes) == 9
+    assert len(graph.nodes) == 15
 
 
 def test_every_pattern_nested_builds_the_expected_graph() -> None:
@@ -372,7 +379,7 @@ def test_cli_writes_an_svg_inferred_from_the_suffix(
     assert main(["graph", "email-triage", "--out", str(target)]) == 0
     svg = target.read_bytes()
     assert svg.lstrip().startswith((b"<?xml", b"<svg"))
-    assert b"classify \xc2\xb7 llm" in svg  # "classify · llm"
+    assert b"summarise \xc2\xb7 llm" in svg  # "summarise · llm"
     assert str(target) in capsys.readouterr().err
 
 

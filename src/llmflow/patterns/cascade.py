@@ -57,7 +57,7 @@ class Cascade(Step[Any, CascadeResult]):
         self.tiers = list(tiers)
 
     def children(self) -> list[tuple[str, Step[Any, Any]]]:
-        return [(f"{step.name} (≥ {threshold:g})", step) for step, threshold in self.tiers]
+        return [(step.name, step) for step, _ in self.tiers]  # as recorded: path/tier
 
     async def run(self, input: Any, ctx: RunContext) -> CascadeResult:
         attempts: list[Attempt] = []

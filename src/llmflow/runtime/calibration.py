@@ -3,8 +3,10 @@
 Given every tier's answer on a labelled validation set, the thresholds are chosen greedily
 from the cheapest tier up: each tier gets the lowest threshold (so it answers as much as it
 can) that keeps the whole cascade at or above the target accuracy, with every later tier
-still escalating to the last. The result reports the accuracy reached and the expected share
-of items each tier answers.
+still escalating to the last. Where no threshold reaches the target (the later tiers are no
+better), the tier gets the threshold with the highest accuracy, the lowest among equals:
+an unreachable target must not send everything to a tier that is worse. The result reports
+the accuracy reached and the expected share of items each tier answers.
 """
 
 from __future__ import annotations
@@ -56,10 +58,15 @@ def calibrate(
     thresholds = [NEVER] * (len(answers) - 1) + [0.0]
     for tier in range(len(answers) - 1):
         candidates = sorted({a.confidence for a in answers[tier] if a.label is not None})
-        for candidate in candidates:  # lowest first: answer as much as the target allows
+        best: tuple[float, float] | None = None  # (accuracy, threshold)
+        for candidate in [*candidates, NEVER]:  # lowest first: answer as much as allowed
             trial = [*thresholds[:tier], candidate, *thresholds[tier + 1 :]]
-            if simulate(answers, truth, trial)[0] >= target_accuracy:
-                thresholds[tier] = candidate
+            accuracy = simulate(answers, truth, trial)[0]
+            if accuracy >= target_accuracy:
+                best = (accuracy, candidate)
                 break
+            if best is None or accuracy > best[0]:
+                best = (accuracy, candidate)
+        thresholds[tier] = best[1] if best else NEVER
     accuracy, shares = simulate(answers, truth, thresholds)
     return Calibration(thresholds=tuple(thresholds), accuracy=accuracy, shares=shares)

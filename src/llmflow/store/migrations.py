@@ -87,6 +87,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "m003_corrections",
+        """
+        CREATE TABLE corrections (
+            item_id TEXT NOT NULL REFERENCES items (id),
+            step TEXT NOT NULL,            -- the classifier step's name, e.g. category
+            label TEXT NOT NULL,           -- the right answer, as a person says
+            note TEXT,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (item_id, step)
+        );
+        """,
+    ),
 ]
 
 

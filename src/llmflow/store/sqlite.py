@@ -221,6 +221,40 @@ class RunStore:
             (run_id,) if run_id else (),
         ).fetchall()
 
+    def find_item(self, run_id: str, key: str) -> sqlite3.Row:
+        """The item of run `run_id` (a unique prefix) whose key is `key`."""
+        run = self.find_run(run_id)
+        row: sqlite3.Row | None = self.db.execute(
+            "SELECT * FROM items WHERE run_id = ? AND key = ?", (run["id"], key)
+        ).fetchone()
+        if row is None:
+            raise ConfigError(
+                f"run {run['id'][:12]} has no item {key!r}: `llmflow runs show` lists its items"
+            )
+        return row
+
+    def correct(self, item_id: str, step: str, label: str, note: str | None = None) -> None:
+        """Record a person's label for a classifier step's decision on an item (it takes
+        precedence over the model's when the step is distilled)."""
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO corrections VALUES (?, ?, ?, ?, ?)",
+                (item_id, step, label, note, time.time()),
+            )
+
+    def decisions(self, step: str, workflow: str | None = None) -> list[sqlite3.Row]:
+        """Recorded outputs of LLM steps at or inside classifier step `step`, with their input
+        and any correction of the item's decision: rows of (path, input, output, correction)."""
+        self.flush()
+        return self.db.execute(
+            "SELECT s.path, s.input, s.output, c.label AS correction FROM steps s "
+            "JOIN runs r ON r.id = s.run_id "
+            "LEFT JOIN corrections c ON c.item_id = s.item_id AND c.step = ? "
+            "WHERE s.kind = 'llm' AND s.status = 'ok' AND (r.workflow = ? OR ? IS NULL) "
+            "AND ('/' || s.path || '/') LIKE ? ORDER BY s.started_at",
+            (step, workflow, workflow, f"%/{step}/%"),
+        ).fetchall()
+
     def rows(self, table: str, run_id: str) -> list[sqlite3.Row]:
         if table not in {"items", "steps", "model_calls"}:
             raise ValueError(table)

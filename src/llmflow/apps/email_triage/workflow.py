@@ -1,7 +1,9 @@
 """Email triage, the main job: parse → classify → summarise → extract → draft a reply → act.
 
 Each step uses the cheapest tier that does the job: parsing, id checks and filing are code;
-judgement and writing are LLM calls.
+classification is a cascade per label set (rules → a trained classifier → the LLM, see
+`classifier.py`), so the LLM sees only the mails the cheaper tiers are unsure of; summaries
+and replies are LLM calls.
 
 Gates keep the cost down: spam is filed right after its summary, and no reply is
 drafted for mail that needs none. Per email, `act` files the message under its category and
@@ -18,11 +20,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from ...patterns.cascade import CascadeResult
 from ...patterns.chain import Divert, assign, chain, gate
+from ...patterns.parallel import parallel
 from ...runtime.context import RunContext
 from ...runtime.runner import BatchResult, Workflow
+from ...settings import Settings
 from ...steps.base import CodeStep
 from ...steps.llm import llm
+from .classifier import cascades, classification_text, label_sets
 from .parse import Email, RawEmail, load_inbox, parse_email
 
 INSTRUCTIONS = Path(__file__).parent / "instructions"
@@ -36,6 +42,8 @@ PRIORITY_ORDER: dict[str, int] = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
 class Classification(BaseModel):
     category: Category
     priority: Priority
+    answered_by: dict[str, str] = Field(default_factory=dict)
+    """Which cascade tier gave each label, e.g. {"category": "ml", "priority": "llm"}."""
 
 
 # Bounded lengths keep a small model from rambling inside a string until max_tokens.
@@ -89,6 +97,19 @@ def _start(raw: RawEmail | Path) -> Triage:
 
 INVOICE_ID = re.compile(r"(?<![\w-])INV-[\w-]*\d(?![\w-])")
 ORDER_ID = re.compile(r"(?<![\w-])(?!INV-)[A-Z]{2,4}-\d{4,8}(?![\w-])")
+
+
+def _classification(labels: dict[str, CascadeResult]) -> Classification:
+    return Classification.model_validate(
+        {
+            **{name: result.label for name, result in labels.items()},
+            "answered_by": {name: result.tier for name, result in labels.items()},
+        }
+    )
+
+
+def _text(triage: Triage) -> str:
+    return classification_text(triage.email.subject, triage.email.excerpt)
 
 
 def _ground_ids(triage: Triage) -> Triage:
@@ -201,16 +222,17 @@ def _columns(triage: Triage) -> dict[str, str]:
     }
 
 
-def build(model: str | None = None) -> Workflow:
-    """The email-triage workflow; `model` overrides the run's model for its LLM steps."""
+def build(model: str | None = None, home: Path | None = None) -> Workflow:
+    """The email-triage workflow; `model` overrides the run's model for its LLM steps, and
+    `home` the state directory its classifiers are stored in."""
     act: CodeStep[Triage, Triage] = CodeStep("act", _act)
-    classify = llm(
+    category, priority = cascades(
+        home or Settings().home, label_sets(Category, Priority), model=model
+    )
+    classify = chain(
         "classify",
-        instructions=SYSTEM,
-        output=Classification,
-        prompt=task_prompt("classify", "Category and priority of the email:"),
-        model=model,
-        max_tokens=64,
+        CodeStep("text", _text),
+        parallel("tiers", [category, priority], merge=_classification),
     )
     extract = llm(
         "extract",

@@ -1,0 +1,107 @@
+"""Classifying an email: a cascade per label set, cheapest tier first.
+
+category: rules (unmistakable scams) → ml (TF-IDF + logistic regression) → the LLM;
+priority: ml → the LLM. The ml tiers are trained from the labelled example emails in
+`training/emails.jsonl` the first time the workflow is built, and stored as version 1 in the
+state directory; `llmflow calibrate` and `llmflow distill` store newer versions (new
+thresholds, a model retrained from the run history), which later builds use.
+
+Every tier reads the same text: the subject, a blank line, and the newest message.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, get_args
+
+from ...errors import InputError
+from ...patterns.cascade import Cascade, cascade
+from ...runtime.tuning import save_version, tuned
+from ...steps.classify import classify
+from ...steps.ml import MLStep, rules
+from ...store.classifiers import ClassifierVersions
+
+TRAINING = Path(__file__).parent / "training" / "emails.jsonl"
+INSTRUCTIONS = Path(__file__).parent / "instructions"
+WORKFLOW = "email-triage"
+
+# Until `llmflow calibrate` measures better ones on your mail: an ml answer this sure is
+# kept, anything less goes to the LLM.
+DEFAULT_THRESHOLDS = {"category": 0.6, "priority": 0.6}
+
+SPAM_RULES = [
+    (
+        r"\b(you('ve| have) (won|been selected)|lottery|claim your (prize|reward|winnings))\b",
+        "spam",
+    ),
+    (r"\b(bitcoin|crypto(currency)?) (investment|opportunity|profits?)\b", "spam"),
+    (r"\b(guaranteed|double) (returns?|profits?)\b", "spam"),
+]
+
+
+def classification_text(subject: str, body: str) -> str:
+    """What every tier reads."""
+    return f"Subject: {subject}\n\n{body.strip()[:1500]}"
+
+
+def training_rows(path: Path = TRAINING) -> list[dict[str, Any]]:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            rows.append(
+                {
+                    "text": classification_text(row["subject"], row["body"]),
+                    "category": row["category"],
+                    "priority": row["priority"],
+                }
+            )
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputError(f"line {number}: {e}", source=str(path)) from e
+    return rows
+
+
+def cascades(home: Path, labels: dict[str, list[str]], model: str | None = None) -> list[Cascade]:
+    """The category and priority cascades, with their newest stored versions applied."""
+    built = []
+    for name, choices in labels.items():
+        ml = _trained(home, name)
+        llm = classify(
+            "llm",
+            choices,
+            instructions=(INSTRUCTIONS / "system.md").read_text(encoding="utf-8")
+            + "\n\n"
+            + (INSTRUCTIONS / f"{name}.md").read_text(encoding="utf-8"),
+            model=model,
+        )
+        tiers = [(ml, DEFAULT_THRESHOLDS[name]), (llm, 0.0)]
+        if name == "category":
+            tiers.insert(0, (rules("rules", SPAM_RULES), 1.0))
+        built.append(tuned(cascade(name, *tiers), home, WORKFLOW))
+    return built
+
+
+def _trained(home: Path, name: str) -> MLStep:
+    """The ml tier: the stored newest version, or trained now from the example emails and
+    stored as the first version."""
+    versions = ClassifierVersions(home, WORKFLOW, name)
+    latest = versions.latest()
+    if latest is not None and (latest / "model.skops").is_file():
+        return MLStep.load("ml", latest / "model.skops")
+    rows = training_rows()
+    ml = MLStep.train("ml", [r["text"] for r in rows], [r[name] for r in rows])
+    save_version(
+        cascade(name, (ml, DEFAULT_THRESHOLDS[name])),
+        home,
+        WORKFLOW,
+        meta={"source": f"trained from {TRAINING.name} ({len(rows)} example emails)"},
+    )
+    return ml
+
+
+def label_sets(category: Any, priority: Any) -> dict[str, list[str]]:
+    """Label lists from the Literal types of the classification."""
+    return {"category": list(get_args(category)), "priority": list(get_args(priority))}
