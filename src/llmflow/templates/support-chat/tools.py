@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
@@ -60,6 +61,14 @@ def shop() -> Iterator[sqlite3.Connection]:
         with db:  # one transaction: committed on success, rolled back on an error
             yield db
 
+
+OrderId = Annotated[
+    str,
+    Field(pattern=r"^(order )?#?([Nn][Ww]-?)?[0-9]{4}$", description="The order id, like NW-1042."),
+]
+"""An order id as the tools' schema states it: every model is told the format (and the
+embedded model's output is constrained to it). It admits what `order_key` accepts: a call
+that does not match is refused by the SDK before the tool runs, with a vaguer message."""
 
 ORDER_NUMBER = re.compile(r"(?i)^\s*(?:order\s*)?#?\s*(?:nw\s*-?\s*)?(\d{4})\s*$")
 CUSTOMER_ID = re.compile(r"(?i)^\s*c\s*-?\s*(\d{3})\s*$")
@@ -131,13 +140,13 @@ def look_up_customer(email_or_id: str) -> str:
     )
 
 
-def look_up_order(order_id: str) -> str:
+def look_up_order(order_id: OrderId) -> str:
     """Look up an order by its id (like NW-1042): item, total, status, customer, refund."""
     with shop() as db:
         return _describe_order(_order(db, order_id))
 
 
-def look_up_invoice(order_id: str) -> str:
+def look_up_invoice(order_id: OrderId) -> str:
     """Look up the invoice of an order (like NW-1042): invoice number, net amount, VAT at
     20 %, total and payment method."""
     with shop() as db:
@@ -150,7 +159,7 @@ def look_up_invoice(order_id: str) -> str:
     )
 
 
-def request_refund(order_id: str, reason: str) -> str:
+def request_refund(order_id: OrderId, reason: str) -> str:
     """Refund a delivered order in full. Only when the customer asks for a refund; an order
     is refunded at most once."""
     reason = (reason or "").strip()
