@@ -5,7 +5,8 @@ LLMFlowError
 ├── ConfigError                 the user must change something (a flag, a file, a key)
 │   ├── UnknownModelError       a model name no provider resolves
 │   ├── MissingCredentialsError a provider needs a key that is not set
-│   └── InputError              an input (file, folder, mailbox) cannot be read
+│   ├── InputError              an input (file, folder, mailbox) cannot be read
+│   └── SpecError               a workflow or agent file is wrong (file:line:column)
 └── RunError                    a run failed while executing
     ├── StepError               a step failed; carries the step path
     │   └── OutputValidationError  an LLM output failed its type, after the retry
@@ -45,6 +46,22 @@ class InputError(ConfigError):
         super().__init__(f"{source}: {message}" if source else message)
         self.source = source
         """The file (or item) the input came from."""
+
+
+class SpecError(ConfigError):
+    """A workflow file or agent file has mistakes. The message lists every one as
+    `file:line:column: what is wrong (how to fix it)`; `problems` holds them, and `file`,
+    `line`, `column` are the first one's position."""
+
+    def __init__(self, problems: list[tuple[str, int, int, str]]) -> None:
+        if not problems:
+            raise ValueError("a SpecError needs at least one problem")
+        self.problems = sorted(set(problems), key=lambda p: (p[0], p[1], p[2], p[3]))
+        """(file, line, column, message) of every problem, in file order."""
+        super().__init__(
+            "\n".join(f"{f}:{line}:{col}: {msg}" for f, line, col, msg in self.problems)
+        )
+        self.file, self.line, self.column, _ = self.problems[0]
 
 
 class RunError(LLMFlowError):

@@ -22,13 +22,20 @@ def available() -> dict[str, str]:
 
 
 def load_workflow(name: str, **options: Any) -> Workflow:
-    """The workflow registered as `name`, or at import path `module:attr`.
+    """The workflow registered as `name`, in a workflow file (a .yaml file, a folder holding
+    workflow.yaml, or a template's name: see docs/workflow-files.md), or at import path
+    `module:attr`.
 
     The target is a `Workflow` or a function returning one (called with `options`).
     """
+    from .spec import find_workflow_file, load_workflow_file
+
     registered = {ep.name: ep for ep in entry_points(group=GROUP)}
+    file = None if name in registered else find_workflow_file(name)
     if name in registered:
         target = registered[name].load()
+    elif file is not None:
+        return load_workflow_file(file)
     elif ":" in name:
         module_name, _, attr = name.partition(":")
         try:
@@ -38,7 +45,8 @@ def load_workflow(name: str, **options: Any) -> Workflow:
     else:
         known = ", ".join(sorted(registered)) or "none"
         raise ConfigError(
-            f"unknown workflow {name!r}: use a registered name ({known}) or module:attr"
+            f"unknown workflow {name!r}: use a registered name ({known}), a workflow file or "
+            "folder, a template (llmflow templates), or module:attr"
         )
     workflow = (
         target(**options) if callable(target) and not isinstance(target, Workflow) else target

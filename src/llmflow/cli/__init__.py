@@ -17,6 +17,7 @@ from . import estimate as _estimate
 from . import graph as _graph
 from . import run as _run
 from . import runs as _runs
+from . import spec as _spec
 from .app import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, app, err
 
 __all__ = ["app", "main", "run_cli"]
@@ -26,6 +27,7 @@ _estimate.register(app)
 _run.register(app)
 _runs.register(app)
 _graph.register(app)
+_spec.register(app)
 
 
 def main(args: Sequence[str] | None = None) -> int:

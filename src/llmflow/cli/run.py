@@ -23,6 +23,7 @@ from ..models.pricing import Pricing, format_cost
 from ..runtime.costs import CostSummary, summarise
 from ..runtime.runner import BatchResult, Item, ItemResult, RunInterrupted, Workflow, run_batch
 from ..settings import Settings
+from ..spec import FileWorkflow
 from ..store.sqlite import RunStore, to_json
 from ..workflows import load_workflow
 from .app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, err, fail, out
@@ -34,7 +35,11 @@ def register(app: typer.Typer) -> None:
 
 def run(
     workflow: Annotated[
-        str, typer.Argument(help="A registered workflow (email-triage) or module:attr.")
+        str,
+        typer.Argument(
+            help="A registered workflow (email-triage), a workflow file or a folder holding "
+            "workflow.yaml, a template name (llmflow templates), or module:attr."
+        ),
     ],
     inputs: Annotated[
         Path, typer.Argument(help="The input: a file or a folder (e.g. of .eml files).")
@@ -151,9 +156,17 @@ def prepare(
         if base_url:
             overrides["base_url"] = base_url
         settings = Settings().model_copy(update=overrides)
+        wf = load_workflow(workflow)
+        default_concurrency = None
+        if isinstance(wf, FileWorkflow):
+            # The file's model is a default: --model or LLMFLOW_MODEL win over it.
+            if wf.model and not model and "model" not in settings.model_fields_set:
+                settings = settings.model_copy(update={"model": wf.model})
+            default_concurrency = wf.concurrency
         gateway = Gateway(settings)
         client, _ = gateway.resolve()  # a missing key fails now
-        wf = load_workflow(workflow)
+        if isinstance(wf, FileWorkflow):
+            wf.check_models(gateway)
         if wf.load is None:
             raise ConfigError(f"workflow {wf.name!r} does not read inputs from files")
         items = wf.load(inputs)
@@ -168,7 +181,7 @@ def prepare(
         source=str(inputs),
         # The embedded model computes one call at a time: with more items in flight they
         # would only interleave, and none would finish early.
-        concurrency=concurrency or (1 if client.provider == "local" else 4),
+        concurrency=concurrency or default_concurrency or (1 if client.provider == "local" else 4),
         cache=cache,
     )
 

@@ -1,0 +1,155 @@
+"""Workflow-file commands: `validate`, `templates`, `new`, `chat`."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ..errors import ConfigError, LLMFlowError, SpecError
+from ..models.gateway import Gateway
+from ..runtime.context import RunContext
+from ..settings import Settings
+from ..spec import TEMPLATES, load_agent_file, templates, validate_file
+from ..spec.scope import Conversation
+from ..spec.source import did_you_mean
+from ..store.sqlite import to_json
+from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err, fail, out
+
+EXIT_COMMANDS = ("/exit", "/quit")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("validate")(validate)
+    app.command("templates")(list_templates)
+    app.command("new")(new)
+    app.command("chat")(chat)
+
+
+def validate(
+    file: Annotated[
+        Path,
+        typer.Argument(help="A workflow file, a folder holding workflow.yaml, or an agent file."),
+    ],
+) -> int:
+    """Check a workflow file (or agent file): every mistake as file:line:column."""
+    try:
+        if file.suffix.lower() == ".md":
+            agent = load_agent_file(file)
+            out.print(f"ok: {file}: agent {agent.name!r}, {len(agent.tools)} tools")
+            return EXIT_OK
+        workflow = validate_file(file, Gateway(Settings()))
+    except SpecError as e:
+        for source, line, column, message in e.problems:
+            err.print(
+                f"{source}:{line}:{column}: [bold red]error:[/] {message}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        count = len(e.problems)
+        err.print(f"{count} problem{'s' if count > 1 else ''} found", highlight=False)
+        return EXIT_USAGE
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    steps = len(workflow.step.children())
+    out.print(f"ok: {workflow.file}: workflow {workflow.name!r}, {steps} steps", highlight=False)
+    return EXIT_OK
+
+
+def list_templates() -> int:
+    """List the workflow templates shipped with llmflow."""
+    found = templates()
+    table = Table("template", "description", title="llmflow new <template> <dir>")
+    for name, description in found.items():
+        table.add_row(name, description)
+    out.print(table)
+    return EXIT_OK
+
+
+def new(
+    template: Annotated[str, typer.Argument(help="A template name (see llmflow templates).")],
+    target: Annotated[Path, typer.Argument(help="A new (or empty) folder to copy it to.")],
+) -> int:
+    """Copy a template to a folder, to edit and run."""
+    found = templates()
+    if template not in found:
+        hint = did_you_mean(template, found)
+        raise fail(f"no template {template!r}{hint}: one of {', '.join(found) or 'none'}")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise fail(f"{target} exists and is not an empty folder: choose a new folder")
+    shutil.copytree(
+        TEMPLATES / template,
+        target,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    out.print(f"created {target} from template {template!r}", highlight=False)
+    out.print(f"next: edit {target / 'workflow.yaml'}, then llmflow run {target} <input>")
+    return EXIT_OK
+
+
+def chat(
+    agent_file: Annotated[Path, typer.Argument(help="An agent file (Markdown, front matter).")],
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model: local, openai:<model>, or a model at --base-url."),
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="An OpenAI-compatible endpoint. \\[env: OPENAI_BASE_URL]")
+    ] = None,
+) -> int:
+    """Talk with an agent: each line is a turn; /exit or Ctrl-D ends."""
+    try:
+        agent = load_agent_file(agent_file)
+        overrides: dict[str, Any] = {}
+        if model:
+            overrides["model"] = model
+        if base_url:
+            overrides["base_url"] = base_url
+        gateway = Gateway(Settings().model_copy(update=overrides))
+        gateway.resolve(agent.model)  # an unknown model or a missing key fails now
+    except SpecError as e:
+        raise fail(str(e)) from None
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    err.print(f"chatting with {agent.name} ({agent.description}); /exit or Ctrl-D to end")
+    return asyncio.run(_converse(agent, gateway))
+
+
+async def _converse(agent: Any, gateway: Gateway) -> int:
+    conversation = Conversation()
+    ctx = RunContext(gateway=gateway)
+    try:
+        while True:
+            line = await asyncio.to_thread(_read_line)
+            if line is None or line.strip() in EXIT_COMMANDS:
+                return EXIT_OK
+            if not line.strip():
+                continue
+            conversation.turns.append(("user", line.strip()))
+            try:
+                answer = await agent(conversation, ctx)
+            except LLMFlowError as e:
+                err.print(f"[bold red]error:[/] {e}", highlight=False)
+                conversation.turns.pop()
+                if isinstance(e, ConfigError):
+                    return EXIT_FAILED
+                continue
+            text = answer if isinstance(answer, str) else (to_json(answer) or "")
+            conversation.turns.append(("assistant", text))
+            out.print(f"{agent.name}> {text}", highlight=False, markup=False)
+    finally:
+        await gateway.aclose()
+
+
+def _read_line() -> str | None:
+    """One line from the user (None at end of input); the prompt goes to stderr."""
+    sys.stderr.write("you> ")
+    sys.stderr.flush()
+    line = sys.stdin.readline()
+    return line if line else None

@@ -1,0 +1,221 @@
+"""Loading workflow files and agent files into runnable workflows and agent steps."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from ..errors import ConfigError, MissingCredentialsError, SpecError, UnknownModelError
+from ..models.gateway import Gateway
+from ..runtime.runner import Workflow
+from . import expressions as ex
+from . import io
+from .build import BASE_VARIABLES, Builder, ModelUse, Where, _shown
+from .models import WorkflowSpec
+from .schemas import SchemaProblem, output_type
+from .scope import ScopedAgent
+from .source import Source, fail, read_yaml
+
+WORKFLOW_FILE = "workflow.yaml"
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+"""The templates shipped with llmflow: one folder each, holding a workflow.yaml."""
+MAX_FILE_BYTES = 1_000_000
+
+
+@dataclass(slots=True, kw_only=True)
+class FileWorkflow(Workflow):
+    """A workflow loaded from a file: the runnable workflow plus what the CLI needs."""
+
+    file: Path
+    """The workflow file."""
+    model: str | None = None
+    """The file's default model (the CLI's --model wins)."""
+    concurrency: int | None = None
+    """`limits.concurrency`: items in flight (the CLI's --concurrency wins)."""
+    models: list[ModelUse] = field(default_factory=list)
+    """Every model the file names, with its position."""
+
+    def check_models(self, gateway: Gateway) -> None:
+        """Every model the file names resolves on `gateway`; else a SpecError at its place.
+        A model that needs a key not set is not the file's fault and passes here."""
+        problems: list[tuple[str, int, int, str]] = []
+        for use in self.models:
+            try:
+                gateway.resolve(use.name)
+            except UnknownModelError as e:
+                pos = use.source.at(use.path)
+                problems.append((use.source.file, pos.line, pos.column, str(e)))
+            except MissingCredentialsError:
+                pass
+        if problems:
+            raise SpecError(problems)
+
+
+def find_workflow_file(target: str | Path) -> Path | None:
+    """The workflow file `target` names: a YAML file, a folder holding workflow.yaml, or a
+    template's name. None when it names none of these."""
+    path = Path(target)
+    if path.is_dir() and (path / WORKFLOW_FILE).is_file():
+        return path / WORKFLOW_FILE
+    if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
+        return path
+    name = str(target)
+    if "/" not in name and os.sep not in name and (TEMPLATES / name / WORKFLOW_FILE).is_file():
+        return TEMPLATES / name / WORKFLOW_FILE
+    return None
+
+
+def templates() -> dict[str, str]:
+    """The shipped templates and their descriptions (from each workflow.yaml)."""
+    found = {}
+    if TEMPLATES.is_dir():
+        for folder in sorted(TEMPLATES.iterdir()):
+            file = folder / WORKFLOW_FILE
+            if not file.is_file():
+                continue
+            try:
+                source = read_yaml(str(file), file.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError):
+                continue
+            data = source.data if isinstance(source.data, dict) else {}
+            description = data.get("description")
+            found[folder.name] = description if isinstance(description, str) else ""
+    return found
+
+
+def _read(file: Path) -> str:
+    try:
+        if file.stat().st_size > MAX_FILE_BYTES:
+            raise SpecError([(_shown(file), 1, 1, f"the file is over {MAX_FILE_BYTES} bytes")])
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError([(_shown(file), 1, 1, f"not UTF-8 text (byte {e.start})")]) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read workflow file {file}: {e.strerror}") from None
+
+
+def load_workflow_file(target: str | Path) -> FileWorkflow:
+    """The workflow in a workflow file (or a folder holding workflow.yaml, or a template).
+
+    Raises SpecError listing every problem as file:line:column, or ConfigError when there is
+    no such file."""
+    file = find_workflow_file(target)
+    if file is None:
+        raise ConfigError(
+            f"no workflow file at {target}: give a .yaml file, a folder holding "
+            f"{WORKFLOW_FILE}, or a template name ({', '.join(templates()) or 'none'})"
+        )
+    return load_workflow_text(_read(file), file)
+
+
+def load_workflow_text(text: str, file: Path) -> FileWorkflow:
+    """The workflow in `text`, read from `file` (paths in it are relative to its folder)."""
+    source = read_yaml(_shown(file), text)
+    fail(source)
+    builder = Builder(source, file.parent)
+    if not isinstance(source.data, dict):
+        source.error((), "a workflow file is a mapping with name, steps and other keys")
+        fail(source)
+    spec = builder.validate(WorkflowSpec, source.data, (), "the workflow")
+    if spec is None:
+        # Report the steps' problems too, in the same pass.
+        steps = source.data.get("steps")
+        if isinstance(steps, list) and steps:
+            builder.collect_ids(steps, ("steps",))
+            builder.chain("workflow", steps, None, (), Where())
+        fail(*builder.sources)
+        raise AssertionError("unreachable")  # pragma: no cover - fail raised
+    builder.limits = spec.limits
+    builder.model(spec.model, ("model",), source)
+    builder.collect_ids(source.data.get("steps"), ("steps",))
+    item_type = _item_type(spec, builder, file.parent)
+    step = builder.chain(
+        spec.name,
+        spec.steps,
+        spec.result,
+        (),
+        Where(),
+        top=io.prepare_item(spec.input, item_type),
+        result_path=("result",),
+    )
+    report = _report(spec, builder, file.parent)
+    if spec.output.columns:
+        for name, expression in spec.output.columns.items():
+            builder.expression(
+                expression, ("output", "columns", name),
+                Where(variables=frozenset({"output"}), step="a column"),
+            )  # fmt: skip
+    fail(*builder.sources)
+    assert step is not None  # no problems: the chain was built
+    return FileWorkflow(
+        name=spec.name,
+        step=step,
+        load=io.loader(spec.input),
+        finish=io.finisher(spec.output, report),
+        description=spec.description,
+        columns=io.columns(spec.output),
+        file=file,
+        model=spec.model,
+        concurrency=spec.limits.concurrency,
+        models=builder.models,
+    )
+
+
+def _item_type(spec: WorkflowSpec, builder: Builder, folder: Path) -> Any:
+    if spec.input.schema_ is None:
+        return None
+    try:
+        return output_type(spec.input.schema_, folder)
+    except SchemaProblem as e:
+        builder.source.error(("input", "schema", *e.path), e.message)
+        return None
+
+
+def _report(spec: WorkflowSpec, builder: Builder, folder: Path) -> jinja2.Template | None:
+    if spec.output.report is None:
+        return None
+    at = ("output", "report", "template")
+    template_file = folder / spec.output.report.template
+    try:
+        text = template_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        builder.source.error(
+            at, f"cannot read report template {spec.output.report.template}: {reason}"
+        )
+        return None
+    try:
+        ex.parse_template(text)
+    except ex.ExpressionError as e:
+        builder.source.error(
+            at, f"{spec.output.report.template} line {e.line}: invalid template: {e.message}"
+        )
+        return None
+    return ex.compile_template(text, lenient_undefined=True)
+
+
+def load_agent_file(file: str | Path) -> ScopedAgent:
+    """The agent step of an agent file (e.g. for `llmflow chat`)."""
+    path = Path(file).resolve()
+    if not path.is_file():
+        raise ConfigError(f"no agent file at {file}")
+    root = Source(file=_shown(path), text="")
+    builder = Builder(root, path.parent)
+    if (path.parent.parent / WORKFLOW_FILE).is_file():  # agents/x.md in a workflow's folder
+        builder.folders = (path.parent.parent,)
+    agent = builder.agent_from_file(path, (), root, Where(variables=BASE_VARIABLES, any_steps=True))
+    fail(*builder.sources)
+    assert agent is not None
+    return agent
+
+
+def validate_file(target: str | Path, gateway: Gateway | None = None) -> FileWorkflow:
+    """Load a workflow file and, given a gateway, check its models too."""
+    workflow = load_workflow_file(target)
+    if gateway is not None:
+        workflow.check_models(gateway)
+    return workflow

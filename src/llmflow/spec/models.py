@@ -1,0 +1,251 @@
+"""The structure of workflow files and agent files, as pydantic models.
+
+Nested steps are kept as raw data (`RawStep`) here: the loader validates each step with the
+model of its `kind` itself, so that an error's position is the step's own, and an unknown
+kind gets a did-you-mean instead of a wall of union errors.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+RawStep = Any
+"""A step as written: checked by the loader against the model of its `kind`."""
+OutputSpec = Any
+"""`text`, an inline JSON Schema, or an import path `module:Type` (checked by the loader)."""
+Expression = str
+Number = Annotated[float, Field(ge=0)]
+
+ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+RESERVED_IDS = frozenset({"input", "steps"})
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class StepSpec(Spec):
+    """Keys every step takes."""
+
+    id: str | None = None
+    kind: str
+    description: str | None = None
+    timeout_s: Annotated[float, Field(gt=0)] | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _valid_id(cls, value: str | None) -> str | None:
+        if value is not None and not ID.match(value):
+            raise ValueError("a step id is letters, digits, '_' and '-', starting with a letter")
+        if value in RESERVED_IDS:
+            raise ValueError(f"{value!r} is reserved: choose another id")
+        return value
+
+
+class CodeSpec(StepSpec):
+    function: str
+    input: Expression | None = None
+
+
+class LLMSpec(StepSpec):
+    instructions: str
+    prompt: str | None = None
+    output: OutputSpec = "text"
+    model: str | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
+    max_tokens: Annotated[int, Field(gt=0)] = 512
+
+
+class ToolRef(Spec):
+    function: str
+    side_effect: bool = False
+    name: str | None = None
+    description: str | None = None
+
+
+class AgentFields(Spec):
+    """What an agent file's front matter and an agent step share."""
+
+    description: str | None = None
+    model: str | None = None
+    tools: list[Any] | None = None
+    """Each a tool name or import path, or a ToolRef mapping (checked by the loader)."""
+    handoffs: list[str] | None = None
+    output: OutputSpec | None = None
+    prompt: str | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, Field(gt=0)] | None = None
+    max_turns: Annotated[int, Field(gt=0)] | None = None
+
+
+class AgentFrontMatter(AgentFields):
+    name: str | None = None
+
+
+class AgentSpec(StepSpec, AgentFields):
+    file: str | None = None
+    instructions: str | None = None
+
+
+class ToolStepSpec(StepSpec):
+    function: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    side_effect: bool = False
+
+
+class GateSpec(StepSpec):
+    when: Expression
+    divert: RawStep | None = None
+    reason: str | None = None
+
+
+class ChainSpec(StepSpec):
+    steps: Annotated[list[RawStep], Field(min_length=1)]
+    result: Any = None
+
+
+class RouteSpec(StepSpec):
+    branches: Annotated[dict[str, RawStep], Field(min_length=1)]
+    instructions: str | None = None
+    classifier: RawStep | None = None
+    prompt: str | None = None
+    model: str | None = None
+    default: str | None = None
+    min_confidence: Annotated[float, Field(ge=0, le=1)] | None = None
+
+
+OnError = Literal["fail_fast", "collect"]
+
+
+class ParallelSpec(StepSpec):
+    sections: Annotated[list[RawStep], Field(min_length=1)]
+    merge: Any = None
+    on_error: OnError = "fail_fast"
+    max_concurrency: Annotated[int, Field(gt=0)] | None = None
+
+
+class AtLeast(Spec):
+    at_least: Annotated[int, Field(gt=0)]
+    value: Any
+
+
+class VoteSpec(StepSpec):
+    step: RawStep
+    n: Annotated[int, Field(gt=0, le=100)] | None = None
+    models: Annotated[list[str], Field(min_length=1)] | None = None
+    aggregate: Any = "majority"
+    key: Expression | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.7
+    max_concurrency: Annotated[int, Field(gt=0)] | None = None
+
+
+class OrchestrateSpec(StepSpec):
+    instructions: str | None = None
+    planner: RawStep | None = None
+    prompt: str | None = None
+    model: str | None = None
+    max_tokens: Annotated[int, Field(gt=0)] = 1024
+    workers: Annotated[list[RawStep], Field(min_length=1)]
+    synthesiser: RawStep
+    max_subtasks: Annotated[int, Field(gt=0, le=100)] | None = None
+    max_concurrency: Annotated[int, Field(gt=0)] | None = None
+    on_error: OnError = "collect"
+
+
+class RefineSpec(StepSpec):
+    generator: RawStep
+    evaluator: RawStep
+    max_rounds: Annotated[int, Field(gt=0, le=100)] | None = None
+
+
+class Tier(Spec):
+    step: RawStep
+    threshold: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+
+class CascadeSpec(StepSpec):
+    tiers: Annotated[list[Tier], Field(min_length=1)]
+
+
+class Rule(Spec):
+    pattern: str
+    label: str
+
+
+class RulesSpec(StepSpec):
+    rules: Annotated[list[Rule], Field(min_length=1)]
+    text: str | None = None
+
+
+class MLSpec(StepSpec):
+    model: str
+    text: str | None = None
+
+
+KINDS: dict[str, type[StepSpec]] = {
+    "code": CodeSpec,
+    "llm": LLMSpec,
+    "agent": AgentSpec,
+    "tool": ToolStepSpec,
+    "gate": GateSpec,
+    "chain": ChainSpec,
+    "route": RouteSpec,
+    "parallel": ParallelSpec,
+    "vote": VoteSpec,
+    "orchestrate": OrchestrateSpec,
+    "refine": RefineSpec,
+    "cascade": CascadeSpec,
+    "rules": RulesSpec,
+    "ml": MLSpec,
+}
+
+InputType = Literal["text", "jsonl", "json", "csv", "email", "value"]
+
+
+class InputSpec(Spec):
+    type: InputType = "text"
+    key: str | None = None
+    pattern: str = "*"
+    json_: bool = Field(False, alias="json")
+    schema_: Any = Field(None, alias="schema")
+
+
+class ReportSpec(Spec):
+    template: str
+    file: str = "report.md"
+
+
+class OutputFiles(Spec):
+    results: str = "results.jsonl"
+    report: ReportSpec | None = None
+    columns: dict[str, Expression] | None = None
+
+
+class Limits(Spec):
+    concurrency: Annotated[int, Field(gt=0, le=1000)] | None = None
+    max_turns: Annotated[int, Field(gt=0)] | None = None
+    max_rounds: Annotated[int, Field(gt=0, le=100)] | None = None
+    max_subtasks: Annotated[int, Field(gt=0, le=100)] | None = None
+    max_concurrency: Annotated[int, Field(gt=0)] | None = None
+    timeout_s: Annotated[float, Field(gt=0)] | None = None
+
+
+class WorkflowSpec(Spec):
+    name: Annotated[str, Field(min_length=1)]
+    description: str = ""
+    model: str | None = None
+    input: InputSpec = Field(default_factory=InputSpec)
+    steps: Annotated[list[RawStep], Field(min_length=1)]
+    result: Any = None
+    output: OutputFiles = Field(default_factory=OutputFiles)
+    limits: Limits = Field(default_factory=Limits)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if "/" in value or not value.strip():
+            raise ValueError("a workflow name must be non-empty and contain no '/'")
+        return value
