@@ -41,7 +41,12 @@ def validate(
     try:
         if file.suffix.lower() == ".md":
             agent = load_agent_file(file)
-            out.print(f"ok: {file}: agent {agent.name!r}, {len(agent.tools)} tools")
+            tools = len(agent.tools)
+            out.print(
+                f"ok: {file}: agent {agent.name!r}, {tools} tool{'' if tools == 1 else 's'}",
+                highlight=False,
+                soft_wrap=True,
+            )
             return EXIT_OK
         workflow = validate_file(file, Gateway(Settings()))
     except SpecError as e:
@@ -57,7 +62,11 @@ def validate(
     except ConfigError as e:
         raise fail(str(e)) from None
     steps = len(workflow.step.children())
-    out.print(f"ok: {workflow.file}: workflow {workflow.name!r}, {steps} steps", highlight=False)
+    out.print(
+        f"ok: {workflow.file}: workflow {workflow.name!r}, {steps} steps",
+        highlight=False,
+        soft_wrap=True,
+    )
     return EXIT_OK
 
 

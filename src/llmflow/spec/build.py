@@ -876,6 +876,7 @@ class Builder:
         body_path: Path_ | None = None,
     ) -> ScopedAgent | None:
         """An agent from its fields (front matter, or an inline step) and instructions."""
+        where = replace(where, step=f"agent {name!r}")
         ok = True
         tools: list[Tool] = []
         for index, entry in enumerate(fields.get("tools") or []):

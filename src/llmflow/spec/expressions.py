@@ -75,7 +75,7 @@ def analyse(tree: nodes.Node) -> Analysis:
         found.variables = set(meta.find_undeclared_variables(tree))
     else:
         found.variables = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"}
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+    for node in [tree, *tree.find_all((nodes.Getattr, nodes.Getitem))]:
         if isinstance(node, nodes.Getattr) and _is_steps(node.node):
             found.steps.append((node.attr, node.lineno))
         elif (

@@ -56,7 +56,7 @@ def resolve(ref: str, folder: Path | Sequence[Path]) -> Any:
             "tools.py next to the workflow, or package.module:function)"
         )
     module_name, _, attr = ref.partition(":")
-    folders = [folder] if isinstance(folder, Path) else list(folder)
+    folders = [folder] if isinstance(folder, Path) else list(dict.fromkeys(folder))
     candidates = [f / f"{module_name}.py" for f in folders]
     local = next((c for c in candidates if c.is_file()), candidates[0])
     if "." not in module_name and local.is_file():

@@ -205,8 +205,7 @@ def load_agent_file(file: str | Path) -> ScopedAgent:
         raise ConfigError(f"no agent file at {file}")
     root = Source(file=_shown(path), text="")
     builder = Builder(root, path.parent)
-    if (path.parent.parent / WORKFLOW_FILE).is_file():  # agents/x.md in a workflow's folder
-        builder.folders = (path.parent.parent,)
+    builder.folders = (path.parent.parent,)  # e.g. agents/x.md next to the workflow's tools.py
     agent = builder.agent_from_file(path, (), root, Where(variables=BASE_VARIABLES, any_steps=True))
     fail(*builder.sources)
     assert agent is not None

@@ -121,7 +121,13 @@ def fail(*sources: Source) -> None:
 def read_yaml(file: str, text: str, *, line_offset: int = 0) -> Source:
     """Parse `text` (one YAML document) into a Source; problems are recorded, not raised."""
     source = Source(file=file, text=text, line_offset=line_offset)
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as e:  # a control character, before any parsing
+        line = text.count("\n", 0, e.position) + 1 + line_offset
+        column = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        source.problem(Pos(line, column), f"invalid character U+{e.character:04X}: remove it")
+        return source
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as e:
