@@ -14,7 +14,8 @@ from ..models.gateway import Gateway
 from ..runtime.runner import Workflow
 from . import expressions as ex
 from . import io
-from .build import BASE_VARIABLES, Builder, ModelUse, Where, _shown
+from .build import Builder
+from .check import BASE_VARIABLES, ModelUse, Where, shown
 from .models import WorkflowSpec
 from .schemas import SchemaProblem, output_type
 from .scope import ScopedAgent
@@ -90,10 +91,10 @@ def templates() -> dict[str, str]:
 def _read(file: Path) -> str:
     try:
         if file.stat().st_size > MAX_FILE_BYTES:
-            raise SpecError([(_shown(file), 1, 1, f"the file is over {MAX_FILE_BYTES} bytes")])
+            raise SpecError([(shown(file), 1, 1, f"the file is over {MAX_FILE_BYTES} bytes")])
         return file.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise SpecError([(_shown(file), 1, 1, f"not UTF-8 text (byte {e.start})")]) from None
+        raise SpecError([(shown(file), 1, 1, f"not UTF-8 text (byte {e.start})")]) from None
     except OSError as e:
         raise ConfigError(f"cannot read workflow file {file}: {e.strerror}") from None
 
@@ -114,7 +115,7 @@ def load_workflow_file(target: str | Path) -> FileWorkflow:
 
 def load_workflow_text(text: str, file: Path) -> FileWorkflow:
     """The workflow in `text`, read from `file` (paths in it are relative to its folder)."""
-    source = read_yaml(_shown(file), text)
+    source = read_yaml(shown(file), text)
     fail(source)
     builder = Builder(source, file.parent)
     if not isinstance(source.data, dict):
@@ -203,7 +204,7 @@ def load_agent_file(file: str | Path) -> ScopedAgent:
     path = Path(file).resolve()
     if not path.is_file():
         raise ConfigError(f"no agent file at {file}")
-    root = Source(file=_shown(path), text="")
+    root = Source(file=shown(path), text="")
     builder = Builder(root, path.parent)
     builder.folders = (path.parent.parent,)  # e.g. agents/x.md next to the workflow's tools.py
     agent = builder.agent_from_file(path, (), root, Where(variables=BASE_VARIABLES, any_steps=True))
