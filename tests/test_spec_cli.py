@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from llmflow.cli import main
+from llmflow.cli.run import prepare
 from llmflow.spec import TEMPLATES
 
 from .fake_openai_server import serve
@@ -150,6 +151,24 @@ def test_run_names_an_unknown_model_in_the_file(
     inputs.write_text('{"id": "t1", "body": "help"}\n')
     assert main(["run", str(workflow), str(inputs)]) == 2
     assert "workflow.yaml:11:12: unknown model 'gtp-4'" in capsys.readouterr().err
+
+
+def test_the_files_model_and_concurrency_are_defaults_the_command_line_overrides(
+    workflow: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (workflow / "workflow.yaml").write_text(
+        WORKFLOW.replace("input: {type", "model: m2\nlimits: {concurrency: 7}\ninput: {type")
+    )
+    inputs = tmp_path / "tickets.jsonl"
+    inputs.write_text('{"id": "t1", "body": "help"}\n')
+    url = "http://127.0.0.1:9/v1"
+    job = prepare(str(workflow), inputs, model=None, base_url=url, concurrency=None, cache=True)
+    assert (job.settings.model, job.concurrency) == ("m2", 7)
+    job = prepare(str(workflow), inputs, model="m3", base_url=url, concurrency=2, cache=True)
+    assert (job.settings.model, job.concurrency) == ("m3", 2)
+    monkeypatch.setenv("LLMFLOW_MODEL", "m4")
+    job = prepare(str(workflow), inputs, model=None, base_url=url, concurrency=None, cache=True)
+    assert job.settings.model == "m4"
 
 
 # -- chat through a pseudo-terminal ------------------------------------------------------------

@@ -121,6 +121,8 @@ def chat(
         if base_url:
             overrides["base_url"] = base_url
         gateway = Gateway(Settings().model_copy(update=overrides))
+        if model:  # the command line wins over the agent file's model
+            agent.model = model
         gateway.resolve(agent.model)  # an unknown model or a missing key fails now
     except SpecError as e:
         raise fail(str(e)) from None
