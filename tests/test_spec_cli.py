@@ -301,3 +301,37 @@ def test_chat_on_the_embedded_model(
     chat.type("/exit")
     assert chat.close() == 0
     assert "error" not in seen.lower()
+
+
+@pytest.mark.embedded
+def test_run_a_workflow_file_on_the_embedded_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "mood"
+    root.mkdir()
+    (root / "workflow.yaml").write_text(
+        textwrap.dedent(
+            """\
+            name: mood
+            input: {type: jsonl}
+            steps:
+              - id: mood
+                kind: llm
+                instructions: "Is the customer's message positive or negative?"
+                prompt: "Message: {{ input.text }}"
+                output: {enum: [positive, negative]}
+                max_tokens: 16
+              - id: ticket
+                kind: gate
+                when: "steps.mood == 'negative'"
+            result: {mood: steps.mood}
+            """
+        )
+    )
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('{"text": "I love it, thank you!"}\n{"text": "Broken on arrival. Awful."}\n')
+    assert main(["run", str(root), str(inputs), "--json", "--out", str(tmp_path / "out")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [i["ok"] for i in result["items"]] == [True, True]
+    assert {i["output"]["mood"] for i in result["items"]} <= {"positive", "negative"}
+    assert result["cost"]["calls"] == 2
