@@ -189,13 +189,6 @@ def request_refund(order_id: OrderId, reason: str) -> str:
     return f"Refund of {row['total_eur']:.2f} EUR for {row['id']} recorded ({reason[:80]})."
 
 
-def refunds() -> list[dict[str, object]]:
-    """Every refund in the database, oldest first."""
-    with shop() as db:
-        rows = db.execute("SELECT * FROM refunds ORDER BY id").fetchall()
-    return [dict(row) for row in rows]
-
-
 def refunds_of_customer(email: str) -> list[dict[str, object]]:
     """The refunds on record for the customer with this email address, oldest first."""
     with shop() as db:
