@@ -11,7 +11,15 @@ from typing import Any
 
 import pytest
 
-from llmflow import ModelRequest, ModelResponse, RunContext, RunHooks, ToolCall, Usage
+from llmflow import (
+    InputError,
+    ModelRequest,
+    ModelResponse,
+    RunContext,
+    RunHooks,
+    ToolCall,
+    Usage,
+)
 from llmflow.runtime.runner import BatchResult, run_batch
 from llmflow.spec import load_agent_file, load_workflow_file
 from llmflow.spec.imports import resolve
@@ -552,10 +560,10 @@ def test_inputs_of_every_type(tmp_path: Path) -> None:
         assert workflow.load is not None
         return [(i.key, i.value) for i in workflow.load(Path(argument))]
 
-    (tmp_path / "rows.csv").write_text("id,text\na1,hello\na2,bye\n")
+    (tmp_path / "rows.csv").write_text('id,text\na1,hello\na2,"two\nlines"\n')
     assert items("csv", tmp_path / "rows.csv", key="id") == [
         ("a1", {"id": "a1", "text": "hello"}),
-        ("a2", {"id": "a2", "text": "bye"}),
+        ("a2", {"id": "a2", "text": "two\nlines"}),
     ]
     (tmp_path / "list.json").write_text('[{"q": 1}, {"q": 2}]')
     assert items("json", tmp_path / "list.json") == [("1", {"q": 1}), ("2", {"q": 2})]
@@ -625,3 +633,25 @@ async def test_input_schema_fails_items_that_do_not_match(tmp_path: Path) -> Non
 def test_shipped_templates_load(name: str) -> None:
     workflow = load_workflow_file(name)
     assert workflow.step.children()
+
+
+def test_unreadable_inputs_name_the_file_and_line(tmp_path: Path) -> None:
+    root = folder(
+        tmp_path,
+        """\
+        name: inputs
+        input: {type: jsonl, key: id}
+        steps: [{id: same, kind: code, function: tools:shout}]
+        """,
+    )
+    workflow = load_workflow_file(root)
+    assert workflow.load is not None
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": 1}\n{"id": 2,\n')
+    with pytest.raises(InputError, match=r"bad\.jsonl:2: invalid JSON"):
+        workflow.load(bad)
+    bad.write_text('{"id": 1}\n{"name": 2}\n')
+    with pytest.raises(InputError, match=r"bad\.jsonl:2: no field 'id' \(input\.key\)"):
+        workflow.load(bad)
+    with pytest.raises(InputError, match="no such file"):
+        workflow.load(tmp_path / "missing.jsonl")

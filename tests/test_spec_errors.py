@@ -190,6 +190,17 @@ CASES = {
         "- just\n- a list\n",
         "1:1: a workflow file is a mapping with name, steps and other keys",
     ),
+    "agent output the SDK cannot make strict": (
+        """\
+        name: x
+        steps:
+          - id: a
+            kind: agent
+            instructions: hi
+            output: {type: object, additionalProperties: true}
+        """,
+        "6:13: an agent cannot answer this output: Strict JSON schema is enabled",
+    ),
     "a tag": (
         "name: !!python/object:os.system x\nsteps: [{id: a, kind: code, function: tools:shout}]\n",
         "1:7: unsupported tag 'tag:yaml.org,2002:python/object:os.system'",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from agents.agent_output import AgentOutputSchema
 
 from ..steps.agent import AgentStep, Tool, tool
 from ..steps.base import Step
@@ -165,6 +166,16 @@ class AgentBuilder(Checker):
             if handoff is not None:
                 handoffs.append(handoff)
         output = self.output(fields.get("output"), (*path, "output"), folders, source)
+        if output is not None and output is not str:
+            try:  # the SDK makes the schema strict; some schemas cannot be (found now, not mid-run)
+                AgentOutputSchema(output)
+            except Exception as e:
+                source.error(
+                    (*path, "output"),
+                    f"an agent cannot answer this output: {e} (an agent's schema must be strict: "
+                    "drop additionalProperties: true, or answer text)",
+                )
+                output = None
         template = None
         if fields.get("prompt") is not None:
             template = self.expression(

@@ -12,8 +12,8 @@ import jinja2
 from ..errors import ConfigError, MissingCredentialsError, SpecError, UnknownModelError
 from ..models.gateway import Gateway
 from ..runtime.runner import Workflow
+from . import batch_io as io
 from . import expressions as ex
-from . import io
 from .build import Builder
 from .check import BASE_VARIABLES, ModelUse, Where, shown
 from .models import WorkflowSpec

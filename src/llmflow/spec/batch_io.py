@@ -8,6 +8,7 @@ report after the batch. An unreadable input is an `InputError` naming the file a
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -127,14 +128,19 @@ def _json(path: Path, key: str | None) -> list[Item]:
 
 
 def _csv(path: Path, key: str | None) -> list[Item]:
-    rows = list(csv.DictReader(_read(path).splitlines()))
-    if not rows:
-        raise InputError("no rows below the header", source=str(path))
+    # newline="": quoted fields may hold line breaks; the reader counts the file's lines.
+    reader = csv.DictReader(io.StringIO(_read(path), newline=""))
     items = []
-    for number, row in enumerate(rows, start=2):  # line 1 is the header
-        if None in row:
-            raise InputError("more values than header columns", source=f"{path}:{number}")
-        items.append(Item(key=_key(row, key, f"row-{number - 1}", f"{path}:{number}"), value=row))
+    try:
+        for number, row in enumerate(reader, start=1):
+            where = f"{path}:{reader.line_num}"
+            if None in row:
+                raise InputError("more values than header columns", source=where)
+            items.append(Item(key=_key(row, key, f"row-{number}", where), value=row))
+    except csv.Error as e:
+        raise InputError(f"invalid CSV: {e}", source=f"{path}:{reader.line_num}") from e
+    if not items:
+        raise InputError("no rows below the header", source=str(path))
     return items
 
 
