@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import typer
 
 from . import cost as _cost
+from . import durable as _durable
 from . import estimate as _estimate
 from . import graph as _graph
 from . import run as _run
@@ -23,6 +24,7 @@ from .app import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, app, err
 __all__ = ["app", "main", "run_cli"]
 
 _cost.register(app)
+_durable.register(app)
 _estimate.register(app)
 _run.register(app)
 _runs.register(app)

@@ -92,6 +92,15 @@ def run(
         typer.Option(help="Also show what the run's tokens would cost on this hosted model."),
     ] = "openai:gpt-4.1-mini",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    durable: Annotated[
+        bool,
+        typer.Option(
+            "--durable/--no-durable",
+            envvar="LLMFLOW_DURABLE",
+            help="Checkpoint every model call and action, so that `llmflow resume` finishes an "
+            "interrupted run without repeating them.",
+        ),
+    ] = True,
 ) -> int:
     """Run a workflow on a batch of inputs and record it, with its cost."""
     job = prepare(workflow, inputs, model=model, base_url=base_url, concurrency=concurrency,
@@ -106,7 +115,14 @@ def run(
         def item_budget() -> Budget:
             return Budget(max_cost=per_item, scope="item", flags={"cost": "--max-cost-per-item"})
 
-    batch = execute(job, out_dir=out_dir, budget=budget, item_budget=item_budget, quiet=as_json)
+    if durable:
+        from .durable import execute_durable
+
+        batch = execute_durable(job, ref=workflow, out_dir=out_dir, budget=budget,
+                                item_budget=item_budget, quiet=as_json)  # fmt: skip
+    else:
+        batch = execute(job, out_dir=out_dir, budget=budget, item_budget=item_budget,
+                        quiet=as_json)  # fmt: skip
     if batch.status == "interrupted":
         err.print(
             f"[yellow]interrupted[/]: {len(batch.results)} of {len(job.items)} items finished "

@@ -1,0 +1,345 @@
+"""Durable runs from the command line: `run` (durable by default), `resume`, `approvals
+list`, `approve`, `reject` and `worker`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..errors import ConfigError
+from ..ids import new_id
+from ..models.budget import Budget
+from ..models.cache import ResponseCache
+from ..runtime.costs import summarise
+from ..runtime.runner import BatchResult, ItemResult, RunInterrupted
+from ..store.sqlite import RunStore
+from .app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, err, fail, out
+
+if TYPE_CHECKING:
+    from ..durable.batch import RunSpec
+    from .run import Job
+
+
+def register(app: typer.Typer) -> None:
+    app.command("resume")(resume)
+    app.command("approve")(approve)
+    app.command("reject")(reject)
+    app.command("worker")(worker)
+    approvals = typer.Typer(help="Runs waiting for a person's approval.", no_args_is_help=True)
+    approvals.command("list")(approvals_list)
+    app.add_typer(approvals, name="approvals")
+
+
+def _workflow_ref(ref: str) -> str:
+    """A workflow reference a later process can load: file paths made absolute."""
+    path = Path(ref)
+    return str(path.resolve()) if ":" not in ref and path.exists() else ref
+
+
+def execute_durable(
+    job: Job,
+    *,
+    ref: str,
+    out_dir: Path | None,
+    budget: Budget | None = None,
+    item_budget: Callable[[], Budget] | None = None,
+    quiet: bool = False,
+) -> BatchResult:
+    """`llmflow run`, durably: each item a DBOS workflow, resumable with `llmflow resume`."""
+    from ..durable import engine
+    from ..durable.batch import RunSpec, fingerprint, keys_digest
+
+    run_id = new_id()
+    target = out_dir or Path("llmflow-out") / job.workflow.name / run_id
+    per_item = item_budget().max_cost if item_budget is not None else None
+    spec = RunSpec(
+        run_id=run_id,
+        workflow=_workflow_ref(ref),
+        source=str(Path(job.source).resolve()),
+        items_total=len(job.items),
+        keys_digest=keys_digest(job.items),
+        code=fingerprint(job.workflow.step),
+        model=job.settings.model,
+        base_url=job.settings.base_url,
+        concurrency=job.concurrency,
+        out_dir=str(target.resolve()),
+        cache=job.cache,
+        max_cost=str(budget.max_cost) if budget and budget.max_cost is not None else None,
+        max_tokens=budget.max_tokens if budget else None,
+        max_requests=budget.max_requests if budget else None,
+        max_cost_per_item=str(per_item) if per_item is not None else None,
+    )
+    try:
+        engine.launch()
+        return _drive(job, spec, resuming=False, quiet=quiet)
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    finally:
+        engine.shutdown()
+
+
+def _drive(job: Job, spec: RunSpec, *, resuming: bool, quiet: bool) -> BatchResult:
+    from ..durable.batch import run_durable
+
+    store = RunStore(job.settings.db_path)
+    if job.cache:
+        job.gateway.cache = ResponseCache(store)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[failed]}"),
+        console=err,
+        disable=quiet,
+    )
+    failed = 0
+
+    def done(result: ItemResult) -> None:
+        nonlocal failed
+        failed += not result.ok
+        progress.update(task, advance=1, failed=f"[red]{failed} failed" if failed else "")
+
+    async def drive() -> BatchResult:
+        try:
+            return await run_durable(
+                job.workflow, job.items, spec=spec, gateway=job.gateway, store=store,
+                on_item_done=done, resuming=resuming,
+            )  # fmt: skip
+        except RunInterrupted as e:
+            return e.batch
+        finally:
+            await job.gateway.aclose()
+
+    try:
+        with progress:
+            task = progress.add_task(
+                f"{job.workflow.name} on {job.settings.model}", total=len(job.items), failed=""
+            )
+            batch = asyncio.run(drive())
+        job.summary = summarise(store.call_costs(spec.run_id))
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    finally:
+        store.close()
+    return batch
+
+
+def resume(
+    run_id: Annotated[
+        str | None, typer.Argument(help="The run to resume. [default: every interrupted run]")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> int:
+    """Finish interrupted durable runs: completed model calls and effects are not repeated."""
+    from ..durable import engine
+    from ..durable.batch import find_spec, unfinished_runs
+
+    try:
+        engine.launch()
+        if run_id is not None:
+            run_ids = [_full_run_id(run_id)]
+        else:
+            run_ids = asyncio.run(unfinished_runs())
+            if not run_ids:
+                out.print("no interrupted runs")
+                return EXIT_OK
+        codes = []
+        for rid in run_ids:
+            spec = asyncio.run(find_spec(rid))
+            if spec is None:
+                raise ConfigError(
+                    f"run {rid} has no durable record (it ran with --no-durable, or stopped "
+                    "before its first item): start it again"
+                )
+            codes.append(_resume_one(spec, as_json))
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    finally:
+        engine.shutdown()
+    return max(codes, default=EXIT_OK)
+
+
+def _full_run_id(run_id: str) -> str:
+    from ..settings import Settings
+
+    store = RunStore(Settings().db_path)
+    try:
+        return str(store.find_run(run_id)["id"])
+    except ConfigError:
+        return run_id  # a run recorded in another machine's store
+    finally:
+        store.close()
+
+
+def _resume_one(spec: RunSpec, as_json: bool) -> int:
+    from ..durable.batch import attach
+    from .run import Job, _report
+
+    live = attach(spec)  # loads the workflow and inputs, and checks the code and inputs
+    if live.store is not None:
+        live.store.close()
+    gateway = live.base.gateway
+    job = Job(
+        settings=gateway.settings,
+        gateway=gateway,
+        workflow=live.workflow,
+        items=live.items,
+        source=spec.source or "",
+        concurrency=spec.concurrency,
+        cache=spec.cache,
+    )
+    from ..durable.batch import _here, _live
+
+    _live.pop(_here(spec.run_id), None)
+    err.print(f"resuming run {spec.run_id} ({spec.workflow} on {spec.source})")
+    batch = _drive(job, spec, resuming=True, quiet=as_json)
+    _report(batch, live.workflow, as_json, job.summary, gateway.pricing, "openai:gpt-4.1-mini")
+    return {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "interrupted": EXIT_INTERRUPTED}.get(
+        batch.status, EXIT_FAILED
+    )
+
+
+# -- approvals ------------------------------------------------------------------------------
+
+
+def _client() -> Any:
+    from dbos import DBOSClient
+
+    from ..durable.engine import DurableSettings
+
+    settings = DurableSettings()
+    if not settings.database_url and not settings.sqlite_path.exists():
+        return None
+    try:
+        return DBOSClient(
+            system_database_url=settings.system_database_url, serializer=settings.serializer()
+        )
+    except Exception as e:
+        raise fail(f"cannot open the durable database: {e}") from None
+
+
+def _pending(client: Any, run_id: str | None = None) -> list[tuple[str, str, dict[str, Any]]]:
+    """(item workflow id, step path, request) of every approval still waiting."""
+    from ..durable.approval import EVENT
+
+    found = []
+    rows = client.list_workflows(
+        status="PENDING", name="llmflow.item", load_input=False, load_output=False,
+        workflow_id_prefix=f"{run_id}/" if run_id else None,
+    )  # fmt: skip
+    for w in rows:
+        requests = client.get_event(w.workflow_id, EVENT, timeout_seconds=0) or {}
+        for path, request in requests.items():
+            if request.get("status") == "waiting":
+                found.append((w.workflow_id, path, request))
+    return found
+
+
+def approvals_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+) -> int:
+    """Approvals that runs are waiting for."""
+    import json
+
+    client = _client()
+    pending = _pending(client) if client is not None else []
+    if as_json:
+        payload = [
+            {"run": wid.rsplit("/", 1)[0], "item": wid, "step": path, **req}
+            for wid, path, req in pending
+        ]
+        out.print_json(json.dumps(payload))
+        return EXIT_OK
+    if not pending:
+        out.print("no approvals waiting")
+        return EXIT_OK
+    table = Table(title="approvals waiting", title_justify="left")
+    for col in ("run", "item", "step", "waiting", "request"):
+        table.add_column(col, overflow="fold")
+    for wid, path, req in pending:
+        waited = time.time() - float(req.get("requested_at", time.time()))
+        default = f" (then {req['default']})" if req.get("timeout_s") else ""
+        table.add_row(wid.rsplit("/", 1)[0], wid, path, f"{waited / 60:.0f} min{default}",
+                      str(req.get("prompt", "")))  # fmt: skip
+    out.print(table)
+    out.print("answer with: llmflow approve <run> [--comment ...] or llmflow reject <run>")
+    return EXIT_OK
+
+
+def _decide(run: str, approved: bool, comment: str | None, step: str | None) -> int:
+    from ..durable.approval import decision_message, topic
+
+    client = _client()
+    run_id = run.rsplit("/", 1)[0] if "/" in run else run
+    pending = _pending(client, run_id) if client is not None else []
+    if "/" in run:
+        pending = [p for p in pending if p[0] == run]
+    if step is not None:
+        pending = [p for p in pending if p[1] == step or p[1].endswith("/" + step)]
+    if not pending:
+        raise fail(f"run {run} waits for no approval: `llmflow approvals list` shows those waiting")
+    if len(pending) > 1:
+        listed = ", ".join(f"{w} {p}" for w, p, _ in pending)
+        raise fail(f"run {run} waits for {len(pending)} approvals ({listed}): name the item "
+                   "(<run>/<n>) or --step")  # fmt: skip
+    workflow_id, path, _ = pending[0]
+    client.send(workflow_id, decision_message(approved, comment), topic(path))
+    verb = "approved" if approved else "rejected"
+    out.print(f"{verb} {path} in {workflow_id}")
+    return EXIT_OK
+
+
+def approve(
+    run: Annotated[str, typer.Argument(help="The run (or <run>/<item> when several wait).")],
+    comment: Annotated[str | None, typer.Option(help="A note kept with the decision.")] = None,
+    step: Annotated[str | None, typer.Option(help="The approval step, when several wait.")] = None,
+) -> int:
+    """Approve what a run is waiting for; it goes on (in its process, or on resume)."""
+    return _decide(run, True, comment, step)
+
+
+def reject(
+    run: Annotated[str, typer.Argument(help="The run (or <run>/<item> when several wait).")],
+    comment: Annotated[str | None, typer.Option(help="Why: shown in the item's error.")] = None,
+    step: Annotated[str | None, typer.Option(help="The approval step, when several wait.")] = None,
+) -> int:
+    """Reject what a run is waiting for; the item fails with the reason."""
+    return _decide(run, False, comment, step)
+
+
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, help="Items this worker runs at once.")] = 4,
+    global_concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Items running at once on all workers together.")
+    ] = None,
+    rate: Annotated[
+        int | None, typer.Option(min=1, help="Items started per --period on all workers.")
+    ] = None,
+    period: Annotated[float, typer.Option(min=0.001, help="Seconds of the --rate window.")] = 60.0,
+    heartbeat_s: Annotated[float, typer.Option(min=0.1, help="Seconds between heartbeats.")] = 5.0,
+    dead_after_s: Annotated[
+        float, typer.Option(min=1, help="A worker silent this long is dead: its runs move.")
+    ] = 30.0,
+) -> int:
+    """Take runs from the shared queue (LLMFLOW_DATABASE_URL=postgresql://...) until stopped."""
+    from ..durable.worker import WorkerOptions, serve
+
+    options = WorkerOptions(
+        concurrency=concurrency, global_concurrency=global_concurrency, rate=rate,
+        period_s=period, heartbeat_s=heartbeat_s, dead_after_s=dead_after_s,
+    )  # fmt: skip
+    try:
+        serve(options)
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return EXIT_OK

@@ -1,0 +1,47 @@
+"""Durable runs on DBOS Transact: resume after a crash without repeating finished model
+calls or effects, human approvals that wait for days, and workers sharing a PostgreSQL queue.
+
+```python
+from llmflow import durable
+
+durable.launch()                      # SQLite in LLMFLOW_HOME, or LLMFLOW_DATABASE_URL
+batch = await durable.run_durable(workflow, items, spec=..., gateway=gateway)
+```
+
+The CLI (`llmflow run`) runs durably by default; `llmflow resume`, `llmflow approvals`,
+`llmflow approve|reject` and `llmflow worker` operate on durable runs. See docs/deploy.md.
+"""
+
+from .actions import ActionStep, action, append_line_once, write_once
+from .approval import ApprovalRejectedError, ApproveStep, Decision, approve, request_approval
+from .batch import CodeChangedError, RunSpec, fingerprint, keys_digest, run_durable
+from .engine import DurableSettings, launch, shutdown
+from .serialization import JsonSerializer, RecordedError, new_encryption_key
+from .steps import DurableGateway, current_idempotency_key, idempotency_key, in_durable_run
+
+__all__ = [
+    "ActionStep",
+    "ApprovalRejectedError",
+    "ApproveStep",
+    "CodeChangedError",
+    "Decision",
+    "DurableGateway",
+    "DurableSettings",
+    "JsonSerializer",
+    "RecordedError",
+    "RunSpec",
+    "action",
+    "append_line_once",
+    "approve",
+    "current_idempotency_key",
+    "fingerprint",
+    "idempotency_key",
+    "in_durable_run",
+    "keys_digest",
+    "launch",
+    "new_encryption_key",
+    "request_approval",
+    "run_durable",
+    "shutdown",
+    "write_once",
+]

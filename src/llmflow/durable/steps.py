@@ -1,0 +1,122 @@
+"""Model calls and side effects as DBOS steps, and the idempotency key effects receive.
+
+Inside a durable run (a DBOS workflow), every model call and every side-effecting step is a
+DBOS step: its output is checkpointed when it completes, and when the run resumes the
+recorded output is returned instead of running it again. A step named after its path
+(`model:email-triage/classify`) is replayed only at the same place: a workflow whose steps
+come in another order fails with a clear error instead of getting another step's output.
+
+Outside a durable run the same code runs directly, so steps never need two versions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+from dbos import DBOS
+from dbos._context import get_local_dbos_context
+
+from ..models.client import ModelRequest, ModelResponse
+from ..models.gateway import CallObserver, Gateway
+
+T = TypeVar("T")
+
+_key: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "llmflow_idempotency_key", default=None
+)
+
+
+def in_durable_run() -> bool:
+    """Whether this code runs in a durable workflow (and not inside one of its steps)."""
+    ctx = get_local_dbos_context()
+    return ctx is not None and ctx.is_workflow()
+
+
+def current_idempotency_key() -> str | None:
+    """The idempotency key of the side effect running now, or None outside one.
+
+    It is `<run id>/<item index>/<step path>` in a durable run: the same when a run resumes
+    and the effect runs again after a crash, different for every other effect. Pass it to
+    the service the effect calls (a payment API's `Idempotency-Key` header, a unique column)
+    so that the second attempt is recognised and not done twice.
+    """
+    return _key.get()
+
+
+@contextlib.contextmanager
+def idempotency_key(key: str) -> Iterator[None]:
+    """Make `key` the current idempotency key inside the block."""
+    token = _key.set(key)
+    try:
+        yield
+    finally:
+        _key.reset(token)
+
+
+def effect_key(run_id: str | None, item_id: str | None, path: str) -> str:
+    """The key of the effect at `path`: durable runs use the workflow id (stable across
+    resumes); others the run and item ids (unique to that execution)."""
+    workflow_id = DBOS.workflow_id if get_local_dbos_context() is not None else None
+    if workflow_id:
+        return f"{workflow_id}/{path}"
+    return "/".join(p for p in (run_id, item_id, path) if p)
+
+
+async def run_effect(
+    fn: Callable[[], Awaitable[T]], *, run_id: str | None, item_id: str | None, path: str
+) -> T:
+    """Run a side effect once: as a DBOS step in a durable run (not repeated on resume once
+    it completed), with its idempotency key set for the one that was cut off mid-way."""
+    key = effect_key(run_id, item_id, path)
+
+    async def effect() -> T:
+        with idempotency_key(key):
+            return await fn()
+
+    if in_durable_run():
+        return await DBOS.run_step_async({"name": f"effect:{path}"}, effect)
+    return await effect()
+
+
+class DurableGateway(Gateway):
+    """A gateway whose model calls are DBOS steps inside durable runs: a call completed
+    before a crash is answered from its checkpoint on resume, so it is neither repeated nor
+    paid twice; the call in flight at the crash runs again. This does not depend on the
+    response cache: sampled calls and `--no-cache` runs resume the same way."""
+
+    @classmethod
+    def adopt(cls, gateway: Gateway) -> DurableGateway:
+        """A durable gateway with `gateway`'s settings, limits, cache and registered clients."""
+        if isinstance(gateway, DurableGateway):
+            return gateway
+        durable = cls(
+            gateway.settings, limits=gateway._limits, backoff=gateway._backoff,
+            cache=gateway.cache,
+        )  # fmt: skip
+        durable._clients = gateway._clients
+        return durable
+
+    async def complete(
+        self,
+        request: ModelRequest,
+        *,
+        model: str | None = None,
+        observer: CallObserver | None = None,
+        use_cache: bool = True,
+    ) -> ModelResponse:
+        if not in_durable_run():
+            return await super().complete(
+                request, model=model, observer=observer, use_cache=use_cache
+            )
+        path = getattr(observer, "path", "") or "call"
+
+        async def call() -> ModelResponse:
+            return await Gateway.complete(
+                self, request, model=model, observer=observer, use_cache=use_cache
+            )
+
+        response: Any = await DBOS.run_step_async({"name": f"model:{path}"}, call)
+        return response  # type: ignore[no-any-return]
