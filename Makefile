@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup graphviz triage test lint typecheck bench clean
+.PHONY: setup graphviz postgres triage test lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,7 +25,14 @@ graphviz:
 	@command -v dot >/dev/null || { apt-get update -qq && apt-get install -y -qq graphviz >/dev/null; } \
 	  || { echo "llmflow graph needs Graphviz: install it (apt-get install graphviz) and rerun"; exit 1; }
 
-test: setup graphviz lint typecheck  ## Lint, type-check and run every test (the embedded model included).
+# The durable-run tests start a throwaway PostgreSQL 15 cluster (initdb in a temporary folder,
+# on a free port) from the OS package's server binaries.
+PG_BIN ?= /usr/lib/postgresql/15/bin
+postgres:
+	@test -x $(PG_BIN)/initdb || { apt-get update -qq && apt-get install -y -qq postgresql-15 >/dev/null; } \
+	  || { echo "the durable-run tests need PostgreSQL 15: install it (apt-get install postgresql-15) and rerun"; exit 1; }
+
+test: setup graphviz postgres lint typecheck  ## Lint, type-check and run every test (the embedded model included).
 	$(BIN)/python -m pytest -q
 
 lint: setup
