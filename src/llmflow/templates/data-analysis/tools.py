@@ -237,7 +237,7 @@ class Answer(BaseModel):
     """The analyst's answer."""
 
     answer: str = Field(
-        max_length=600, description="The answer, quoting the numbers the tools computed."
+        max_length=300, description="The answer, quoting the numbers the tools computed."
     )
     chart: Chart | None = Field(default=None, description="A chart that shows the answer.")
 

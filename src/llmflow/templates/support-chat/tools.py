@@ -205,4 +205,5 @@ class Reply(BaseModel):
     """The agents' answer to the customer (a typed answer also keeps small models from
     answering in tool-call JSON)."""
 
-    message: str = Field(max_length=600)
+    message: str = Field(max_length=400)
+    """Bounded so that even a rambling small model's answer fits the agent's max_tokens."""
