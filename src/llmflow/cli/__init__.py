@@ -19,6 +19,7 @@ from . import graph as _graph
 from . import run as _run
 from . import runs as _runs
 from . import spec as _spec
+from . import tune as _tune
 from .app import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, app, err
 
 __all__ = ["app", "main", "run_cli"]
@@ -30,6 +31,7 @@ _run.register(app)
 _runs.register(app)
 _graph.register(app)
 _spec.register(app)
+_tune.register(app)
 
 
 def main(args: Sequence[str] | None = None) -> int:

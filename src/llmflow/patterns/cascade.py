@@ -5,11 +5,15 @@ Each tier is a step answering a label, or an object with `label` and `confidence
 rules step's `Label`). A tier that abstains (label None) or is unsure passes the input on;
 the last tier always answers (an llm tier with no confidence counts as sure). The result
 records which tier answered and what each tier tried said.
+
+Thresholds may be set per model of the last (LLM) tier: whether a cheap tier's answer is
+good enough depends on how good the LLM it would escalate to is. `by_model` maps a model
+name to thresholds; the run's model picks them, and other models use the tiers' own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -46,6 +50,7 @@ class Cascade(Step[Any, CascadeResult]):
         name: str,
         tiers: Sequence[tuple[Step[Any, Any], float]],
         *,
+        by_model: Mapping[str, Sequence[float]] | None = None,
         timeout_s: float | None = None,
     ) -> None:
         super().__init__(name, timeout_s=timeout_s)
@@ -55,6 +60,20 @@ class Cascade(Step[Any, CascadeResult]):
         if len(set(names)) != len(names):
             raise ValueError(f"cascade {name!r}: tier names must be unique: {names}")
         self.tiers = list(tiers)
+        self.by_model = {m: list(t) for m, t in (by_model or {}).items()}
+        """Thresholds per model of the last tier (calibrated for it)."""
+        for model, thresholds in self.by_model.items():
+            if len(thresholds) != len(self.tiers):
+                raise ValueError(f"cascade {name!r}: {model!r} needs {len(self.tiers)} thresholds")
+
+    def thresholds(self, ctx: RunContext) -> list[float]:
+        """The thresholds for the model the last tier runs on in `ctx`."""
+        if self.by_model:
+            last = self.tiers[-1][0]
+            model = getattr(last, "model", None) or ctx.model or ctx.gateway.settings.model
+            if model in self.by_model:
+                return self.by_model[model]
+        return [t for _, t in self.tiers]
 
     def children(self) -> list[tuple[str, Step[Any, Any]]]:
         return [(step.name, step) for step, _ in self.tiers]  # as recorded: path/tier
@@ -62,7 +81,9 @@ class Cascade(Step[Any, CascadeResult]):
     async def run(self, input: Any, ctx: RunContext) -> CascadeResult:
         attempts: list[Attempt] = []
         last = len(self.tiers) - 1
-        for index, (step, threshold) in enumerate(self.tiers):
+        thresholds = self.thresholds(ctx)
+        for index, (step, _) in enumerate(self.tiers):
+            threshold = thresholds[index]
             said = await step.invoke(input, ctx, step.name)
             label, confidence = read_label(said)
             attempt = Attempt(tier=step.name, label=label, confidence=confidence)
@@ -79,7 +100,7 @@ class Cascade(Step[Any, CascadeResult]):
         if len(thresholds) != len(self.tiers):
             raise ValueError(f"cascade {self.name!r} has {len(self.tiers)} tiers")
         tiers = [(step, t) for (step, _), t in zip(self.tiers, thresholds, strict=True)]
-        return Cascade(self.name, tiers, timeout_s=self.timeout_s)
+        return Cascade(self.name, tiers, by_model=self.by_model, timeout_s=self.timeout_s)
 
 
 def cascade(

@@ -50,14 +50,23 @@ def simulate(
 
 
 def calibrate(
-    answers: Sequence[Sequence[Label]], truth: Sequence[str], target_accuracy: float
+    answers: Sequence[Sequence[Label]],
+    truth: Sequence[str],
+    target_accuracy: float,
+    current: Sequence[float] | None = None,
 ) -> Calibration:
-    """Thresholds for tiers answering `answers` (one list per tier, aligned with `truth`)."""
+    """Thresholds for tiers answering `answers` (one list per tier, aligned with `truth`).
+
+    A tier that answered none of the items (rules that matched nothing) keeps its `current`
+    threshold: there is no evidence to change it."""
     if not answers or any(len(a) != len(truth) for a in answers):
         raise ValueError("every tier needs one answer per validation item")
     thresholds = [NEVER] * (len(answers) - 1) + [0.0]
     for tier in range(len(answers) - 1):
         candidates = sorted({a.confidence for a in answers[tier] if a.label is not None})
+        if not candidates and current is not None:
+            thresholds[tier] = current[tier]
+            continue
         best: tuple[float, float] | None = None  # (accuracy, threshold)
         for candidate in [*candidates, NEVER]:  # lowest first: answer as much as allowed
             trial = [*thresholds[:tier], candidate, *thresholds[tier + 1 :]]

@@ -58,8 +58,9 @@ def find_cascade(root: Step[Any, Any], name: str) -> Cascade:
 
 
 def tuned(cascade: Cascade, home: Path, workflow: str) -> Cascade:
-    """`cascade` with its newest stored version applied: the ml tier's model and every
-    tier's threshold. Unchanged when nothing is stored."""
+    """`cascade` with its newest stored version applied: the ml tier's model, the tiers'
+    thresholds, and thresholds calibrated per model (over the cascade's own). Unchanged
+    when nothing is stored."""
     latest = ClassifierVersions(home, workflow, cascade.name).latest()
     if latest is None:
         return cascade
@@ -70,7 +71,21 @@ def tuned(cascade: Cascade, home: Path, workflow: str) -> Cascade:
         if isinstance(step, MLStep) and (latest / "model.skops").is_file():
             step = MLStep.load(step.name, latest / "model.skops", text=step.text)
         tiers.append((step, float(thresholds.get(step.name, threshold))))
-    return Cascade(cascade.name, tiers, timeout_s=cascade.timeout_s)
+    by_model = dict(cascade.by_model)
+    for model, named in meta.get("thresholds_by_model", {}).items():
+        by_model[model] = [float(named.get(s.name, t)) for s, t in tiers]
+    return Cascade(cascade.name, tiers, by_model=by_model, timeout_s=cascade.timeout_s)
+
+
+def stored_by_model(home: Path, workflow: str, cascade: str) -> dict[str, dict[str, float]]:
+    """Per-model thresholds of the newest stored version (to carry into the next one)."""
+    latest = ClassifierVersions(home, workflow, cascade).latest()
+    if latest is None:
+        return {}
+    found: dict[str, dict[str, float]] = ClassifierVersions.read_meta(latest).get(
+        "thresholds_by_model", {}
+    )
+    return found
 
 
 def ml_tier(cascade: Cascade) -> MLStep:
@@ -86,10 +101,12 @@ def save_version(
     workflow: str,
     *,
     thresholds: Sequence[float] | None = None,
+    by_model: dict[str, dict[str, float]] | None = None,
     ml: MLStep | None = None,
     meta: dict[str, Any],
 ) -> Path:
-    """Store the ml tier (the given one, else the cascade's) and thresholds as a new version."""
+    """Store the ml tier (the given one, else the cascade's) and thresholds as a new version;
+    `by_model` holds thresholds calibrated for particular models (by tier name)."""
     versions = ClassifierVersions(home, workflow, cascade.name)
     path = versions.create()
     model = ml or next((s for s, _ in cascade.tiers if isinstance(s, MLStep)), None)
@@ -102,6 +119,7 @@ def save_version(
         {
             "created_at": time.time(),
             "thresholds": dict(zip(names, current, strict=True)),
+            "thresholds_by_model": by_model or {},
             **meta,
         },
     )
@@ -113,15 +131,20 @@ def save_version(
 
 @dataclass
 class TierAnswers:
-    """Every tier's answer on each text, and what each tier cost."""
+    """Every tier's answer on each text, and what each answer cost."""
 
     tiers: list[str]
-    answers: list[list[Label]]
+    answers: list[list[Label]] = field(default_factory=list)
     """One list per tier, aligned with the texts."""
-    cost: list[Decimal] = field(default_factory=list)
-    """Dollars per tier, over all texts."""
-    seconds: list[float] = field(default_factory=list)
-    """Wall-clock seconds per tier, over all texts."""
+    costs: list[list[Decimal]] = field(default_factory=list)
+    """Dollars per tier and text."""
+    seconds: list[list[float]] = field(default_factory=list)
+    """Wall-clock seconds per tier and text (an ml tier's batch time, spread evenly)."""
+
+    @property
+    def cost(self) -> list[Decimal]:
+        """Dollars per tier, over all texts."""
+        return [sum(c, Decimal(0)) for c in self.costs]
 
 
 class _Meter(RunHooks):
@@ -134,24 +157,30 @@ class _Meter(RunHooks):
 
 async def answers(cascade: Cascade, texts: Sequence[str], gateway: Gateway) -> TierAnswers:
     """Run every tier on every text (ml tiers in one batch)."""
-    result = TierAnswers(tiers=[s.name for s, _ in cascade.tiers], answers=[])
+    result = TierAnswers(tiers=[s.name for s, _ in cascade.tiers])
     for step, _ in cascade.tiers:
-        meter = _Meter()
-        started = time.perf_counter()
+        said: list[Label] = []
+        costs: list[Decimal] = []
+        seconds: list[float] = []
         if isinstance(step, MLStep):
+            started = time.perf_counter()
             said = step.predict([step.text(t) for t in texts])
+            each = (time.perf_counter() - started) / max(1, len(texts))
+            costs, seconds = [Decimal(0)] * len(texts), [each] * len(texts)
         else:
-            said = []
             for text in texts:
-                label, confidence = read_label(
-                    await run(step, text, gateway=gateway, hooks=[meter])
-                )
+                meter = _Meter()
+                started = time.perf_counter()
+                output = await run(step, text, gateway=gateway, hooks=[meter])
+                seconds.append(time.perf_counter() - started)
+                costs.append(meter.cost)
+                label, confidence = read_label(output)
                 said.append(
                     Label(label=label, confidence=1.0 if confidence is None else confidence)
                 )
         result.answers.append(said)
-        result.cost.append(meter.cost)
-        result.seconds.append(time.perf_counter() - started)
+        result.costs.append(costs)
+        result.seconds.append(seconds)
     return result
 
 
@@ -187,14 +216,18 @@ def _pick(values: Sequence[Any], indices: Sequence[int]) -> list[Any]:
 
 
 def calibrate_on(
-    tier_answers: TierAnswers, truth: Sequence[str], target: float, validation_share: float = 0.5
+    tier_answers: TierAnswers,
+    truth: Sequence[str],
+    target: float,
+    validation_share: float = 0.5,
+    current: Sequence[float] | None = None,
 ) -> CalibrationReport:
     """Thresholds chosen on a validation split of the rows, checked on the rest."""
     if len(truth) < 4:
         raise ConfigError("calibration needs at least 4 labelled rows (better: 100 or more)")
     val, test = split(len(truth), validation_share)
     calibration = calibrate(
-        [_pick(a, val) for a in tier_answers.answers], _pick(truth, val), target
+        [_pick(a, val) for a in tier_answers.answers], _pick(truth, val), target, current
     )
     accuracy, shares = simulate(
         [_pick(a, test) for a in tier_answers.answers], _pick(truth, test), calibration.thresholds

@@ -109,7 +109,7 @@ def _classification(labels: dict[str, CascadeResult]) -> Classification:
 
 
 def _text(triage: Triage) -> str:
-    return classification_text(triage.email.subject, triage.email.excerpt)
+    return classification_text(triage.email.sender, triage.email.subject, triage.email.excerpt)
 
 
 def _ground_ids(triage: Triage) -> Triage:
