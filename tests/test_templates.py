@@ -24,9 +24,11 @@ from llmflow import (
     ToolCall,
     run_batch,
 )
+from llmflow.cli import main
 from llmflow.spec import TEMPLATES, load_workflow_file
 from llmflow.testing import ScriptedModel, json_reply, scripted_gateway
 
+from .fake_openai_server import serve
 from .test_templates_tools import load_tools
 
 
@@ -404,3 +406,30 @@ async def test_data_analysis_answers_with_computed_numbers_and_draws_the_chart(
     assert (tmp_path / "out" / output["chart"]).read_bytes().startswith(b"\x89PNG")
     answers = (tmp_path / "out" / "answers.md").read_text()
     assert "![revenue-by-region](charts/revenue-by-region.png)" in answers
+
+
+# -- through the CLI: a template by name, on an OpenAI-compatible server ------------------------
+
+
+def test_run_a_template_by_name_from_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def answer(body: dict[str, Any]) -> str:
+        note = body["messages"][-1]["content"]
+        owner = "Tom" if "launch sync" in note else "Jonas"
+        return json.dumps({"items": [{"task": "Do it", "owner": owner, "due": "Friday"}]})
+
+    with serve(answer) as (url, received):
+        code = main(
+            ["run", "tasks", str(TEMPLATES / "tasks" / "sample"), "--base-url", url,
+             "--model", "m", "--out", str(tmp_path / "out"), "--json"]
+        )  # fmt: skip
+    assert code == 0
+    assert len(received) == 3  # one call per note
+    assert received[0]["response_format"]["type"] == "json_schema"
+    items = {i["key"]: i["output"] for i in json.loads(capsys.readouterr().out)["items"]}
+    assert items["2026-11-24-launch-sync.md"]["tasks"] == [
+        {"task": "Do it", "owner": "Tom", "due": "Friday", "due_date": "2026-11-27"}
+    ]
+    table = (tmp_path / "out" / "tasks.md").read_text()
+    assert "| 2026-11-27 | Do it | Tom | 2026-11-24-launch-sync.md |" in table

@@ -255,7 +255,7 @@ def test_due_dates_resolve_relative_to_the_note(
 def test_notes_are_grounded_into_tasks(tasks: ModuleType) -> None:
     text = (TEMPLATES / "tasks" / "sample" / "2026-11-23-ops-weekly.md").read_text()
     note = tasks.parse_note(text)
-    assert note.written_on == date(2026, 11, 23)
+    assert note.written_on == "2026-11-23"
     extracted = {
         "items": [
             {"task": "Reorder 200 backpacks", "owner": "Jonas", "due": "by Wednesday"},

@@ -23,8 +23,10 @@ from llmflow import InputError
 class Note(BaseModel):
     """A meeting note or an email, as text, with the date it was written."""
 
-    written_on: date | None = None
-    """From a `Date:` line at the top; due dates like "Friday" are relative to it."""
+    written_on: str | None = None
+    """The day it was written (ISO 8601), from a `Date:` line at the top; due dates like
+    "Friday" are relative to it. Text, not a date, so that it is a plain JSON value wherever
+    the run records it."""
     text: str
 
 
@@ -71,7 +73,7 @@ def parse_note(text: str) -> Note:
     line = DATE_LINE.search(text[:500])
     if line:
         try:
-            written_on = date_parser.parse(line.group(1), fuzzy=True).date()
+            written_on = date_parser.parse(line.group(1), fuzzy=True).date().isoformat()
         except (ValueError, OverflowError):
             written_on = None
     return Note(written_on=written_on, text=text.strip()[:MAX_NOTE_CHARS])
@@ -138,7 +140,8 @@ def to_tasks(payload: dict[str, Any]) -> list[Task]:
             continue
         seen.add(key)
         due = item.due.strip() if item.due and item.due.strip() else None
-        resolved = resolve_due(due, note.written_on)
+        written_on = date.fromisoformat(note.written_on) if note.written_on else None
+        resolved = resolve_due(due, written_on)
         tasks.append(
             Task(
                 task=item.task.strip(),
