@@ -58,12 +58,16 @@ async def test_triage_of_the_sample_inbox(tmp_path: Path, inbox: Path) -> None:
     assert [r.key for r in batch.failed] == ["099-malformed.eml"]
     outputs = {r.key: r.output for r in batch.results if r.ok}
     assert set(outputs) == set(labels)
+    right = 0
     for name, triage in outputs.items():
-        assert triage.classification.category == labels[name]["category"]
+        category = triage.classification.category
+        right += category == labels[name]["category"]
+        if triage.classification.answered_by["category"] == "llm":
+            assert category == labels[name]["category"]  # the oracle answered
         assert triage.summary
-        assert (triage.extraction is None) == (labels[name]["category"] == "spam")
+        assert (triage.extraction is None) == (category == "spam")
         assert (triage.reply is not None) == (
-            labels[name]["category"] != "spam" and bool(labels[name]["needs_reply"])
+            category != "spam" and bool(labels[name]["needs_reply"])
         )
         assert (tmp_path / "out" / triage.filed_as).read_bytes() == triage.email.raw
 
@@ -74,8 +78,9 @@ async def test_triage_of_the_sample_inbox(tmp_path: Path, inbox: Path) -> None:
     escalated = sum(v == "llm" for t in tiers for v in t.values())
     assert sum(t["category"] != "llm" for t in tiers) >= len(labels) // 2
     assert any(t["category"] == "rules" for t in tiers)
-    spam = sum(1 for r in labels.values() if r["category"] == "spam")
-    replies = sum(1 for r in labels.values() if r["category"] != "spam" and r["needs_reply"])
+    assert right / len(labels) >= 0.9
+    spam = sum(1 for t in outputs.values() if t.classification.category == "spam")
+    replies = sum(1 for t in outputs.values() if t.reply is not None)
     assert len(model.requests) == escalated + len(labels) + (len(labels) - spam) + replies
     assert sum(1 for r in model.requests if r.choices) == escalated
 
