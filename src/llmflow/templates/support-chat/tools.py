@@ -11,9 +11,11 @@ the workflow declares it as a side effect, and it refuses a second refund of the
 
 # No `from __future__ import annotations`: pydantic resolves the models' annotations at
 # class creation, and this file may be loaded by path, outside sys.modules.
+import contextlib
 import os
 import re
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
@@ -38,16 +40,22 @@ def database_path() -> Path:
 def build_database(path: Path) -> None:
     """Create the database at `path` from seed.sql, unless it exists.
 
-    Built in a temporary file and renamed, so a crash never leaves a half-seeded database.
+    Built in a temporary file, then linked into place only if no database is there yet: a
+    crash never leaves a half-seeded database, and two first uses at once never replace one
+    that has already taken a refund.
     """
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    with closing(sqlite3.connect(partial)) as db:
-        db.executescript(SEED.read_text(encoding="utf-8"))
-        db.commit()
-    partial.replace(path)
+    partial = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
+    try:
+        with closing(sqlite3.connect(partial)) as db:
+            db.executescript(SEED.read_text(encoding="utf-8"))
+            db.commit()
+        with contextlib.suppress(FileExistsError):  # another first use won: keep its file
+            os.link(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 @contextmanager
