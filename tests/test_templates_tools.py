@@ -320,6 +320,8 @@ def test_code_checks_overrule_the_critique(content: ModuleType) -> None:
     assert bad.issues[0] == f"{bad.words} words: cut it to at most 80"
     unnamed = content.check_style({"text": "A light tent.", "brief": brief})
     assert unnamed.issues == ["name the product, 'Ridgeline 2P tent'"]
+    titled = content.check_style({"text": "## Ridgeline 2P tent\nLight.", "brief": brief})
+    assert titled.issues == ["remove the headings: give the text only"]
 
     praise = {"passed": True, "score": 9.0, "feedback": "Lovely."}
     overruled = content.verdict({"critique": praise, "check": bad.model_dump()})

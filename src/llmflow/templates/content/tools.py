@@ -2,8 +2,9 @@
 
 The style guide (`style_guide.md` beside this file, or the file named by
 `CONTENT_STYLE_GUIDE`) is written for people and read by the model. Its measurable rules, the
-word limits under `## Length` and the words under `## Never use`, are also checked by code:
-a draft that breaks one cannot pass, whatever the model's critique says.
+word limits under `## Length` and the words under `## Never use`, are also checked by code,
+with two rules of any guide (name the product; the text only, no headings): a draft that
+breaks one cannot pass, whatever the model's critique says.
 """
 
 # No `from __future__ import annotations`: pydantic resolves these models' annotations at
@@ -99,6 +100,8 @@ def check_style(payload: dict[str, Any]) -> StyleCheck:
         issues.append(f"{words} words: cut it to at most {limit}")
     if banned:
         issues.append(f"remove {', '.join(repr(w) for w in banned)} (the guide never uses them)")
+    if re.search(r"^\s*#", text, re.M):
+        issues.append("remove the headings: give the text only")
     if subject and not names_subject and kind == "product description":
         issues.append(f"name the product, {subject!r}")
     return StyleCheck(
