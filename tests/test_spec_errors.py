@@ -148,6 +148,10 @@ CASES = {
         "name: x\nsteps:\n  - {id: g, kind: gate, when: 'steps.a =='}\n",
         "3:31: invalid expression: unexpected 'end of template'",
     ),
+    "unknown filter": (
+        "name: x\nsteps:\n  - {id: a, kind: code, function: tools:shout, input: input | uper}\n",
+        "3:63: invalid expression: No filter named 'uper'. (did you mean 'upper'?)",
+    ),
     "duplicate id": (
         """\
         name: x
@@ -200,6 +204,18 @@ CASES = {
             output: {type: object, additionalProperties: true}
         """,
         "6:13: an agent cannot answer this output: Strict JSON schema is enabled",
+    ),
+    "branch label with a slash": (
+        """\
+        name: x
+        steps:
+          - id: r
+            kind: route
+            classifier: {kind: code, function: tools:shout}
+            branches:
+              a/b: {kind: code, function: tools:shout}
+        """,
+        "7:7: branch label 'a/b' must be non-empty text without '/'",
     ),
     "a tag": (
         "name: !!python/object:os.system x\nsteps: [{id: a, kind: code, function: tools:shout}]\n",

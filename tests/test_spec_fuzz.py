@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmflow.errors import LLMFlowError, SpecError
-from llmflow.spec import load_agent_file, load_workflow_text
+from llmflow.spec import TEMPLATES, WORKFLOW_FILE, load_agent_file, load_workflow_text
 from llmflow.spec.models import KINDS
 
 VALID = """\
@@ -194,3 +194,22 @@ def test_mutations_of_an_agent_file(workflow_file: Path, mutations: list) -> Non
         message = str(e)
     for line in message.splitlines():
         assert re.search(r"agent\.md:\d+:\d+: ", line), line
+
+
+@pytest.mark.parametrize(
+    "template", sorted(p.name for p in TEMPLATES.iterdir() if (p / WORKFLOW_FILE).is_file())
+)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutations=st.lists(mutation, min_size=1, max_size=3))
+def test_mutations_of_the_shipped_templates(template: str, mutations: list) -> None:
+    file = TEMPLATES / template / WORKFLOW_FILE
+    text = file.read_text()
+    for how, at, size, word in mutations:
+        text = mutate(text, how, at % (len(text) + 1), size, word)
+    error: SpecError | None = None
+    try:
+        load_workflow_text(text, file)
+    except SpecError as e:
+        error = e
+    for line in str(error or "").splitlines():
+        assert re.search(r"\.(yaml|md):\d+:\d+: ", line), line

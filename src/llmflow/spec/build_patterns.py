@@ -40,6 +40,13 @@ class PatternBuilder(Checker):
         branches: dict[str, Step[Any, Any]] = {}
         ok = True
         for label, raw in spec.branches.items():
+            if not label.strip() or "/" in label:
+                self.source.key_error(
+                    (*path, "branches", label),
+                    f"branch label {label!r} must be non-empty text without '/'",
+                )
+                ok = False
+                continue
             built = self.step(raw, (*path, "branches", label), where, default_id=label)
             ok = ok and built is not None
             if built is not None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import jinja2
 from pydantic import BaseModel, ValidationError
 
 from ..steps.base import Step
@@ -145,10 +146,26 @@ class Checker(abc.ABC):
                 f"invalid {'template' if template else 'expression'}: {e.message}",
             )
             return None
-        self._check_references(ex.analyse(tree), text, path, where, source)
-        if template:
-            return ex.compile_template(text, lenient_undefined=lenient)
-        return ex.compile_expression(text, lenient_undefined=lenient)
+        try:  # unknown filters and tests are found when compiling (analysing compiles too)
+            found = ex.analyse(tree)
+            compiled: Any = (
+                ex.compile_template(text, lenient_undefined=lenient)
+                if template
+                else ex.compile_expression(text, lenient_undefined=lenient)
+            )
+        except jinja2.TemplateSyntaxError as e:
+            kind = "template" if template else "expression"
+            unknown = re.search(r"No (filter|test) named '([^']+)'", e.message or "")
+            needle, hint = None, ""
+            if unknown:
+                known = ex.strict.filters if unknown[1] == "filter" else ex.strict.tests
+                needle, hint = unknown[2], did_you_mean(unknown[2], known)
+            source.problem(
+                source.in_text(path, e.lineno or 1, needle), f"invalid {kind}: {e.message}{hint}"
+            )
+            return None
+        self._check_references(found, text, path, where, source)
+        return compiled
 
     def _check_references(
         self, found: ex.Analysis, text: str, path: Path_, where: Where, source: Source
