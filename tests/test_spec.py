@@ -655,3 +655,27 @@ def test_unreadable_inputs_name_the_file_and_line(tmp_path: Path) -> None:
         workflow.load(bad)
     with pytest.raises(InputError, match="no such file"):
         workflow.load(tmp_path / "missing.jsonl")
+
+
+async def test_expressions_run_in_a_sandbox(tmp_path: Path) -> None:
+    root = folder(
+        tmp_path,
+        """\
+        name: sandboxed
+        steps:
+          - id: escape
+            kind: gate
+            when: "input.__class__.__mro__[1].__subclasses__() | length > 0"
+          - {id: loud, kind: code, function: tools:shout}
+        """,
+    )
+    (tmp_path / "in.txt").write_text("x")
+    workflow = load_workflow_file(root)
+    assert workflow.load is not None
+    batch = await run_batch(
+        workflow, workflow.load(tmp_path / "in.txt"), gateway=scripted_gateway(ScriptedModel([]))
+    )
+    error = batch.results[0].error
+    assert error is not None
+    assert "sandboxed/escape" in str(error)
+    assert "unsafe" in str(error) or "SecurityError" in str(error)

@@ -19,7 +19,7 @@ from ..spec import TEMPLATES, load_agent_file, templates, validate_file
 from ..spec.scope import Conversation
 from ..spec.source import did_you_mean
 from ..store.sqlite import to_json
-from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err, fail, out
+from .app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, err, fail, out
 
 EXIT_COMMANDS = ("/exit", "/quit")
 
@@ -129,7 +129,11 @@ def chat(
     except ConfigError as e:
         raise fail(str(e)) from None
     err.print(f"chatting with {agent.name} ({agent.description}); /exit or Ctrl-D to end")
-    return asyncio.run(_converse(agent, gateway))
+    try:
+        return asyncio.run(_converse(agent, gateway))
+    except KeyboardInterrupt:  # Ctrl-C ends the chat like /exit, without a traceback
+        err.print()
+        return EXIT_INTERRUPTED
 
 
 async def _converse(agent: Any, gateway: Gateway) -> int:
