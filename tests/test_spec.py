@@ -679,3 +679,33 @@ async def test_expressions_run_in_a_sandbox(tmp_path: Path) -> None:
     assert error is not None
     assert "sandboxed/escape" in str(error)
     assert "unsafe" in str(error) or "SecurityError" in str(error)
+
+
+async def test_a_chain_inside_a_pattern_sees_the_patterns_variables(tmp_path: Path) -> None:
+    root = folder(
+        tmp_path,
+        """\
+        name: nested
+        steps:
+          - id: polish
+            kind: refine
+            generator:
+              kind: chain
+              steps:
+                - {id: draft, kind: llm, instructions: W, prompt: "{{ input }} {{ feedback }}"}
+                - {id: loud, kind: code, function: tools:shout, input: "steps.draft ~ round"}
+            evaluator: {kind: llm, instructions: "Judge.", prompt: "Judge: {{ output }}"}
+            max_rounds: 2
+        result: steps.polish.output
+        """,
+    )
+    (tmp_path / "in.txt").write_text("topic")
+    verdicts = iter([{"passed": False, "score": 3, "feedback": "more"},
+                     {"passed": True, "score": 8, "feedback": "ok"}])  # fmt: skip
+
+    def answer(request: ModelRequest) -> str:
+        text = user(request)
+        return json.dumps(next(verdicts)) if text.startswith("Judge:") else f"d[{text}]"
+
+    batch = await run_file(root, tmp_path / "in.txt", ScriptedModel(answer))
+    assert batch.results[0].output == "D[TOPIC MORE]2"

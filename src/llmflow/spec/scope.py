@@ -228,6 +228,9 @@ class MergedParallel(Step[Any, Any]):
 
 
 Result = Callable[[dict[str, Any]], Any]
+VARIABLES = "__variables__"
+"""Where a nested chain's state keeps the pattern variables it was given (no step id starts
+with an underscore, so it never clashes with an output)."""
 
 
 class SpecChain(Step[Any, Any]):
@@ -261,9 +264,10 @@ class SpecChain(Step[Any, Any]):
     async def run(self, input: Any, ctx: RunContext) -> Any:
         if self.top is not None:
             state: dict[str, Any] = {"input": self.top(input)}
-        else:
+        else:  # nested: the enclosing steps' outputs, and a pattern's variables (`feedback`...)
             scope = scope_of(input)
-            state = {**scope["steps"], "input": scope["input"]}
+            extra = {k: v for k, v in scope.items() if k not in ("input", "steps")}
+            state = {**scope["steps"], "input": scope["input"], VARIABLES: extra}
         final = await self.chain.run(state, ctx)
         if not isinstance(final, dict):  # pragma: no cover - assign and gates keep a dict
             raise StepError(ctx.path, "the chain's state was lost")
@@ -276,6 +280,7 @@ class SpecChain(Step[Any, Any]):
 def scope_from_state(state: dict[str, Any]) -> Scope:
     """The scope a chain step sees: the item and every output so far. Also made the scope of
     sub-steps handed something else (see `_outer`)."""
-    scope = Scope.make(state["input"], {k: v for k, v in state.items() if k != "input"})
+    steps = {k: v for k, v in state.items() if k not in ("input", VARIABLES)}
+    scope = Scope.make(state["input"], steps, **state.get(VARIABLES, {}))
     _outer.set(scope)
     return scope
