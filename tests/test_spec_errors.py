@@ -28,7 +28,8 @@ def problems(tmp_path: Path, workflow: str, files: dict[str, str] | None = None)
     root = tmp_path / "wf"
     root.mkdir(exist_ok=True)
     (root / "workflow.yaml").write_text(textwrap.dedent(workflow))
-    for name, text in {"tools.py": TOOLS, **(files or {})}.items():
+    broken = "import math\nRATIO = 1 / 0\n"
+    for name, text in {"tools.py": TOOLS, "broken.py": broken, **(files or {})}.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(textwrap.dedent(text))
     with pytest.raises(SpecError) as caught:
@@ -181,6 +182,15 @@ CASES = {
         "name: x\nlimits: {concurrency: many}\n"
         "steps: [{id: a, kind: code, function: tools:shout}]\n",
         "2:23: concurrency: Input should be a valid integer",
+    ),
+    "a value outside a fixed set": (
+        "name: x\ninput: {type: jsonlines}\nsteps: [{id: a, kind: code, function: tools:shout}]\n",
+        "2:15: type: Input should be 'text', 'jsonl', 'json', 'csv', 'email' or 'value' "
+        "(did you mean 'jsonl'?)",
+    ),
+    "tools.py that fails to import": (
+        "name: x\nsteps: [{id: a, kind: code, function: broken:f}]\n",
+        "2:39: broken.py failed to load: line 2: ZeroDivisionError: division by zero",
     ),
     "missing instructions file": (
         "name: x\nsteps:\n  - {id: a, kind: llm, instructions: prompts/a.md}\n",

@@ -121,6 +121,9 @@ class Checker(abc.ABC):
             message = error["msg"]
             if kind in ("model_type", "dict_type") and not loc:
                 message = f"{what} must be a mapping of keys to values"
+            if kind == "literal_error" and isinstance(error.get("input"), str):
+                choices = re.findall(r"'([^']*)'", error["ctx"]["expected"])
+                message += did_you_mean(error["input"], choices)
             source.error((*path, *loc), f"{name}{message}")
 
     def expression(
