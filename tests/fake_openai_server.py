@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Answer = Callable[[dict[str, Any]], str]
+Answer = Callable[[dict[str, Any]], "str | dict[str, Any]"]
+"""Request body -> the reply's text, or its whole message (e.g. with `tool_calls`)."""
 
 
 @contextmanager
@@ -22,11 +23,15 @@ def serve(answer: Answer) -> Iterator[tuple[str, list[dict[str, Any]]]]:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             received.append({**body, "_auth": self.headers.get("Authorization")})
             content = answer(body)
+            if isinstance(content, dict):  # a whole message, such as tool calls
+                message = {"role": "assistant", "content": None, **content}
+            else:
+                message = {"role": "assistant", "content": content}
             # Token log-probabilities, when asked for: the whole answer as one likely token.
             logprobs = (
                 {"content": [{"token": content, "logprob": -0.01, "bytes": None,
                               "top_logprobs": []}]}
-                if body.get("logprobs")
+                if body.get("logprobs") and isinstance(content, str)
                 else None
             )  # fmt: skip
             payload = json.dumps(
@@ -38,8 +43,8 @@ def serve(answer: Answer) -> Iterator[tuple[str, list[dict[str, Any]]]]:
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": content},
-                            "finish_reason": "stop",
+                            "message": message,
+                            "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
                             "logprobs": logprobs,
                         }
                     ],

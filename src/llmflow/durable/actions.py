@@ -12,9 +12,11 @@ import fcntl
 import inspect
 import json
 import os
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..runtime.context import RunContext
 from ..steps.base import CodeStep
@@ -49,12 +51,50 @@ def write_once(path: Path, data: bytes | str) -> None:
     """Write a whole file atomically (a temporary file renamed over it): running it again
     with the same data leaves the same file, never a half-written one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # Unique per thread too: recovered runs write from DBOS's own thread.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_bytes(data.encode() if isinstance(data, str) else data)
     os.replace(tmp, path)
 
 
 KEY_FIELD = "_idempotency_key"
+
+
+@dataclass
+class _KeysSeen:
+    """The idempotency keys in one file up to `offset`, read by this process: an append
+    reads only what was added since (by it or by other processes), not the whole file."""
+
+    inode: int
+    offset: int
+    keys: set[str] = field(default_factory=set)
+
+
+_seen: dict[Path, _KeysSeen] = {}
+_seen_lock = threading.Lock()
+
+
+def _keys_in(f: IO[bytes], path: Path) -> set[str]:
+    """The keys of `f` (open, locked), brought up to date from where this process last read."""
+    stat = os.fstat(f.fileno())
+    with _seen_lock:
+        seen = _seen.get(path)
+        if seen is None or seen.inode != stat.st_ino or seen.offset > stat.st_size:
+            seen = _seen[path] = _KeysSeen(stat.st_ino, 0)  # new, replaced or truncated
+        f.seek(seen.offset)
+        for line in f:
+            if not line.endswith(b"\n"):  # a torn last line (a crash mid-write): not a record
+                break
+            seen.offset += len(line)
+            if KEY_FIELD.encode() not in line:
+                continue
+            try:
+                key = json.loads(line).get(KEY_FIELD)
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(key, str):
+                seen.keys.add(key)
+        return seen.keys
 
 
 def append_line_once(path: Path, record: dict[str, Any], key: str | None = None) -> bool:
@@ -64,21 +104,23 @@ def append_line_once(path: Path, record: dict[str, Any], key: str | None = None)
     check and the record can never disagree after a crash. Returns whether it appended.
     """
     key = key or current_idempotency_key()
+    path = path.absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
     line = dict(record)
     if key is not None:
         line[KEY_FIELD] = key
-    text = json.dumps(line, ensure_ascii=False) + "\n"
-    with path.open("a+", encoding="utf-8") as f:
+    text = (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8")
+    with path.open("ab+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)  # other processes (workers) append to the same file
         try:
-            if key is not None:
-                f.seek(0)
-                marker = json.dumps(key)
-                for existing in f:
-                    if marker in existing and json.loads(existing).get(KEY_FIELD) == key:
-                        return False
-            f.seek(0, os.SEEK_END)
+            if key is not None and key in _keys_in(f, path):
+                return False
+            end = f.seek(0, os.SEEK_END)
+            if end > 0:  # after a torn last line, start a new one rather than extend it
+                f.seek(end - 1)
+                if f.read(1) != b"\n":
+                    text = b"\n" + text
+                f.seek(0, os.SEEK_END)
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

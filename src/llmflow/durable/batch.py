@@ -256,7 +256,7 @@ def _item_result(live: LiveRun | None, index: int, key: str, record: dict[str, A
         return ItemResult(key=key, output=record.get("output"))
     error = live.errors.get(index) if live is not None else None
     if error is None:
-        error = RecordedError(str(record.get("type")), str(record.get("error")))
+        error = RecordedError(str(record.get("type")), str(record.get("error")), typed=False)
     return ItemResult(key=key, error=error)
 
 

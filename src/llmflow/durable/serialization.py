@@ -37,8 +37,10 @@ _ENCRYPTED = "fernet:"
 class RecordedError(RunError):
     """An error recorded by a durable step in an earlier execution, raised again on replay."""
 
-    def __init__(self, type_name: str, message: str) -> None:
-        super().__init__(f"{type_name}: {message}" if message else type_name)
+    def __init__(self, type_name: str, message: str, *, typed: bool = True) -> None:
+        # `typed=False` for messages that name their cause already (an item's error, as
+        # `str(error)` gave it when it was recorded): the same text as in the live run.
+        super().__init__(f"{type_name}: {message}" if message and typed else message or type_name)
         self.type_name = type_name
         """The original exception's class name."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -62,6 +63,8 @@ def effect_key(run_id: str | None, item_id: str | None, path: str) -> str:
     workflow_id = DBOS.workflow_id if get_local_dbos_context() is not None else None
     if workflow_id:
         return f"{workflow_id}/{path}"
+    if not run_id and not item_id:  # `run(step, input)`: no ids, yet each run is another
+        run_id = f"local-{uuid.uuid4().hex}"
     return "/".join(p for p in (run_id, item_id, path) if p)
 
 

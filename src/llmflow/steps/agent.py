@@ -3,8 +3,12 @@
 The Runner runs on `GatewayModel`, so every model call in the loop goes through the gateway
 (limits, retries, metering, records), on any provider, the embedded model included. Every
 tool call runs as a recorded step (`agent/lookup[1]`: arguments, result, error, latency);
-tools declared with `side_effect=True` are recorded with kind `action`. Other agent steps can
-be handoffs or tools (`other.as_tool()`). `max_turns` bounds the loop; on the embedded model
+tools declared with `side_effect=True` are recorded with kind `action` and, in a durable run,
+run exactly once: each call is a durable effect keyed by the run, the item and its path
+(`support/refund[2]`), so a resumed run answers a call that completed from its checkpoint and
+does not call the tool again. Tools declared `needs_approval=True` pause the durable run
+until someone runs `llmflow approve` or `llmflow reject` (see `_ToolCall`). Other agent steps
+can be handoffs or tools (`other.as_tool()`). `max_turns` bounds the loop; on the embedded model
 tools are also withheld after a few rounds, so an agent always ends. Tracing to OpenAI is off:
 llmflow sends no telemetry.
 
@@ -32,11 +36,12 @@ from agents import (
     ModelSettings,
     RunConfig,
     Runner,
+    UserError,
     function_tool,
 )
 from agents.tool_context import ToolContext
 
-from ..errors import StepError
+from ..errors import ConfigError, StepError
 from ..models.agents_adapter import GatewayModel
 from ..runtime.context import RunContext
 from .base import Step
@@ -58,6 +63,7 @@ class Tool:
         invoke: Invoke,
         *,
         side_effect: bool = False,
+        needs_approval: bool = False,
         strict: bool = True,
     ) -> None:
         self.name = name
@@ -66,7 +72,11 @@ class Tool:
         """JSON schema of the arguments."""
         self.invoke = invoke
         self.side_effect = side_effect
-        """Changes the world (sends, pays, writes): recorded as an `action`."""
+        """Changes the world (sends, pays, writes): recorded as an `action`, and run exactly
+        once per call in a durable run."""
+        self.needs_approval = needs_approval
+        """Each call waits for a person's approval (durable runs only); a rejected call is
+        not made, and the model is told so, with the reviewer's comment."""
         self.strict = strict
 
 
@@ -76,9 +86,11 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     side_effect: bool = False,
+    needs_approval: bool = False,
 ) -> Any:
     """Make a tool from a function (sync or async, typed arguments, docstring as description):
-    `tool(lookup)`, or `@tool(side_effect=True)` for one that changes something."""
+    `tool(lookup)`, `@tool(side_effect=True)` for one that changes something (exactly once
+    per call in a durable run), `needs_approval=True` for one a person must approve first."""
 
     def wrap(f: Callable[..., Any]) -> Tool:
         # The SDK derives the argument schema and validates calls; errors are left to raise
@@ -96,6 +108,7 @@ def tool(
             base.params_json_schema,
             invoke,
             side_effect=side_effect,
+            needs_approval=needs_approval,
             strict=base.strict_json_schema,
         )
 
@@ -103,7 +116,13 @@ def tool(
 
 
 class _ToolCall(Step[str, Any]):
-    """One call of a tool, as a recorded step."""
+    """One call of a tool, as a recorded step (`ctx.path` is `agent/tool[n]`).
+
+    A side-effect tool runs as a durable effect (`llmflow.durable.steps.run_effect`): in a
+    durable run its result is checkpointed, and `current_idempotency_key()` inside it is
+    `<run id>/<item>/<agent>/<tool>[n]`, the same when a call cut off by a crash runs again.
+    The durable engine is imported only when such a tool is called.
+    """
 
     def __init__(self, tool: Tool, tool_ctx: ToolContext[Any]) -> None:
         super().__init__(tool.name)
@@ -112,7 +131,57 @@ class _ToolCall(Step[str, Any]):
         self.tool_ctx = tool_ctx
 
     async def run(self, input: str, ctx: RunContext) -> Any:
-        return await self.tool.invoke(input, self.tool_ctx, ctx)
+        if self.tool.needs_approval:
+            refusal = await _approval(self.tool, input, ctx)
+            if refusal is not None:
+                return refusal
+        if not self.tool.side_effect:
+            return await self.tool.invoke(input, self.tool_ctx, ctx)
+        from ..durable.serialization import encode
+        from ..durable.steps import run_effect
+
+        async def effect() -> Any:
+            result = await self.tool.invoke(input, self.tool_ctx, ctx)
+            try:  # checkpointed as JSON: what cannot be, the model hears as text anyway
+                encode(result)
+            except TypeError:
+                return str(result)
+            return result
+
+        return await run_effect(effect, run_id=ctx.run_id, item_id=ctx.item_id, path=ctx.path)
+
+
+async def _approval(t: Tool, args: str, ctx: RunContext) -> str | None:
+    """Wait for a person's decision on this call of `t`: None when approved, else the
+    refusal the model gets instead of the tool's result."""
+    from ..durable.approval import request_approval
+    from ..durable.steps import in_durable_run
+
+    if not in_durable_run():
+        raise ConfigError(
+            f"{ctx.path}: the tool {t.name!r} needs approval (needs_approval=True), and a run "
+            "waits for one only when it is durable: use `llmflow run` (durable unless "
+            "--no-durable or LLMFLOW_DURABLE=0) or llmflow.durable.run_durable in Python, or "
+            "drop needs_approval"
+        )
+    try:
+        arguments: Any = json.loads(args or "{}")
+    except ValueError:
+        arguments = args
+    shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items()) if isinstance(
+        arguments, dict
+    ) else args  # fmt: skip
+    decision = await request_approval(
+        ctx, f"{t.name}({shown})", details={"tool": t.name, "arguments": arguments}
+    )
+    if decision.approved:
+        return None
+    who = decision.by or "a reviewer"
+    why = f": {decision.comment}" if decision.comment else ""
+    return (
+        f"Not done: the call of {t.name} was rejected by {who}{why}. The tool did not run; "
+        "tell the user, and do not try it again."
+    )
 
 
 class AgentStep(Step[Any, Any]):
@@ -220,6 +289,10 @@ class AgentStep(Step[Any, Any]):
                 f"the agent did not finish within max_turns={self.max_turns}: raise max_turns "
                 "or give it fewer, clearer tools",
             ) from e
+        except UserError as e:  # a tool misconfigured (not failed): the item fails, saying why
+            if isinstance(e.__cause__, ConfigError):
+                raise e.__cause__ from None
+            raise
         finally:
             _current_run.reset(token)
         return result.final_output
@@ -311,6 +384,8 @@ def _sdk_tool(t: Tool, node: _Node) -> FunctionTool:
         step = _ToolCall(t, tool_ctx)
         try:
             return await step.invoke(args, scope.ctx, f"{t.name}[{next(scope.calls)}]")
+        except ConfigError:  # not the tool failing but how it is set up: fail the item
+            raise
         except Exception as e:  # recorded by the step; the model hears of it and goes on
             reason = getattr(e, "reason", str(e))
             return f"Error: the tool {t.name} failed: {reason}"

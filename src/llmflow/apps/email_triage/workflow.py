@@ -7,13 +7,13 @@ and replies are LLM calls.
 
 Gates keep the cost down: spam is filed right after its summary, and no reply is
 drafted for mail that needs none. Per email, `act` files the message under its category and
-appends its result to `results.jsonl`; after the batch, `digest.md` lists everything by
+appends its result to `results.jsonl` - an action, done exactly once per run even when a
+durable run is killed and resumed; after the batch, `digest.md` lists everything by
 priority, failed items included.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -134,19 +134,23 @@ def _ground_ids(triage: Triage) -> Triage:
 
 
 def _act(triage: Triage, ctx: RunContext) -> Triage:
-    """File the message under its category and append its result to results.jsonl."""
+    """File the message under its category and append its result to results.jsonl.
+
+    Runs as an action (exactly once per durable run): if the process dies inside it, the
+    resumed run files the same copy again (an atomic rewrite) and appends nothing twice, as
+    the line carries the action's idempotency key.
+    """
     if ctx.out_dir is None:
         return triage
+    from ...durable.actions import append_line_once, write_once
+
     category = triage.classification.category if triage.classification else "unsorted"
-    folder = ctx.out_dir / category
-    folder.mkdir(parents=True, exist_ok=True)
     name = Path(triage.email.source.replace("#", "-")).name
     if not name.endswith(".eml"):
         name += ".eml"
-    (folder / name).write_bytes(triage.email.raw)
+    write_once(ctx.out_dir / category / name, triage.email.raw)
     filed = triage.model_copy(update={"filed_as": f"{category}/{name}"})
-    with (ctx.out_dir / "results.jsonl").open("a", encoding="utf-8") as f:
-        f.write(json.dumps(result_record(filed), ensure_ascii=False) + "\n")
+    append_line_once(ctx.out_dir / "results.jsonl", result_record(filed))
     return filed
 
 
@@ -180,13 +184,17 @@ def write_digest(batch: BatchResult, ctx: RunContext) -> dict[str, Path]:
     """After the batch: digest.md by priority, and the failed items in results.jsonl."""
     if ctx.out_dir is None:
         return {}
+    from ...durable.actions import append_line_once, write_once
+
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     done = [r.output for r in batch.results if r.ok and isinstance(r.output, Triage)]
     done.sort(key=lambda t: PRIORITY_ORDER[t.classification.priority] if t.classification else 9)
     results = ctx.out_dir / "results.jsonl"
-    with results.open("a", encoding="utf-8") as f:
-        for r in batch.failed:
-            f.write(json.dumps({"file": r.key, "error": str(r.error)}) + "\n")
+    # Safe to run again (a resumed run finishes again): each failed item's line is keyed by
+    # the run and the item, and the digest is rewritten whole.
+    for r in batch.failed:
+        record = {"file": r.key, "error": str(r.error)}
+        append_line_once(results, record, key=f"{batch.run_id}/failed/{r.key}")
     lines = [f"# Inbox digest — run {batch.run_id}", ""]
     lines.append(f"{len(done)} emails triaged, {len(batch.failed)} could not be read.")
     for priority in PRIORITY_ORDER:
@@ -209,7 +217,7 @@ def write_digest(batch: BatchResult, ctx: RunContext) -> dict[str, Path]:
         lines += ["", "## Could not be read", ""]
         lines += [f"- {r.key}: {r.error}" for r in batch.failed]
     digest = ctx.out_dir / "digest.md"
-    digest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_once(digest, "\n".join(lines) + "\n")
     return {"digest": digest, "results": results}
 
 
@@ -225,7 +233,10 @@ def _columns(triage: Triage) -> dict[str, str]:
 def build(model: str | None = None, home: Path | None = None) -> Workflow:
     """The email-triage workflow; `model` overrides the run's model for its LLM steps, and
     `home` the state directory its classifiers are stored in."""
-    act: CodeStep[Triage, Triage] = CodeStep("act", _act)
+    # Imported here: the durable engine (DBOS) loads only when a workflow is built.
+    from ...durable.actions import action
+
+    act: CodeStep[Triage, Triage] = action(_act, name="act")
     category, priority = cascades(
         home or Settings().home, label_sets(Category, Priority), model=model
     )
