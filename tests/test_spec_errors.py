@@ -302,3 +302,16 @@ def test_an_agent_file_problems_each_at_its_line(tmp_path: Path) -> None:
 def test_no_file_is_a_config_error_naming_the_choices(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"no workflow file at .*template name"):
         load_workflow_file(tmp_path / "nothing")
+
+
+def test_aliases_that_expand_without_end_are_refused(tmp_path: Path) -> None:
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for name, below in zip("bcdef", "abcde", strict=True):
+        levels.append(f"{name}: &{name} [{', '.join([f'*{below}'] * 10)}]")
+    found = problems(tmp_path, "\n".join(["name: x", *levels, "steps: []"]) + "\n")
+    assert any("expands to more than 100000 values" in p for p in found), found
+
+
+def test_a_recursive_alias_is_refused(tmp_path: Path) -> None:
+    found = problems(tmp_path, "name: x\nloop: &l [*l]\nsteps: []\n")
+    assert any(p.startswith("2:") and "refers to a value that contains it" in p for p in found)
