@@ -309,3 +309,45 @@ async def test_a_tool_that_needs_approval_fails_clearly_outside_a_durable_run() 
     assert "support/pay[1]" in message and "'pay' needs approval" in message
     assert "llmflow run" in message and "LLMFLOW_DURABLE=0" in message
     assert paid == []
+
+
+def test_an_agent_file_marks_a_tool_as_needing_approval(tmp_path: Path) -> None:
+    from llmflow.spec import load_agent_file
+
+    (tmp_path / "tools.py").write_text(
+        'def pay(order: str) -> str:\n    """Pay an order back."""\n    return "paid"\n'
+    )
+    (tmp_path / "support.md").write_text(
+        "---\ntools:\n  - {function: tools:pay, side_effect: true, needs_approval: true}\n"
+        "---\nHelp.\n"
+    )
+    support = load_agent_file(tmp_path / "support.md")
+    assert [(t.name, t.side_effect, t.needs_approval) for t in support.tools] == [
+        ("pay", True, True)
+    ]
+
+
+# -- append_line_once ---------------------------------------------------------------------
+
+
+def test_append_line_once_sees_lines_other_writers_added_and_survives_a_torn_line(
+    tmp_path: Path,
+) -> None:
+    from llmflow.durable import append_line_once
+
+    path = tmp_path / "results.jsonl"
+    assert append_line_once(path, {"n": 1}, key="k1")
+    assert not append_line_once(path, {"n": 1}, key="k1")
+    # Another process appends a keyed line, then dies half-way through the next one.
+    with path.open("a") as f:
+        f.write(json.dumps({"n": 2, "_idempotency_key": "k2"}) + "\n")
+        f.write('{"n": 3, "_idempot')
+    assert not append_line_once(path, {"n": 2}, key="k2")
+    assert append_line_once(path, {"n": 3}, key="k3")
+    assert not append_line_once(path, {"n": 3}, key="k3")
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["n"] for line in lines if line.endswith("}")] == [1, 2, 3]
+    assert lines[2] == '{"n": 3, "_idempot'  # the torn line stays on a line of its own
+    # A file replaced by another is read again from its start.
+    path.unlink()
+    assert append_line_once(path, {"n": 1}, key="k1")

@@ -68,6 +68,13 @@ class AgentBuilder(Checker):
         if spec.instructions is not None:
             self.source.error((*path, "instructions"), "give file or instructions, not both")
             return None
+        fixed = [key for key in ("tools", "handoffs", "output") if key in spec.model_fields_set]
+        for key in fixed:  # what the agent is made of stays in one place: its file
+            self.source.key_error(
+                (*path, key), f"{key} of an agent from a file belong in its front matter"
+            )
+        if fixed:
+            return None
         file = (self.folder / spec.file).resolve()
         overrides = spec.model_dump(exclude_unset=True, exclude={"id", "kind", "file", "timeout_s"})
         return self.agent_from_file(file, (*path, "file"), self.source, where, name, overrides)
@@ -246,8 +253,9 @@ class AgentBuilder(Checker):
             return None
         try:
             made: Tool = tool(
-                fn, name=ref.name, description=ref.description, side_effect=ref.side_effect
-            )
+                fn, name=ref.name, description=ref.description, side_effect=ref.side_effect,
+                needs_approval=ref.needs_approval,
+            )  # fmt: skip
         except Exception as e:
             source.error(at, f"cannot make a tool of {ref.function}: {type(e).__name__}: {e}")
             return None

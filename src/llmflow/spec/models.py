@@ -62,6 +62,8 @@ class LLMSpec(StepSpec):
 class ToolRef(Spec):
     function: str
     side_effect: bool = False
+    needs_approval: bool = False
+    """Each call waits for `llmflow approve|reject` (durable runs only)."""
     name: str | None = None
     description: str | None = None
 

@@ -190,10 +190,20 @@ class ToolCallStep(Step[Any, Any]):
 
     async def run(self, input: Any, ctx: RunContext) -> Any:
         scope = scope_of(input)
-        result = self.fn(**{name: evaluate(**scope) for name, evaluate in self.args.items()})
-        if inspect.isawaitable(result):
-            return await result
-        return result
+        args = {name: evaluate(**scope) for name, evaluate in self.args.items()}
+
+        async def call() -> Any:
+            result = self.fn(**args)
+            if inspect.isawaitable(result):
+                return await result
+            return result
+
+        if self.kind != "action":
+            return await call()
+        # A side effect: exactly once per durable run (see llmflow.durable.steps).
+        from ..durable.steps import run_effect
+
+        return await run_effect(call, run_id=ctx.run_id, item_id=ctx.item_id, path=ctx.path)
 
 
 class TextOf:
