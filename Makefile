@@ -50,6 +50,8 @@ bench: setup  ## Run the benchmarks and rewrite their committed results.
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/cache_rerun.py
 	$(BIN)/python bench/cascade_sms.py
+	$(BIN)/python bench/cascade_eval.py
+	$(BIN)/python bench/distill_sms.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache llmflow-out
