@@ -227,6 +227,14 @@ CASES = {
         """,
         "7:7: branch label 'a/b' must be non-empty text without '/'",
     ),
+    "tools of a file agent set in the step": (
+        """\
+        name: x
+        steps:
+          - {id: a, kind: agent, file: agents/a.md, tools: [now]}
+        """,
+        "3:45: tools of an agent from a file belong in its front matter",
+    ),
     "a tag": (
         "name: !!python/object:os.system x\nsteps: [{id: a, kind: code, function: tools:shout}]\n",
         "1:7: unsupported tag 'tag:yaml.org,2002:python/object:os.system'",
