@@ -351,3 +351,36 @@ def test_append_line_once_sees_lines_other_writers_added_and_survives_a_torn_lin
     # A file replaced by another is read again from its start.
     path.unlink()
     assert append_line_once(path, {"n": 1}, key="k1")
+
+
+# -- the support-chat template's refund ---------------------------------------------------
+
+
+def test_support_chat_refund_made_again_with_its_key_answers_the_same_and_refunds_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from llmflow.runtime.idempotency import idempotency_key
+
+    from .test_templates_tools import load_tools
+
+    monkeypatch.setenv("SUPPORT_CHAT_DB", str(tmp_path / "shop.db"))
+    shop = load_tools("support-chat")
+    key = "run/0/support-chat/answer/request_refund[2]"
+    with idempotency_key(key):
+        first = shop.request_refund("NW-1042", "broken pole")
+    with idempotency_key(key):  # the same call, run again after a crash cut it off
+        assert shop.request_refund("NW-1042", "broken pole") == first
+    with (
+        idempotency_key("run/0/support-chat/answer/request_refund[3]"),
+        pytest.raises(ValueError, match="already refunded"),
+    ):
+        shop.request_refund("NW-1042", "asking again")  # another call is refused
+    with pytest.raises(ValueError, match="already refunded"):
+        shop.request_refund("NW-1042", "no key at all")
+    with sqlite3.connect(tmp_path / "shop.db") as db:
+        assert db.execute("SELECT order_id, amount_eur FROM refunds").fetchall() == [
+            ("NW-1042", 249.0)
+        ]
+        assert db.execute("SELECT * FROM refund_keys").fetchall() == [(key, "NW-1042")]

@@ -11,10 +11,8 @@ Outside a durable run the same code runs directly, so steps never need two versi
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from dbos import DBOS
@@ -22,39 +20,16 @@ from dbos._context import get_local_dbos_context
 
 from ..models.client import ModelRequest, ModelResponse
 from ..models.gateway import CallObserver, Gateway
+from ..runtime.idempotency import current_idempotency_key as current_idempotency_key
+from ..runtime.idempotency import idempotency_key as idempotency_key
 
 T = TypeVar("T")
-
-_key: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "llmflow_idempotency_key", default=None
-)
 
 
 def in_durable_run() -> bool:
     """Whether this code runs in a durable workflow (and not inside one of its steps)."""
     ctx = get_local_dbos_context()
     return ctx is not None and ctx.is_workflow()
-
-
-def current_idempotency_key() -> str | None:
-    """The idempotency key of the side effect running now, or None outside one.
-
-    It is `<run id>/<item index>/<step path>` in a durable run: the same when a run resumes
-    and the effect runs again after a crash, different for every other effect. Pass it to
-    the service the effect calls (a payment API's `Idempotency-Key` header, a unique column)
-    so that the second attempt is recognised and not done twice.
-    """
-    return _key.get()
-
-
-@contextlib.contextmanager
-def idempotency_key(key: str) -> Iterator[None]:
-    """Make `key` the current idempotency key inside the block."""
-    token = _key.set(key)
-    try:
-        yield
-    finally:
-        _key.reset(token)
 
 
 def effect_key(run_id: str | None, item_id: str | None, path: str) -> str:

@@ -7,6 +7,9 @@ It persists across runs, so a refund made in one run is still there in the next.
 Every tool checks its arguments and raises `ValueError` with a message the model can act on
 (the agent step records the error and tells the model). `request_refund` changes the world:
 the workflow declares it as a side effect, and it refuses a second refund of the same order.
+It records the call's idempotency key with the refund, so that the same call made again (a
+durable run resumed after a crash cut the call off) answers as the first did and does not
+refund twice, nor tell the customer that their refund was refused.
 """
 
 # No `from __future__ import annotations`: pydantic resolves the models' annotations at
@@ -25,6 +28,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from llmflow import Settings
+from llmflow.runtime.idempotency import current_idempotency_key
 
 SEED = Path(__file__).parent / "seed.sql"
 REFUNDABLE = "delivered"
@@ -173,9 +177,12 @@ def request_refund(order_id: OrderId, reason: str) -> str:
     reason = (reason or "").strip()
     if not reason:
         raise ValueError("give the reason for the refund, in the customer's words")
+    key = current_idempotency_key()  # set in a run; the same when the call runs again
     with shop() as db:
         row = _order(db, order_id)
         if row["refunded_eur"] is not None:
+            if key is not None and _refunded_by(db, key) == row["id"]:  # this call did it
+                return _refund_made(row["refunded_eur"], row["id"], reason)
             raise ValueError(
                 f"order {row['id']} was already refunded ({row['refunded_eur']:.2f} EUR on"
                 f" {row['refunded_at'][:10]}): do not refund it again"
@@ -194,7 +201,32 @@ def request_refund(order_id: OrderId, reason: str) -> str:
             raise ValueError(
                 f"order {row['id']} was already refunded: do not refund it again"
             ) from e
-    return f"Refund of {row['total_eur']:.2f} EUR for {row['id']} recorded ({reason[:80]})."
+        if key is not None:  # in the same transaction as the refund: both or neither
+            _refund_keys(db)
+            db.execute("INSERT INTO refund_keys VALUES (?, ?)", (key, row["id"]))
+    return _refund_made(row["total_eur"], row["id"], reason)
+
+
+def _refund_made(amount: float, order: str, reason: str) -> str:
+    return f"Refund of {amount:.2f} EUR for {order} recorded ({reason[:80]})."
+
+
+def _refund_keys(db: sqlite3.Connection) -> None:
+    """The table of refund calls' idempotency keys (made on first use, so that databases
+    built before it existed get it too)."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS refund_keys (idempotency_key TEXT PRIMARY KEY,"
+        " order_id TEXT NOT NULL REFERENCES orders(id))"
+    )
+
+
+def _refunded_by(db: sqlite3.Connection, key: str) -> str | None:
+    """The order that the refund call with this idempotency key refunded, if any."""
+    _refund_keys(db)
+    found = db.execute(
+        "SELECT order_id FROM refund_keys WHERE idempotency_key = ?", (key,)
+    ).fetchone()
+    return None if found is None else str(found[0])
 
 
 def refunds_of_customer(email: str) -> list[dict[str, object]]:
