@@ -4,6 +4,7 @@ real embedded model)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pty
@@ -284,6 +285,22 @@ def test_chat_ends_at_end_of_input(
         chat.wait_for("you> ", 60)
         os.write(chat.master, b"\x04")  # Ctrl-D
         assert chat.close() == 0
+
+
+def test_chat_gives_the_agents_templates_an_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    agent = tmp_path / "support.md"
+    agent.write_text("---\nmax_turns: 2\n---\nYou help {{ input.customer }}.\n")
+    with serve(lambda body: "hello") as (url, received):
+        for given in (["--input", '{"customer": "ann@example.com"}'], []):
+            monkeypatch.setattr("sys.stdin", io.StringIO("hi\n/exit\n"))
+            args = ["chat", str(agent), "--base-url", url, "--model", "m", *given]
+            assert main(args) == 0
+    assert "support> hello" in capsys.readouterr().out
+    systems = [body["messages"][0]["content"] for body in received]
+    # Without --input, a variable the chat has no value for renders empty instead of failing.
+    assert systems == ["You help ann@example.com.", "You help ."]
 
 
 @pytest.mark.embedded

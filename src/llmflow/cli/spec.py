@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -111,6 +112,14 @@ def chat(
     base_url: Annotated[
         str | None, typer.Option(help="An OpenAI-compatible endpoint. \\[env: OPENAI_BASE_URL]")
     ] = None,
+    input_value: Annotated[
+        str | None,
+        typer.Option(
+            "--input",
+            help="What the agent's instructions see as `input`: JSON, or text. "
+            "\\[default: each line you type]",
+        ),
+    ] = None,
 ) -> int:
     """Talk with an agent: each line is a turn; /exit or Ctrl-D ends."""
     try:
@@ -130,14 +139,23 @@ def chat(
         raise fail(str(e)) from None
     err.print(f"chatting with {agent.name} ({agent.description}); /exit or Ctrl-D to end")
     try:
-        return asyncio.run(_converse(agent, gateway))
+        return asyncio.run(_converse(agent, gateway, _parse_input(input_value)))
     except KeyboardInterrupt:  # Ctrl-C ends the chat like /exit, without a traceback
         err.print()
         return EXIT_INTERRUPTED
 
 
-async def _converse(agent: Any, gateway: Gateway) -> int:
-    conversation = Conversation()
+def _parse_input(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+async def _converse(agent: Any, gateway: Gateway, input: Any) -> int:
+    conversation = Conversation(input)
     ctx = RunContext(gateway=gateway)
     try:
         while True:

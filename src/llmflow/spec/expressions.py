@@ -104,8 +104,11 @@ def compile_expression(source: str, *, lenient_undefined: bool = False) -> Calla
 
 
 def compile_template(source: str, *, lenient_undefined: bool = False) -> jinja2.Template:
-    """The template, ready to `render(**variables)` (parse it first)."""
-    return (lenient if lenient_undefined else strict).from_string(source)
+    """The template, ready to `render(**variables)` (parse it first). It keeps its source as
+    `llmflow_source`, for a lenient copy."""
+    template = (lenient if lenient_undefined else strict).from_string(source)
+    template.llmflow_source = source  # type: ignore[attr-defined]
+    return template
 
 
 def _plain(value: Any) -> Any:

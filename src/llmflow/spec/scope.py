@@ -31,6 +31,7 @@ from ..steps.agent import AgentStep
 from ..steps.base import Step
 from ..steps.llm import LLMStep
 from ..steps.prompt import render_input
+from .expressions import lenient
 
 Expression = Callable[..., Any]
 
@@ -75,6 +76,12 @@ def scope_of(value: Any) -> Scope:
     return Scope.make(outer["input"], outer["steps"], value, value=value)
 
 
+def lenient_copy(template: jinja2.Template) -> jinja2.Template:
+    """The same template, where an undefined variable renders empty."""
+    source = getattr(template, "llmflow_source", None)
+    return template if source is None else lenient.from_string(source)
+
+
 def template_text(template: jinja2.Template | None, scope: Scope) -> str:
     """A prompt: the template rendered over the scope, or the natural value as text."""
     if template is None:
@@ -104,6 +111,8 @@ class ScopedLLM(LLMStep[Any, Any]):
 
 _agent_scope: ContextVar[Scope | None] = ContextVar("llmflow_agent_scope", default=None)
 """The scope of the agent run in progress, for instructions that are templates."""
+_chatting: ContextVar[bool] = ContextVar("llmflow_chatting", default=False)
+"""Whether the agent runs in `llmflow chat`, where a template's variables may be missing."""
 
 
 class ScopedAgent(AgentStep):
@@ -114,7 +123,9 @@ class ScopedAgent(AgentStep):
 
     def render(self, input: Any) -> Any:
         if isinstance(input, Conversation):  # `llmflow chat`: the turns so far
-            _agent_scope.set(Scope.make(input.last, {}))
+            value = input.last if input.input is None else input.input
+            _agent_scope.set(Scope.make(value, {}))
+            _chatting.set(True)
             return input.messages()
         scope = scope_of(input)
         _agent_scope.set(scope)
@@ -127,11 +138,13 @@ class ScopedAgent(AgentStep):
         sdk_agent = super()._build(node)
         template = self.instructions_template
         if template is not None:
+            # In a chat, a variable the user gave no value renders empty rather than failing.
+            lenient = lenient_copy(template)
 
             def instructions(_context: Any, _agent: Any) -> str:
                 scope = _agent_scope.get() or Scope.make(None, {})
                 try:
-                    return template.render(dict(scope))
+                    return (lenient if _chatting.get() else template).render(dict(scope))
                 except jinja2.TemplateError as e:
                     raise StepError(self.name, f"instructions template: {_reason(e)}") from e
 
@@ -142,8 +155,10 @@ class ScopedAgent(AgentStep):
 class Conversation:
     """A chat so far: alternating user and assistant turns, the last one the user's."""
 
-    def __init__(self) -> None:
+    def __init__(self, input: Any = None) -> None:
         self.turns: list[tuple[str, str]] = []
+        self.input = input
+        """What the agent's templates see as `input` (default: the user's last line)."""
 
     @property
     def last(self) -> str:
