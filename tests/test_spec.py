@@ -709,3 +709,26 @@ async def test_a_chain_inside_a_pattern_sees_the_patterns_variables(tmp_path: Pa
 
     batch = await run_file(root, tmp_path / "in.txt", ScriptedModel(answer))
     assert batch.results[0].output == "D[TOPIC MORE]2"
+
+
+async def test_several_reports(tmp_path: Path) -> None:
+    root = folder(
+        tmp_path,
+        """\
+        name: reports
+        steps: [{id: loud, kind: code, function: tools:shout}]
+        output:
+          report:
+            - {template: list.md.j2, file: list.md}
+            - {template: list.json.j2, file: out/list.json}
+        """,
+        {
+            "list.md.j2": "{% for r in ok %}- {{ r.output }}\n{% endfor %}",
+            "list.json.j2": "{{ ok | map(attribute='output') | list | tojson }}",
+        },
+    )
+    (tmp_path / "in.txt").write_text("hi")
+    batch = await run_file(root, tmp_path / "in.txt", ScriptedModel([]))
+    assert (root / "out" / "list.md").read_text() == "- HI\n"
+    assert json.loads((root / "out" / "out" / "list.json").read_text()) == ["HI"]
+    assert set(batch.artifacts) == {"results", "report", "out/list.json"}

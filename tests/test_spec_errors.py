@@ -29,7 +29,9 @@ def problems(tmp_path: Path, workflow: str, files: dict[str, str] | None = None)
     root.mkdir(exist_ok=True)
     (root / "workflow.yaml").write_text(textwrap.dedent(workflow))
     broken = "import math\nRATIO = 1 / 0\n"
-    for name, text in {"tools.py": TOOLS, "broken.py": broken, **(files or {})}.items():
+    report = "# Report\n{{ ok | lenght }}\n"
+    files = {"tools.py": TOOLS, "broken.py": broken, "report.md.j2": report, **(files or {})}
+    for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(textwrap.dedent(text))
     with pytest.raises(SpecError) as caught:
@@ -234,6 +236,27 @@ CASES = {
           - {id: a, kind: agent, file: agents/a.md, tools: [now]}
         """,
         "3:45: tools of an agent from a file belong in its front matter",
+    ),
+    "a report template that does not parse": (
+        """\
+        name: x
+        steps: [{id: a, kind: code, function: tools:shout}]
+        output:
+          report:
+            - {template: report.md.j2}
+            - {template: missing.md.j2, file: other.md}
+        """,
+        "5:18: report.md.j2 line 2: invalid template: No filter named 'lenght'.",
+    ),
+    "a missing report template in a list": (
+        """\
+        name: x
+        steps: [{id: a, kind: code, function: tools:shout}]
+        output:
+          report:
+            - {template: missing.md.j2, file: other.md}
+        """,
+        "5:18: cannot read report template missing.md.j2: No such file or directory",
     ),
     "a tag": (
         "name: !!python/object:os.system x\nsteps: [{id: a, kind: code, function: tools:shout}]\n",

@@ -10,7 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -173,10 +174,18 @@ def columns(spec: OutputFiles) -> Callable[[Any], dict[str, str]] | None:
     return cells
 
 
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A Jinja template rendered over the batch's results to a file of the run's folder."""
+
+    file: str
+    template: jinja2.Template
+
+
 def finisher(
-    spec: OutputFiles, report: jinja2.Template | None
+    spec: OutputFiles, reports: Sequence[Report] = ()
 ) -> Callable[[BatchResult, RunContext], dict[str, Path]]:
-    """Writes results.jsonl (and the report) into the run's folder after the batch."""
+    """Writes results.jsonl (and the reports) into the run's folder after the batch."""
 
     def finish(batch: BatchResult, ctx: RunContext) -> dict[str, Path]:
         if ctx.out_dir is None:
@@ -194,8 +203,8 @@ def finisher(
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
         files = {"results": results}
-        if report is not None and spec.report is not None:
-            text = report.render(
+        for index, report in enumerate(reports):
+            text = report.template.render(
                 workflow=batch.workflow,
                 run_id=batch.run_id,
                 status=batch.status,
@@ -203,10 +212,10 @@ def finisher(
                 ok=[r for r in rows if r["ok"]],
                 failed=[r for r in rows if not r["ok"]],
             )
-            target = ctx.out_dir / spec.report.file
+            target = ctx.out_dir / report.file
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
-            files["report"] = target
+            files["report" if index == 0 else report.file] = target
         return files
 
     return finish

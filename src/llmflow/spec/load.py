@@ -16,10 +16,10 @@ from . import batch_io as io
 from . import expressions as ex
 from .build import Builder
 from .check import BASE_VARIABLES, ModelUse, Where, shown
-from .models import WorkflowSpec
+from .models import ReportSpec, WorkflowSpec
 from .schemas import SchemaProblem, output_type
 from .scope import ScopedAgent
-from .source import Source, fail, read_yaml
+from .source import Path_, Source, fail, read_yaml
 
 WORKFLOW_FILE = "workflow.yaml"
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -143,7 +143,7 @@ def load_workflow_text(text: str, file: Path) -> FileWorkflow:
         top=io.prepare_item(spec.input, item_type),
         result_path=("result",),
     )
-    report = _report(spec, builder, file.parent)
+    reports = _reports(spec, builder, file.parent)
     if spec.output.columns:
         for name, expression in spec.output.columns.items():
             builder.expression(
@@ -156,7 +156,7 @@ def load_workflow_text(text: str, file: Path) -> FileWorkflow:
         name=spec.name,
         step=step,
         load=io.loader(spec.input),
-        finish=io.finisher(spec.output, report),
+        finish=io.finisher(spec.output, reports),
         description=spec.description,
         columns=io.columns(spec.output),
         file=file,
@@ -176,27 +176,48 @@ def _item_type(spec: WorkflowSpec, builder: Builder, folder: Path) -> Any:
         return None
 
 
-def _report(spec: WorkflowSpec, builder: Builder, folder: Path) -> jinja2.Template | None:
-    if spec.output.report is None:
-        return None
-    at = ("output", "report", "template")
-    template_file = folder / spec.output.report.template
+def _reports(spec: WorkflowSpec, builder: Builder, folder: Path) -> list[io.Report]:
+    """The reports: one mapping, or a list of them, each a template rendered to a file."""
+    given = spec.output.report
+    if given is None:
+        return []
+    at = ("output", "report")
+    entries = list(enumerate(given)) if isinstance(given, list) else [(None, given)]
+    reports = []
+    for index, entry in entries:
+        path = at if index is None else (*at, index)
+        report = builder.validate(ReportSpec, entry, path, "a report")
+        if report is None:
+            continue
+        template = _report_template(report, builder, folder, (*path, "template"))
+        if template is not None:
+            reports.append(io.Report(report.file, template))
+    files = [r.file for r in reports]
+    for file in sorted({f for f in files if files.count(f) > 1}):
+        builder.source.error(at, f"two reports write {file}: give each its own file")
+    return reports
+
+
+def _report_template(
+    report: ReportSpec, builder: Builder, folder: Path, at: Path_
+) -> jinja2.Template | None:
     try:
-        text = template_file.read_text(encoding="utf-8")
+        text = (folder / report.template).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         reason = getattr(e, "strerror", None) or str(e)
-        builder.source.error(
-            at, f"cannot read report template {spec.output.report.template}: {reason}"
-        )
+        builder.source.error(at, f"cannot read report template {report.template}: {reason}")
         return None
     try:
         ex.parse_template(text)
+        return ex.compile_template(text, lenient_undefined=True)
     except ex.ExpressionError as e:
-        builder.source.error(
-            at, f"{spec.output.report.template} line {e.line}: invalid template: {e.message}"
-        )
-        return None
-    return ex.compile_template(text, lenient_undefined=True)
+        message = e.message
+        line = e.line
+    except jinja2.TemplateSyntaxError as e:  # e.g. an unknown filter, found when compiling
+        message = e.message or "invalid template"
+        line = e.lineno or 1
+    builder.source.error(at, f"{report.template} line {line}: invalid template: {message}")
+    return None
 
 
 def load_agent_file(file: str | Path) -> ScopedAgent:

@@ -222,7 +222,8 @@ class ReportSpec(Spec):
 
 class OutputFiles(Spec):
     results: str = "results.jsonl"
-    report: ReportSpec | None = None
+    report: Any = None
+    """A ReportSpec mapping, or a list of them (checked by the loader)."""
     columns: dict[str, Expression] | None = None
 
 
