@@ -138,14 +138,14 @@ def test_email_triage_as_mermaid_shows_every_step_in_order() -> None:
         "ground-ids · code",
         "needs-reply · gate",
         "reply · llm",
-        "act · code",
+        "act · action",
     ]
     assert 'email_triage__not_spam{"not-spam · gate"}' in text  # a gate is a diamond
     flow = mermaid_edges(text)
     assert ("parse · code", "text · code", "") in flow
     assert ("not-spam · gate", "extract · llm", "pass") in flow
-    assert ("not-spam · gate", "act · code", "divert") in flow  # spam goes straight to act
-    assert ("needs-reply · gate", "act · code", "divert") in flow
+    assert ("not-spam · gate", "act · action", "divert") in flow  # spam goes straight to act
+    assert ("needs-reply · gate", "act · action", "divert") in flow
     assert "email_triage__not_spam -.->|" in text  # diverts are dashed
 
 
