@@ -225,6 +225,21 @@ async def test_tasks_resolves_due_dates_and_writes_one_list(tmp_path: Path) -> N
     ]
     assert rows[-1][2] == "unassigned"
     assert "5 tasks from 3 notes." in (tmp_path / "tasks.md").read_text()
+    as_json = json.loads((tmp_path / "tasks.json").read_text())  # the same list, for tools
+    assert [(t["due_date"], t["owner"], t["source"]) for t in as_json] == [
+        ("2026-11-25", "Jonas", "2026-11-23-ops-weekly.md"),
+        ("2026-11-27", "Elena", "2026-11-23-ops-weekly.md"),
+        ("2026-12-01", "Priya", "2026-11-25-email-supplier.md"),
+        ("2026-12-02", "Tom", "2026-11-24-launch-sync.md"),
+        (None, None, "2026-11-23-ops-weekly.md"),
+    ]
+    assert as_json[0] == {
+        "task": "Reorder 200 backpacks",
+        "owner": "Jonas",
+        "due": "by Wednesday",
+        "due_date": "2026-11-25",
+        "source": "2026-11-23-ops-weekly.md",
+    }
 
 
 # -- content -------------------------------------------------------------------------------------

@@ -135,6 +135,8 @@ async def test_tasks(tmp_path: Path) -> None:
         if task["due_date"] is not None:
             date.fromisoformat(task["due_date"])
     assert "| due | task | owner | from |" in (tmp_path / "out" / "tasks.md").read_text()
+    as_json = json.loads((tmp_path / "out" / "tasks.json").read_text())
+    assert sorted(t["task"] for t in as_json) == sorted(t["task"] for t in output["tasks"])
 
 
 async def test_content(tmp_path: Path) -> None:
