@@ -21,6 +21,7 @@ from llmflow import (
     Usage,
 )
 from llmflow.runtime.runner import BatchResult, run_batch
+from llmflow.runtime.tuning import find_cascade
 from llmflow.spec import load_agent_file, load_workflow_file
 from llmflow.spec.imports import resolve
 from llmflow.steps.ml import MLStep
@@ -732,3 +733,55 @@ async def test_several_reports(tmp_path: Path) -> None:
     assert (root / "out" / "list.md").read_text() == "- HI\n"
     assert json.loads((root / "out" / "out" / "list.json").read_text()) == ["HI"]
     assert set(batch.artifacts) == {"results", "report", "out/list.json"}
+
+
+async def test_a_learning_cascade_ml_trained_from_examples_then_the_llm_classifier(
+    tmp_path: Path,
+) -> None:
+    rows = [
+        {"subject": "Invoice overdue", "body": "please pay invoice", "label": "billing"},
+        {"subject": "Payment reminder", "body": "your payment is due", "label": "billing"},
+        {"subject": "Parcel late", "body": "my delivery has not arrived", "label": "shipping"},
+        {"subject": "Where is my order", "body": "tracking shows no delivery", "label": "shipping"},
+    ] * 5
+    root = folder(
+        tmp_path,
+        """\
+        name: helpdesk
+        input: {type: jsonl}
+        steps:
+          - id: desk
+            kind: cascade
+            tiers:
+              - step:
+                  id: model
+                  kind: ml
+                  train: examples.jsonl
+                  text: "{{ input.subject }} {{ input.body }}"
+                threshold: 0.6
+              - step:
+                  id: judge
+                  kind: classify
+                  labels: [billing, shipping]
+                  prompt: "{{ input.subject }}"
+                  votes: 1
+        result: {label: steps.desk.label, tier: steps.desk.tier}
+        """,
+        {"examples.jsonl": "".join(json.dumps(r) + "\n" for r in rows)},
+    )
+    inputs = jsonl(
+        tmp_path,
+        {"subject": "Invoice overdue", "body": "please pay invoice"},
+        {"subject": "Hello", "body": "something else entirely"},
+    )
+    model = ScriptedModel(lambda request: "shipping")
+    batch = await run_file(root, inputs, model)
+    outputs = [r.output for r in batch.results]
+    assert outputs == [
+        {"label": "billing", "tier": "model"},  # the trained tier was sure enough
+        {"label": "shipping", "tier": "judge"},
+    ]
+    assert [m.content for m in model.requests[0].messages][1] == "Hello"
+    assert model.requests[0].choices == ["billing", "shipping"]
+    workflow = load_workflow_file(root)
+    assert find_cascade(workflow.step, "desk").name == "desk"  # calibrate and distill find it

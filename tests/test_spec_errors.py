@@ -30,7 +30,9 @@ def problems(tmp_path: Path, workflow: str, files: dict[str, str] | None = None)
     (root / "workflow.yaml").write_text(textwrap.dedent(workflow))
     broken = "import math\nRATIO = 1 / 0\n"
     report = "# Report\n{{ ok | lenght }}\n"
-    files = {"tools.py": TOOLS, "broken.py": broken, "report.md.j2": report, **(files or {})}
+    examples = '{"text": "a", "label": "x"}\n{"text": "b"}\n'
+    files = {"tools.py": TOOLS, "broken.py": broken, "report.md.j2": report,
+             "examples.jsonl": examples, **(files or {})}  # fmt: skip
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(textwrap.dedent(text))
@@ -258,6 +260,18 @@ CASES = {
         """,
         "5:18: cannot read report template missing.md.j2: No such file or directory",
     ),
+    "an ml step with neither a model nor examples": (
+        "name: x\nsteps:\n  - {id: a, kind: ml, text: '{{ input }}'}\n",
+        "3:5: an ml step needs model (a saved model) or train (examples)",
+    ),
+    "examples with a row missing its label": (
+        "name: x\nsteps:\n  - {id: a, kind: ml, train: examples.jsonl}\n",
+        "3:30: examples.jsonl line 2: no field 'label'",
+    ),
+    "a classifier with one label": (
+        "name: x\nsteps:\n  - {id: a, kind: classify, labels: [a, a]}\n",
+        "3:37: a classifier needs two different labels or more",
+    ),
     "a tag": (
         "name: !!python/object:os.system x\nsteps: [{id: a, kind: code, function: tools:shout}]\n",
         "1:7: unsupported tag 'tag:yaml.org,2002:python/object:os.system'",
@@ -296,7 +310,8 @@ def test_the_message_has_file_line_and_column(tmp_path: Path) -> None:
     assert (caught.value.line, caught.value.column) == (3, 19)
     assert str(caught.value).endswith(
         "workflow.yaml:3:19: unknown kind 'lmm' (did you mean 'llm'?): one of code, llm, agent, "
-        "tool, gate, chain, route, parallel, vote, orchestrate, refine, cascade, rules, ml"
+        "tool, gate, chain, route, parallel, vote, orchestrate, refine, cascade, rules, ml, "
+        "classify"
     )
 
 

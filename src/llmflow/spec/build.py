@@ -17,6 +17,7 @@ from ..patterns.chain import Divert, Stop, assign, chain, gate
 from ..steps.base import Step
 from . import models as m
 from .agents import AgentBuilder
+from .build_classifiers import ClassifierBuilder
 from .build_patterns import PatternBuilder
 from .check import (
     KIND_NAMES,
@@ -32,7 +33,7 @@ from .scope import (
 from .source import Path_, did_you_mean
 
 
-class Builder(AgentBuilder, PatternBuilder):
+class Builder(AgentBuilder, PatternBuilder, ClassifierBuilder):
     """Builds the steps of one workflow file (and the agent files it uses)."""
 
     def step(

@@ -3,21 +3,20 @@ cascade, and the classic classifiers (rules, ml), with the library's own constru
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import Field
 
-from ..errors import ConfigError
 from ..patterns.cascade import cascade
 from ..patterns.orchestrate import Plan, Subtask, orchestrate
 from ..patterns.parallel import at_least, best_of, majority, parallel, vote
 from ..patterns.refine import Evaluation, refine
 from ..patterns.route import route
+from ..runtime.tuning import tuned
+from ..settings import Settings
 from ..steps.base import Step
-from ..steps.ml import MLStep, rules
 from . import models as m
 from .check import (
     Checker,
@@ -26,7 +25,6 @@ from .check import (
 from .scope import (
     MergedParallel,
     ScopedLLM,
-    TextOf,
 )
 from .source import Path_, did_you_mean
 
@@ -276,44 +274,10 @@ class PatternBuilder(Checker):
             else:
                 names.add(built.name)
                 tiers.append((built, tier.threshold))
-        return cascade(name, *tiers) if ok else None
-
-    def _rules(
-        self, spec: m.RulesSpec, name: str, path: Path_, where: Where
-    ) -> Step[Any, Any] | None:
-        ok = True
-        for index, rule in enumerate(spec.rules):
-            try:
-                re.compile(rule.pattern)
-            except re.error as e:
-                self.source.error(
-                    (*path, "rules", index, "pattern"), f"not a valid regular expression: {e}"
-                )
-                ok = False
-        text = self._text(spec.text, path, where)
-        if not ok or text is None:
+        if not ok:
             return None
-        return rules(name, [(r.pattern, r.label) for r in spec.rules], text=text)
-
-    def _ml(self, spec: m.MLSpec, name: str, path: Path_, where: Where) -> Step[Any, Any] | None:
-        text = self._text(spec.text, path, where)
-        file = self.folder / spec.model
-        if not file.is_file():
-            self.source.error((*path, "model"), f"no model file {spec.model} in {self.folder}")
-            return None
-        if text is None:
-            return None
-        try:
-            return MLStep.load(name, file, text=text)
-        except ConfigError as e:
-            self.source.error((*path, "model"), str(e))
-            return None
-
-    def _text(self, template: str | None, path: Path_, where: Where) -> TextOf | None:
-        if template is None:
-            return TextOf(None)
-        compiled = self.expression(template, (*path, "text"), where, template=True)
-        return None if compiled is None else TextOf(compiled)
+        # The newest version `llmflow calibrate` / `distill` stored for this cascade applies.
+        return tuned(cascade(name, *tiers), Settings().home, self.workflow)
 
     # -- agents -------------------------------------------------------------------------------
 

@@ -76,6 +76,8 @@ class Checker(abc.ABC):
         self.folders: tuple[Path, ...] = (folder,)
         """Where `module:attr` references look for `module.py`, in order."""
         self.limits = limits or m.Limits()
+        self.workflow = "workflow"
+        """The workflow's name (its cascades' tuned versions are stored under it)."""
         self.sources: list[Source] = [source]
         self.models: list[ModelUse] = []
         self.all_ids: dict[str, tuple[str, int]] = {}

@@ -131,6 +131,7 @@ def load_workflow_text(text: str, file: Path) -> FileWorkflow:
         fail(*builder.sources)
         raise AssertionError("unreachable")  # pragma: no cover - fail raised
     builder.limits = spec.limits
+    builder.workflow = spec.name
     builder.model(spec.model, ("model",), source)
     builder.collect_ids(source.data.get("steps"), ("steps",))
     item_type = _item_type(spec, builder, file.parent)

@@ -183,8 +183,19 @@ class RulesSpec(StepSpec):
 
 
 class MLSpec(StepSpec):
-    model: str
+    model: str | None = None
+    train: str | None = None
+    """A .jsonl file of labelled examples to train on when the file is loaded."""
+    label_field: str = "label"
     text: str | None = None
+
+
+class ClassifySpec(StepSpec):
+    labels: Annotated[list[str], Field(min_length=2)]
+    instructions: str = "Classify the input."
+    prompt: str | None = None
+    model: str | None = None
+    votes: Annotated[int, Field(gt=0, le=20)] = 5
 
 
 KINDS: dict[str, type[StepSpec]] = {
@@ -202,6 +213,7 @@ KINDS: dict[str, type[StepSpec]] = {
     "cascade": CascadeSpec,
     "rules": RulesSpec,
     "ml": MLSpec,
+    "classify": ClassifySpec,
 }
 
 InputType = Literal["text", "jsonl", "json", "csv", "email", "value"]

@@ -22,7 +22,7 @@ from agents import Agent
 from pydantic import BaseModel
 
 from ..errors import StepError
-from ..patterns.chain import Chain
+from ..patterns.chain import Assign, Chain
 from ..patterns.orchestrate import Synthesis, WorkItem
 from ..patterns.parallel import Parallel
 from ..patterns.refine import Candidate, Draft
@@ -284,7 +284,12 @@ class SpecChain(Step[Any, Any]):
         """For the workflow's chain: turns an item into the input (e.g. parses an email)."""
 
     def children(self) -> list[tuple[str, Step[Any, Any]]]:
-        return self.chain.children()
+        # The steps themselves, not the `assign`s storing their outputs: graphs show the same
+        # thing, and `llmflow calibrate` finds a cascade by its id.
+        return [
+            (name, step.step if isinstance(step, Assign) else step)
+            for name, step in self.chain.children()
+        ]
 
     async def run(self, input: Any, ctx: RunContext) -> Any:
         if self.top is not None:
