@@ -785,3 +785,29 @@ async def test_a_learning_cascade_ml_trained_from_examples_then_the_llm_classifi
     assert model.requests[0].choices == ["billing", "shipping"]
     workflow = load_workflow_file(root)
     assert find_cascade(workflow.step, "desk").name == "desk"  # calibrate and distill find it
+
+
+def test_the_docs_complete_example_loads(tmp_path: Path) -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "workflow-files.md").read_text()
+    section = doc.split("## A complete example", 1)[1]
+    workflow = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    agent = doc.split("## Agent files", 1)[1].split("```markdown\n", 1)[1].split("```", 1)[0]
+    tools = TOOLS + '\n\ndef refund(order_id: str) -> str:\n    """Refund."""\n    return "ok"\n'
+    root = folder(
+        tmp_path,
+        workflow,
+        {
+            "tools.py": tools,
+            "instructions/classify.md": "Classify the ticket.",
+            "agents/support.md": agent.replace("handoffs: [billing.md]", "handoffs: []"),
+            "report.md.j2": "{{ ok | length }}",
+        },
+    )
+    loaded = load_workflow_file(root)
+    assert [name for name, _ in loaded.step.children()] == [
+        "parse",
+        "classify",
+        "not-spam",
+        "answer",
+    ]
+    assert load_agent_file(root / "agents" / "support.md").max_turns == 6
