@@ -234,39 +234,42 @@ def test_a_side_effect_tool_refunds_once_across_a_kill_and_resume(
     assert len(server.requests) == 4 + ("kill_at" in kill)
 
 
-def test_a_tool_waits_for_approval_across_a_restart_and_a_rejection_reaches_the_model(
-    agent_server: tuple[str, Server], tmp_path: Path
+def test_tools_wait_for_approval_across_a_restart_then_run_or_tell_the_model_why_not(
+    agent_server: tuple[str, Server], orders: Path, tmp_path: Path
 ) -> None:
     url, server = agent_server
-    folder = tmp_path / "one"
-    folder.mkdir()
-    (folder / "0.txt").write_text("i0|please refund")
     env = _env(tmp_path, LLMFLOW_TEST_TOOL_APPROVAL="1")
-    proc = _start(_agent_args(url, folder, tmp_path), env, server)
+    args = [*_agent_args(url, orders, tmp_path)[:-3], "--concurrency", "2", "--json"]
+    proc = _start(args, env, server)
     waiting: list[dict[str, Any]] = []
     deadline = time.time() + 60
-    while not waiting and time.time() < deadline:
+    while len(waiting) < 2 and time.time() < deadline:
         time.sleep(0.5)
         code, output = _cli(["approvals", "list", "--json"], env)
         assert code == 0, output
-        waiting = json.loads(output[output.index("[") :])
-    assert len(waiting) == 1, waiting
-    assert waiting[0]["step"] == "agent-refunds/support/refund[1]"
-    assert waiting[0]["prompt"] == "refund(order='i0')"
+        waiting = sorted(json.loads(output[output.index("[") :]), key=lambda w: w["item"])
+    assert len(waiting) == 2, waiting
+    assert [w["step"] for w in waiting] == ["agent-refunds/support/refund[1]"] * 2
+    assert [w["prompt"] for w in waiting] == ["refund(order='i0')", "refund(order='i1')"]
     assert waiting[0]["details"] == {"tool": "refund", "arguments": {"order": "i0"}}
-    proc.kill()  # SIGKILL while it waits
+    proc.kill()  # SIGKILL while both wait
     proc.communicate()
-    assert not _ledger(tmp_path) and not _attempts(tmp_path)
+    assert not _ledger(tmp_path) and not _attempts(tmp_path)  # nothing before the approval
 
-    code, output = _cli(["reject", waiting[0]["run"], "--comment", "over the limit"], env)
+    code, output = _cli(["approve", waiting[0]["item"], "--comment", "fine"], env)
+    assert code == 0, output
+    code, output = _cli(["reject", waiting[1]["item"], "--comment", "over the limit"], env)
     assert code == 0, output
     code, output = _cli(["resume", "--json"], env)
     assert code == 0, output  # a rejected tool call does not fail the item
-    reply = _json(output)["items"][0]["output"]
-    assert reply.startswith("i0: Not done: the call of refund was rejected by ")
-    assert "over the limit" in reply
-    assert not _ledger(tmp_path) and not _attempts(tmp_path)  # the tool never ran
-    assert len(server.requests) == 2  # the first call was not made again after the restart
+    approved, rejected = (i["output"] for i in _json(output)["items"])
+    assert approved == "i0: refunded i0"
+    assert rejected.startswith("i1: Not done: the call of refund was rejected by ")
+    assert rejected.endswith(": over the limit. The tool did not run; tell the user, and do "
+                             "not try it again.")  # fmt: skip
+    assert [r["item"] for r in _ledger(tmp_path)] == ["i0"]  # the rejected one never ran
+    assert [item for item, _ in _attempts(tmp_path)] == ["i0"]
+    assert len(server.requests) == 4  # the first calls were not made again after the restart
 
 
 # -- outside durable runs -----------------------------------------------------------------
