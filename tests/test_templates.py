@@ -86,9 +86,10 @@ def triage_script(request: ModelRequest) -> str:
     text = prompt(request)
     spam = "LOTTERY" in text.upper()
     meeting = "Q4 review meeting" in text
-    if request.schema_name == "classify":
-        category = "spam" if spam else "internal" if meeting else "support"
-        return json_reply({"category": category, "priority": "low" if spam else "high"})
+    if "which category is the email?" in system(request):  # the cascades' LLM tiers
+        return "spam" if spam else "internal" if meeting else "support"
+    if "how urgent is the email?" in system(request):
+        return "low" if spam else "high"
     if request.schema_name == "summary":
         return "Someone writes about an order."
     if request.schema_name == "extract":
@@ -122,6 +123,7 @@ async def test_email_triage_files_each_mail_and_writes_the_digest(tmp_path: Path
         "spam/035-lottery-winner.eml",
         None,
     )
+    assert spam["classified_by"]["category"] == "scams"  # the rule tier: no model call
     meeting = by_key["027-meeting-reschedule.eml"]["output"]
     assert meeting["needs_reply"] is False and meeting["reply"] is None
     assert meeting["filed_as"] == "internal/027-meeting-reschedule.eml"
@@ -129,20 +131,37 @@ async def test_email_triage_files_each_mail_and_writes_the_digest(tmp_path: Path
     assert refund["order_numbers"][0] == "NW-10482"  # found in the mail by code
     assert "NW-1" not in refund["order_numbers"] and "NW-99999" not in refund["order_numbers"]
     assert refund["reply"].startswith("Dear customer")
-    for key, record in by_key.items():  # each mail filed byte for byte
-        filed = tmp_path / record["output"]["filed_as"]
-        assert filed.read_bytes() == (inbox / key).read_bytes()
+    for key, record in by_key.items():  # each mail filed byte for byte, under its category
+        output = record["output"]
+        assert output["filed_as"] == f"{output['category']}/{key}"
+        assert (tmp_path / output["filed_as"]).read_bytes() == (inbox / key).read_bytes()
+
+    # The cascades: the trained ml tier answers what it is sure of, the LLM tier the rest
+    # (five votes each: the scripted model gives no token log-probabilities).
+    tiers = [t for r in by_key.values() for t in r["output"]["classified_by"].values()]
+    assert set(tiers) <= {"scams", "category_ml", "category_llm", "priority_ml", "priority_llm"}
+    assert "category_ml" in tiers and "priority_ml" in tiers
+    llm_tier_calls = [r for r in model.requests if r.schema_name == "output"]
+    assert len(llm_tier_calls) == 5 * sum(t.endswith("_llm") for t in tiers)
+    for record in by_key.values():
+        output = record["output"]
+        if output["classified_by"]["priority"] == "priority_llm":
+            assert output["priority"] == ("low" if output["category"] == "spam" else "high")
 
     steps = [r.schema_name for r in model.requests]
-    assert steps.count("classify") == 5 and steps.count("summary") == 5
+    assert steps.count("summary") == 5
     assert steps.count("extract") == 4  # not for spam
     assert steps.count("reply") == 3  # not for spam, not for the meeting note
 
     digest = (tmp_path / "digest.md").read_text()
     assert "5 emails triaged, 0 could not be read." in digest
-    high, low = digest.index("## High (4)"), digest.index("## Low (1)")
-    assert high < digest.index("Still waiting for my refund") < low
-    assert digest.index("YOUR EMAIL HAS WON") > low
+    order = ["urgent", "high", "normal", "low"]
+    ranked = sorted(by_key.values(), key=lambda r: order.index(r["output"]["priority"]))
+    positions = [digest.index(r["output"]["subject"]) for r in ranked]
+    assert positions == sorted(positions)  # most urgent first
+    for priority in order:
+        count = sum(r["output"]["priority"] == priority for r in by_key.values())
+        assert (f"## {priority.capitalize()} ({count})" in digest) == (count > 0)
 
 
 # -- email-digest --------------------------------------------------------------------------------

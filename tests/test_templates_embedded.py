@@ -94,6 +94,8 @@ async def test_email_triage(tmp_path: Path) -> None:
     [output] = outputs(tmp_path / "out")
     assert output["category"] in {"billing", "support", "sales", "internal", "spam"}
     assert output["priority"] in {"urgent", "high", "normal", "low"}
+    assert output["classified_by"]["category"] in {"scams", "category_ml", "category_llm"}
+    assert output["classified_by"]["priority"] in {"priority_ml", "priority_llm"}
     assert isinstance(output["summary"], str) and output["summary"].strip()
     assert output["filed_as"] == f"{output['category']}/010-tent-pole-broken.eml"
     assert (tmp_path / "out" / output["filed_as"]).is_file()

@@ -400,11 +400,11 @@ def test_triage_grounds_ids_and_files_the_email(tmp_path: Path) -> None:
         "Attachments: photo.jpg\n\nThe pole snapped."
     )
     ctx = SimpleNamespace(out_dir=tmp_path)
-    filed = triage.file_email({"email": email, "classification": {"category": "support"}}, ctx)
+    filed = triage.file_email({"email": email, "category": "support"}, ctx)
     assert filed == {"filed_as": "support/010-tent-pole-broken.eml"}
     assert (tmp_path / "support" / "010-tent-pole-broken.eml").read_bytes() == email.raw
     with pytest.raises(ValueError, match=r"cannot file under '\.\./x'"):
-        triage.file_email({"email": email, "classification": {"category": "../x"}}, ctx)
+        triage.file_email({"email": email, "category": "../x"}, ctx)
 
 
 def test_digest_reads_the_inbox_and_ranks_summaries(tmp_path: Path) -> None:

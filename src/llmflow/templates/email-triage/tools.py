@@ -47,11 +47,10 @@ def ground_ids(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def file_email(payload: dict[str, Any], ctx: RunContext) -> dict[str, str | None]:
-    """File the email under its category in the run's output folder
+    """File the `email` under its `category` in the run's output folder
     (`<category>/<file>.eml`); returns where, relative to that folder."""
     email = payload["email"]
-    classification = payload.get("classification") or {}
-    category = str(_field(classification, "category") or "unsorted")
+    category = str(payload.get("category") or "unsorted")
     if not re.fullmatch(r"[a-z_-]+", category):
         raise ValueError(f"cannot file under {category!r}: categories are lowercase words")
     if ctx.out_dir is None:
