@@ -3,7 +3,7 @@ two sample items each.
 
 These assert structure only (types, shapes, files written, the database consistent), never
 judgement: a 135M model classifies, votes and writes poorly, but every output it gives is
-valid and typed. About three minutes on two cores.
+valid and typed. One to two minutes on two cores.
 """
 
 from __future__ import annotations
