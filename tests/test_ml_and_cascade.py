@@ -158,3 +158,35 @@ def test_a_calibrated_ml_tier_meets_the_target_on_held_out_data() -> None:
         result.thresholds,
     )
     assert held_out[0] >= 0.98
+
+
+async def test_thresholds_calibrated_for_the_llm_tiers_model_apply_only_to_it() -> None:
+    from llmflow import Gateway, Settings, classify
+    from llmflow.models.client import ModelResponse
+
+    train_x, train_y, test_x, _ = split()
+    ml = MLStep.train("ml", train_x, train_y)
+    unsure = next(
+        t for t, said in zip(test_x, ml.predict(test_x), strict=True) if said.confidence < 0.9
+    )
+    model = ScriptedModel(lambda r: ModelResponse(text="spam", choice_probs={"spam": 1.0}))
+    flow = cascade("spam", (ml, 0.9), (classify("llm", ["ham", "spam"]), 0.0))
+    tuned_for_scripted = flow.with_thresholds([0.9, 0.0])
+    tuned_for_scripted.by_model = {"scripted": [0.0, 0.0]}  # calibrated: never escalate
+    gw = scripted_gateway(model)
+    assert (await run(flow, unsure, gateway=gw)).tier == "llm"
+    assert (await run(tuned_for_scripted, unsure, gateway=gw)).tier == "ml"
+    other = Gateway(Settings(model="other"))
+    other.register("other", model)
+    assert (await run(tuned_for_scripted, unsure, gateway=other)).tier == "llm"
+
+
+def test_email_triage_uses_the_thresholds_measured_for_the_embedded_model(tmp_path: Path) -> None:
+    from llmflow.apps.email_triage.classifier import CALIBRATED, cascades, label_sets
+    from llmflow.apps.email_triage.workflow import Category, Priority
+
+    measured = json.loads(CALIBRATED.read_text())["local"]
+    category, priority = cascades(tmp_path, label_sets(Category, Priority))
+    assert category.by_model["local"] == [measured["category"][t] for t in ("rules", "ml", "llm")]
+    assert priority.by_model["local"] == [measured["priority"][t] for t in ("ml", "llm")]
+    assert [t for _, t in category.tiers] == [1.0, 0.6, 0.0]  # other models: the defaults

@@ -24,6 +24,9 @@ from ...steps.ml import MLStep, rules
 from ...store.classifiers import ClassifierVersions
 
 TRAINING = Path(__file__).parent / "training" / "emails.jsonl"
+CALIBRATED = Path(__file__).parent / "calibrated.json"
+"""Thresholds per LLM-tier model, measured by bench/triage_thresholds.py on the training
+emails (for `local`, the embedded model)."""
 INSTRUCTIONS = Path(__file__).parent / "instructions"
 WORKFLOW = "email-triage"
 
@@ -81,8 +84,22 @@ def cascades(home: Path, labels: dict[str, list[str]], model: str | None = None)
         tiers = [(ml, DEFAULT_THRESHOLDS[name]), (llm, 0.0)]
         if name == "category":
             tiers.insert(0, (rules("rules", SPAM_RULES), 1.0))
-        built.append(tuned(cascade(name, *tiers), home, WORKFLOW))
+        by_model = {
+            model: [float(named.get(step.name, t)) for step, t in tiers]
+            for model, cascades_ in _calibrated().items()
+            if (named := cascades_.get(name)) is not None
+        }
+        flow = Cascade(name, tiers, by_model=by_model)
+        built.append(tuned(flow, home, WORKFLOW))
     return built
+
+
+@functools.cache
+def _calibrated() -> dict[str, dict[str, dict[str, float]]]:
+    if not CALIBRATED.is_file():
+        return {}
+    found: dict[str, dict[str, dict[str, float]]] = json.loads(CALIBRATED.read_text("utf-8"))
+    return found
 
 
 def _trained(home: Path, name: str) -> MLStep:
