@@ -278,3 +278,18 @@ async def test_agent_example_hands_billing_questions_to_the_billing_agent() -> N
     assert reply.message == "Your invoice shows 20 % VAT."
     assert len(model.requests) == 2
     assert example.REFUNDS == []
+
+
+async def test_cascade_example_sends_only_unsure_messages_to_the_llm() -> None:
+    from llmflow import ModelResponse
+
+    example = load("cascade")
+    train, held_out = example.split()
+    model = ScriptedModel(lambda r: ModelResponse(text="spam", choice_probs={"spam": 0.8}))
+    flow = example.build(train)
+    said = [await run(flow, text, gateway=scripted_gateway(model)) for text, _ in held_out[:100]]
+    tiers = [s.tier for s in said]
+    assert tiers.count("llm") == len(model.requests) < 30  # most are sure at the ml tier
+    assert all(s.label == "spam" for s in said if s.tier == "llm")
+    right = sum(s.label == truth for s, (_, truth) in zip(said, held_out, strict=False))
+    assert right >= 85

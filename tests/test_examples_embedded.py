@@ -86,3 +86,12 @@ async def test_agent_example() -> None:
     assert all(isinstance(call, str) for call in calls)
     assert len(calls) <= 8  # the loop is bounded (tools are withheld after a few rounds)
     assert set(example.REFUNDS) <= set(example.ORDERS)
+
+
+async def test_cascade_example() -> None:
+    example = load("cascade")
+    results = await example.main(None, 6)
+    assert len(results) == 6
+    for _, _, said in results:
+        assert said.label in {"ham", "spam"} and said.tier in {"rules", "ml", "llm"}
+        assert said.confidence is not None and 0 <= said.confidence <= 1
