@@ -13,7 +13,7 @@ The LLMs:
   a random wrong label, priced like gpt-4.1-mini through the gateway, 0.4 s per call (many
   calls in flight). It answers all 2,000 rows once; every variant reuses those answers.
 - embedded: the real SmolLM2-135M (`--model local`), scoring every label by log-probs. It is
-  slow (seconds per item for 2 labels, about a minute for 77 or 151 on this machine), so it
+  slow (0.3-0.5 s per item for 2 labels, 25-35 s for 77 or 151 on this machine), so it
   runs on a fixed random subsample per data set; its cascade's thresholds are calibrated on
   the subsample's other folds (leave-one-fold-out), with its ml answers out-of-fold.
 
