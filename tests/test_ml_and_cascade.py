@@ -190,3 +190,15 @@ def test_email_triage_uses_the_thresholds_measured_for_the_embedded_model(tmp_pa
     assert category.by_model["local"] == [measured["category"][t] for t in ("rules", "ml", "llm")]
     assert priority.by_model["local"] == [measured["priority"][t] for t in ("ml", "llm")]
     assert [t for _, t in category.tiers] == [1.0, 0.6, 0.0]  # other models: the defaults
+
+
+def test_character_ngrams_round_trip_through_skops_without_new_trusted_types(
+    tmp_path: Path,
+) -> None:
+    texts, labels = read_labelled(Path(__file__).parent.parent / "data" / "banking77" / "dev.jsonl")
+    step = MLStep.train("intent", texts[:600], labels[:600], char_ngrams=True)
+    saved = step.save(tmp_path / "intent.skops")
+    loaded = MLStep.load("intent", saved)  # a FeatureUnion is on skops' own trusted list
+    assert [p.label for p in loaded.predict(texts[600:650])] == [
+        p.label for p in step.predict(texts[600:650])
+    ]

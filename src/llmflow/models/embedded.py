@@ -175,6 +175,8 @@ class EmbeddedClient(ModelClient):
             finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
             model="local",
         )
+        if schema is not None and response.finish_reason == "stop":
+            response.text = _strict_json(text)
         if request.tools and response.finish_reason == "stop":
             _split_tool_choice(response, request)
         return response
@@ -306,6 +308,15 @@ def _plain(m: Message) -> dict[str, Any]:
         calls = "; ".join(f"{c.name}({c.arguments or '{}'})" for c in m.tool_calls)
         return {"role": "assistant", "content": f"I called the tool {calls}."}
     return {"role": m.role, "content": m.content or ""}
+
+
+def _strict_json(text: str) -> str:
+    """llama.cpp's JSON grammar lets raw control characters (newlines) into strings, which
+    strict parsers (the Agents SDK's among them) reject: re-serialise what parses leniently."""
+    try:
+        return json.dumps(json.loads(text, strict=False), ensure_ascii=False)
+    except ValueError:
+        return text  # not JSON after all: the step's validation reports it
 
 
 def _split_tool_choice(response: ModelResponse, request: ModelRequest) -> None:

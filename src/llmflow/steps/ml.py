@@ -52,23 +52,33 @@ def read_labelled(path: Path) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
-def text_classifier(texts: Sequence[str], labels: Sequence[str]) -> Any:
+def text_classifier(
+    texts: Sequence[str], labels: Sequence[str], *, char_ngrams: bool = False
+) -> Any:
     """TF-IDF word 1–2-grams + logistic regression, probabilities calibrated by 3-fold CV
     (fewer folds when a label has few examples).
 
     With 200 texts or more, n-grams seen only once are dropped: on the bundled data sets
-    that keeps accuracy and trains 3-10x faster, with a model file a fifth of the size."""
+    that keeps accuracy and trains 3-10x faster, with a model file a fifth of the size.
+    `char_ngrams` adds character 2–5-grams within words: on short texts with many labels
+    (banking77, clinc150) that gains 3-7 points of accuracy, for a model file ~7x larger."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
+    from sklearn.pipeline import make_pipeline, make_union
 
     smallest = min(list(labels).count(label) for label in set(labels))
     folds = max(2, min(3, smallest))
+    features: Any = TfidfVectorizer(
+        ngram_range=(1, 2), sublinear_tf=True, min_df=2 if len(texts) >= 200 else 1
+    )
+    if char_ngrams:
+        characters = TfidfVectorizer(
+            analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=features.min_df
+        )
+        features = make_union(features, characters)
     model = make_pipeline(
-        TfidfVectorizer(
-            ngram_range=(1, 2), sublinear_tf=True, min_df=2 if len(texts) >= 200 else 1
-        ),
+        features,
         CalibratedClassifierCV(LogisticRegression(C=10, max_iter=300, tol=1e-3), cv=folds),
     )
     model.fit(list(texts), list(labels))
@@ -96,10 +106,16 @@ class MLStep(Step[Any, Label]):
 
     @classmethod
     def train(
-        cls, name: str, texts: Sequence[str], labels: Sequence[str], **options: Any
+        cls,
+        name: str,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        *,
+        char_ngrams: bool = False,
+        **options: Any,
     ) -> MLStep:
-        """Fit the default text classifier on labelled examples."""
-        return cls(name, text_classifier(texts, labels), **options)
+        """Fit the default text classifier on labelled examples (see `text_classifier`)."""
+        return cls(name, text_classifier(texts, labels, char_ngrams=char_ngrams), **options)
 
     @classmethod
     def load(cls, name: str, path: Path, **options: Any) -> MLStep:
