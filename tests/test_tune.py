@@ -72,7 +72,7 @@ async def test_distillation_moves_traffic_to_the_ml_tier_and_corrections_win() -
 
     result = distill(workflow.step, store, workflow="sms", home=Settings().home)  # type: ignore[arg-type]
     assert result.examples == len(texts) and result.corrections == 1
-    assert result.share >= 0.5 and result.agreement >= 0.97
+    assert result.share >= 0.5 and result.agreement >= 0.97 and result.filter_agreement >= 0.97
     assert result.version is not None and (result.version / "model.skops").is_file()
 
     # The next build uses the distilled tier: most new items never reach the LLM.

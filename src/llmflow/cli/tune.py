@@ -242,7 +242,8 @@ def distill_command(
     out.print(
         f"learned from {result.examples} decisions ({result.corrections} corrected by people).\n"
         f"On held-out decisions the ml tier answers {result.share:.0%} of items at "
-        f"confidence ≥ {result.threshold:.3f}, agreeing with the LLM on {result.agreement:.1%}.\n"
+        f"confidence ≥ {result.threshold:.3f}, agreeing with the LLM on {result.agreement:.1%} "
+        f"of them; the filter agrees with the LLM alone on {result.filter_agreement:.1%}.\n"
         f"Expected saving: {format_cost(result.saving_per_1000)} per 1,000 items "
         f"(an LLM decision cost {format_cost(result.llm_cost_per_item)}).\n"
         f"Saved as {result.version}; the next run of {name} uses it."

@@ -258,6 +258,9 @@ class Distillation:
     """Of which a person corrected."""
     agreement: float
     """Held-out agreement of the ml tier with the LLM's labels, on the items it answers."""
+    filter_agreement: float
+    """Held-out agreement of the whole filter (ml where sure, else the LLM) with the LLM
+    alone: what `target_agreement` bounds."""
     share: float
     """Held-out share of items the ml tier answers at the calibrated threshold."""
     threshold: float
@@ -307,7 +310,9 @@ def distill(
     target_agreement: float = 0.97,
     min_examples: int = 20,
 ) -> Distillation:
-    """Train the ml tier on the LLM's recorded decisions and calibrate it against the LLM."""
+    """Train the ml tier on the LLM's recorded decisions and calibrate it against the LLM:
+    the ml threshold is the lowest at which the filter (ml where sure, else the LLM) still
+    agrees with the LLM alone on `target_agreement` of held-out decisions."""
     texts, labels, corrections = history(store, cascade.name, workflow)
     if len(texts) < min_examples or len(set(labels)) < 2:
         raise ConfigError(
@@ -341,6 +346,7 @@ def distill(
         examples=len(texts),
         corrections=corrections,
         agreement=agreement,
+        filter_agreement=calibration.accuracy,
         share=len(accepted) / len(said) if said else 0.0,
         threshold=threshold,
         llm_cost_per_item=per_item,
