@@ -255,3 +255,86 @@ def test_an_approval_survives_a_restart_and_is_answered_from_another_process(
     assert json.loads(output[: output.rindex("}") + 1])["items"][0]["output"] == "refunded i0"
     assert [r["item"] for r in _ledger(tmp_path)] == ["i0"]
     assert sorted(m.replied) == [("i0", "a"), ("i0", "b")]  # not asked again after the restart
+
+
+def _worker(env: dict[str, str], *flags: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([*LLMFLOW, "worker", "--concurrency", "1", "--heartbeat-s", "0.5",
+                             "--dead-after-s", "2", *flags], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+
+def _wait_for(check: Any, what: str, timeout_s: float = 60) -> Any:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"no {what} within {timeout_s:g}s")
+
+
+def _sql(url: str, query: str) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    try:
+        with psycopg.connect(url, autocommit=True) as db:
+            cursor = db.execute(query)
+            return cursor.fetchall() if cursor.description else []
+    except psycopg.errors.UndefinedTable:  # not made yet
+        return []
+
+
+def test_a_worker_keeps_its_concurrency_when_the_run_made_the_queue(
+    model: tuple[str, Model], inputs: Path, tmp_path: Path, postgres_url: str
+) -> None:
+    """`llmflow run` enqueues before any worker exists: the worker that starts then runs one
+    item at a time as asked (it once read the queue as the run had made it, without limits,
+    and took every item at once)."""
+    url, m = model
+    env = _env(tmp_path, LLMFLOW_DATABASE_URL=postgres_url)
+    runner = subprocess.Popen(
+        [*LLMFLOW, *_run_args(url, inputs, tmp_path)], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    enqueued = "select 1 from dbos.workflow_status"
+    _wait_for(lambda: len(_sql(postgres_url, enqueued)) == 3, "items enqueued")
+    worker = _worker(env)
+    try:
+        out, errs = runner.communicate(timeout=120)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    assert runner.returncode == 0, out + errs
+    # One item at a time: each item's two calls come one after the other.
+    assert len(m.requested) == 6
+    assert [i for i, _ in m.requested[0::2]] == [i for i, _ in m.requested[1::2]], m.requested
+
+
+def test_a_worker_declared_dead_while_alive_stops(tmp_path: Path, postgres_url: str) -> None:
+    """Fencing: a worker too busy to beat in time, whose runs another worker took over,
+    stops instead of running them a second time."""
+    env = _env(tmp_path, LLMFLOW_DATABASE_URL=postgres_url)
+    worker = _worker(env)
+    try:
+        rows = _wait_for(lambda: _sql(postgres_url, "select executor_id from llmflow_workers"),
+                         "heartbeat")  # fmt: skip
+        # What a second worker's claim writes when this one looked silent too long.
+        _sql(postgres_url, f"update llmflow_workers set recovered_by = 'worker:other' "
+                           f"where executor_id = '{rows[0][0]}'")  # fmt: skip
+        code = worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    output = worker.stdout.read() if worker.stdout else ""
+    assert code == 1, output
+    assert "worker:other took its runs over: stopping" in output
+
+
+def test_a_worker_refuses_a_dead_after_shorter_than_three_heartbeats(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    env = _env(tmp_path, LLMFLOW_DATABASE_URL=postgres_url)
+    code, output = _cli(["worker", "--heartbeat-s", "5", "--dead-after-s", "10"], env)
+    assert code == 2, output
+    assert "--dead-after-s 10 is too short for --heartbeat-s 5" in output
+    assert "--dead-after-s 15" in output

@@ -13,7 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RunError
 from ..ids import new_id
 from ..models.budget import Budget
 from ..models.cache import ResponseCache
@@ -340,6 +340,8 @@ def worker(
         serve(options)
     except ConfigError as e:
         raise fail(str(e)) from None
+    except RunError as e:  # declared dead by another worker while it was too busy to beat
+        raise fail(str(e), code=EXIT_FAILED) from None
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return EXIT_OK

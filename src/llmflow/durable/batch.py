@@ -409,7 +409,13 @@ async def _in_process(
 async def _via_queue(live: LiveRun, data: dict[str, Any], slots: list[ItemResult | None]) -> None:
     queue = await DBOS.retrieve_queue_async(RUN_QUEUE)
     if queue is None:
-        queue = await DBOS.register_queue_async(RUN_QUEUE, on_conflict="never_update")
+        # Created paused (no worker takes anything) until a worker registers its limits: a
+        # queue created here without limits let a worker starting at the same moment take
+        # every item at once, whatever its --concurrency (it reads the queue's row before it
+        # writes its own limits into it).
+        queue = await DBOS.register_queue_async(
+            RUN_QUEUE, worker_concurrency=0, on_conflict="never_update"
+        )
     handles = []
     for index, item in enumerate(live.items):
         with SetWorkflowID(f"{live.spec.run_id}/{index}"):

@@ -15,13 +15,14 @@ import threading
 import time
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 import sqlalchemy as sa
-from dbos import DBOS
+from dbos import DBOS, DBOSClient
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RunError
 from .batch import RUN_QUEUE
-from .engine import DurableSettings, launch, process_executor_id, shutdown
+from .engine import APP_NAME, DurableSettings, launch, process_executor_id, shutdown
 
 _workers = sa.Table(
     "llmflow_workers",
@@ -29,7 +30,13 @@ _workers = sa.Table(
     sa.Column("executor_id", sa.Text, primary_key=True),
     sa.Column("last_seen", sa.Float, nullable=False),
     sa.Column("recovered_by", sa.Text, nullable=True),
+    sa.Column("dead_after_s", sa.Float, nullable=True),
 )
+
+MIN_BEATS_TO_DEATH = 3
+"""`dead_after_s` must span this many heartbeats: a worker that misses one beat (a busy
+machine, a slow database) is late, not dead. Declaring a live worker dead would let a
+second worker run its items at the same time."""
 
 
 @dataclass(kw_only=True)
@@ -52,27 +59,55 @@ class Heartbeat:
         self.engine = sa.create_engine(url)
         self.executor_id = executor_id
         self.options = options
-        _workers.metadata.create_all(self.engine, checkfirst=True)
+        with self.engine.begin() as db:
+            # Workers starting together would race to create the table (PostgreSQL fails
+            # one of two concurrent CREATE TABLEs): one at a time, under a lock.
+            db.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('llmflow_workers'))"))
+            _workers.metadata.create_all(db, checkfirst=True)
+            # Tables made before the column existed.
+            db.execute(
+                sa.text("ALTER TABLE llmflow_workers ADD COLUMN IF NOT EXISTS dead_after_s FLOAT")
+            )
 
     def beat(self) -> None:
+        """Write this worker's row; fail if another worker declared it dead meanwhile (its
+        items are back on the queue: running them on here too would make calls twice)."""
         now = time.time()
         with self.engine.begin() as db:
+            mine = _workers.c.executor_id == self.executor_id
             updated = db.execute(
                 _workers.update()
-                .where(_workers.c.executor_id == self.executor_id)
-                .values(last_seen=now)
+                .where(mine, _workers.c.recovered_by.is_(None))
+                .values(last_seen=now, dead_after_s=self.options.dead_after_s)
             ).rowcount
-            if not updated:
-                db.execute(_workers.insert().values(executor_id=self.executor_id, last_seen=now))
+            if updated:
+                return
+            taken_by = db.execute(sa.select(_workers.c.recovered_by).where(mine)).scalar()
+            if taken_by is not None:
+                raise RunError(
+                    f"worker {self.executor_id} was silent longer than --dead-after-s and "
+                    f"{taken_by} took its runs over: stopping (raise --dead-after-s if this "
+                    "machine is often this busy)"
+                )
+            db.execute(
+                _workers.insert().values(
+                    executor_id=self.executor_id, last_seen=now,
+                    dead_after_s=self.options.dead_after_s,
+                )
+            )  # fmt: skip
 
     def claim_dead(self) -> list[str]:
-        """Executors silent for `dead_after_s` that this worker now owns the recovery of."""
-        cutoff = time.time() - self.options.dead_after_s
+        """Executors silent for `dead_after_s` (this worker's, or the longer one the silent
+        worker asked for) that this worker now owns the recovery of."""
+        now = time.time()
+        patience = sa.func.greatest(
+            sa.func.coalesce(_workers.c.dead_after_s, 0.0), self.options.dead_after_s
+        )
         claimed = []
         with self.engine.begin() as db:
             silent = db.execute(
                 sa.select(_workers.c.executor_id).where(
-                    _workers.c.last_seen < cutoff, _workers.c.recovered_by.is_(None)
+                    _workers.c.last_seen < now - patience, _workers.c.recovered_by.is_(None)
                 )
             ).scalars()
             for executor_id in list(silent):
@@ -91,6 +126,42 @@ class Heartbeat:
         self.engine.dispose()
 
 
+def _queue_limits(options: WorkerOptions) -> dict[str, Any]:
+    limiter = {"limit": options.rate, "period": options.period_s} if options.rate else None
+    return {
+        "worker_concurrency": options.concurrency,
+        "global_concurrency": options.global_concurrency,
+        "limiter": limiter,
+        "polling_interval_sec": 0.2,
+        "on_conflict": "always_update",
+    }
+
+
+def _register_queue_before_launch(settings: DurableSettings, limits: dict[str, Any]) -> None:
+    """Write the run queue's limits with a DBOS client (no queue polling) when the DBOS
+    tables exist. Best effort: on a database DBOS is still setting up (another process
+    migrating it) this is skipped, and safely so - a queue there can only be one that
+    `llmflow run` just made, paused until a worker sets its limits."""
+    try:
+        engine = sa.create_engine(settings.system_database_url)
+        try:
+            with engine.connect() as db:
+                ready = sa.inspect(db).has_table("queues", schema="dbos")
+        finally:
+            engine.dispose()
+        if not ready:
+            return
+        client = DBOSClient(
+            system_database_url=settings.system_database_url, application_name=APP_NAME
+        )
+        try:
+            client.register_queue(RUN_QUEUE, **limits)
+        finally:
+            client.destroy()
+    except sa.exc.SQLAlchemyError as e:  # launch() reports an unreachable database clearly
+        DBOS.logger.debug(f"queue limits not written before launch: {e}")
+
+
 def serve(options: WorkerOptions, stop: threading.Event | None = None) -> None:
     """Run a worker until `stop` is set (or SIGTERM/SIGINT)."""
     settings = DurableSettings()
@@ -99,18 +170,23 @@ def serve(options: WorkerOptions, stop: threading.Event | None = None) -> None:
             "a worker takes runs from a shared database: set LLMFLOW_DATABASE_URL to a "
             "postgresql:// URL (the same for `llmflow run` and every worker)"
         )
+    if options.dead_after_s < MIN_BEATS_TO_DEATH * options.heartbeat_s:
+        raise ConfigError(
+            f"--dead-after-s {options.dead_after_s:g} is too short for --heartbeat-s "
+            f"{options.heartbeat_s:g}: a live worker would be declared dead after one late "
+            f"beat; use at least {MIN_BEATS_TO_DEATH} heartbeats "
+            f"(--dead-after-s {MIN_BEATS_TO_DEATH * options.heartbeat_s:g})"
+        )
     stop = stop or threading.Event()
     executor_id = process_executor_id("worker")
+    limits = _queue_limits(options)
+    # DBOS starts taking items from the queue as configured in its row as soon as it is
+    # launched: write this worker's limits first where the row can exist already (else the
+    # first poll runs under another process's limits, e.g. all items at once), and again
+    # after the launch (a fresh database has no DBOS tables before it).
+    _register_queue_before_launch(settings, limits)
     launch(settings, executor_id=executor_id, listen_queues=[RUN_QUEUE])
-    limiter = {"limit": options.rate, "period": options.period_s} if options.rate else None
-    DBOS.register_queue(
-        RUN_QUEUE,
-        worker_concurrency=options.concurrency,
-        global_concurrency=options.global_concurrency,
-        limiter=limiter,  # type: ignore[arg-type]
-        polling_interval_sec=0.2,
-        on_conflict="always_update",
-    )
+    DBOS.register_queue(RUN_QUEUE, **limits)
     heart = Heartbeat(settings.system_database_url, executor_id, options)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
