@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..errors import ConfigError, RunError
@@ -18,9 +17,18 @@ from ..ids import new_id
 from ..models.budget import Budget
 from ..models.cache import ResponseCache
 from ..runtime.costs import summarise
-from ..runtime.runner import BatchResult, ItemResult, RunInterrupted
+from ..runtime.runner import BatchResult, RunInterrupted
 from ..store.sqlite import RunStore
-from .app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, err, fail, out
+from .app import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    BatchProgress,
+    err,
+    fail,
+    out,
+)
 
 if TYPE_CHECKING:
     from ..durable.batch import RunSpec
@@ -91,27 +99,15 @@ def _drive(job: Job, spec: RunSpec, *, resuming: bool, quiet: bool) -> BatchResu
     store = RunStore(job.settings.db_path)
     if job.cache:
         job.gateway.cache = ResponseCache(store)
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[failed]}"),
-        console=err,
-        disable=quiet,
+    progress = BatchProgress(
+        f"{job.workflow.name} on {job.settings.model}", len(job.items), quiet=quiet
     )
-    failed = 0
-
-    def done(result: ItemResult) -> None:
-        nonlocal failed
-        failed += not result.ok
-        progress.update(task, advance=1, failed=f"[red]{failed} failed" if failed else "")
 
     async def drive() -> BatchResult:
         try:
             return await run_durable(
                 job.workflow, job.items, spec=spec, gateway=job.gateway, store=store,
-                on_item_done=done, resuming=resuming,
+                on_item_done=progress.done, resuming=resuming,
             )  # fmt: skip
         except RunInterrupted as e:
             return e.batch
@@ -120,9 +116,6 @@ def _drive(job: Job, spec: RunSpec, *, resuming: bool, quiet: bool) -> BatchResu
 
     try:
         with progress:
-            task = progress.add_task(
-                f"{job.workflow.name} on {job.settings.model}", total=len(job.items), failed=""
-            )
             batch = asyncio.run(drive())
         job.summary = summarise(store.call_costs(spec.run_id))
     except ConfigError as e:

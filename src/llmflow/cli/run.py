@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..errors import ConfigError
@@ -21,12 +20,21 @@ from ..models.cache import ResponseCache
 from ..models.gateway import Gateway
 from ..models.pricing import Pricing, format_cost
 from ..runtime.costs import CostSummary, summarise
-from ..runtime.runner import BatchResult, Item, ItemResult, RunInterrupted, Workflow, run_batch
+from ..runtime.runner import BatchResult, Item, RunInterrupted, Workflow, run_batch
 from ..settings import Settings
 from ..spec import FileWorkflow
 from ..store.sqlite import RunStore, to_json
 from ..workflows import load_workflow
-from .app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, err, fail, out
+from .app import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    BatchProgress,
+    err,
+    fail,
+    out,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -254,25 +262,7 @@ async def _run_with_progress(
     *,
     quiet: bool,
 ) -> BatchResult:
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[failed]}"),
-        console=err,
-        disable=quiet,
-        transient=False,
-    )
-    failed = 0
-
-    def done(result: ItemResult) -> None:
-        nonlocal failed
-        failed += not result.ok
-        progress.update(task, advance=1, failed=f"[red]{failed} failed" if failed else "")
-
-    with progress:
-        task = progress.add_task(f"{wf.name} on {model}", total=len(items), failed="")
+    with BatchProgress(f"{wf.name} on {model}", len(items), quiet=quiet) as progress:
         try:
             return await run_batch(
                 wf,
@@ -285,7 +275,7 @@ async def _run_with_progress(
                 run_id=run_id,
                 budget=budget,
                 item_budget=item_budget,
-                on_item_done=done,
+                on_item_done=progress.done,
             )
         except RunInterrupted as e:
             # Ctrl-C: end normally with what finished, so asyncio.run returns it.
