@@ -26,11 +26,12 @@ from ..models.cache import ResponseCache
 from ..models.gateway import Gateway
 from ..models.pricing import format_cost
 from ..patterns.cascade import Cascade
-from ..runtime.evaluation import plot, score, variant_names
+from ..runtime.evaluation import check_variants, plot, score, variant_names
 from ..runtime.tuning import (
     TierAnswers,
     answers,
     calibrate_on,
+    cascades,
     distill,
     find_cascade,
     save_version,
@@ -70,7 +71,7 @@ def _settings(model: str | None, base_url: str | None) -> Settings:
 def _cascade(workflow: str, step: str | None) -> tuple[str, Cascade]:
     wf = load_workflow(workflow)
     if step is None:
-        found = _cascades(wf.step)
+        found = cascades(wf.step)
         if len(found) != 1:
             names = ", ".join(c.name for c in found) or "none"
             raise ConfigError(f"name the cascade to evaluate with --step (cascades: {names})")
@@ -78,26 +79,25 @@ def _cascade(workflow: str, step: str | None) -> tuple[str, Cascade]:
     return wf.name, find_cascade(wf.step, step)
 
 
-def _cascades(root: Any) -> list[Cascade]:
-    found = [root] if isinstance(root, Cascade) else []
-    for _, child in root.children():
-        found += _cascades(child)
-    return found
-
-
-def _answers(
-    cascade: Cascade, data: Path, settings: Settings, store: RunStore
-) -> tuple[TierAnswers, list[str]]:
+def _answers(cascade: Cascade, data: Path, settings: Settings) -> tuple[TierAnswers, list[str]]:
+    """Every tier's answer on the labelled rows of `data`, and the labels."""
     texts, truth = read_labelled(data)
     gateway = Gateway(settings)
     gateway.resolve()  # a missing key fails before any work
+    store = RunStore(settings.db_path)
     gateway.cache = ResponseCache(store)  # a second calibration does not pay again
     err.print(f"running {len(cascade.tiers)} tiers on {len(texts)} rows of {data} …")
+
+    async def all_tiers() -> TierAnswers:
+        try:
+            return await answers(cascade, texts, gateway)
+        finally:
+            await gateway.aclose()
+
     try:
-        tier_answers = asyncio.run(answers(cascade, texts, gateway))
+        return asyncio.run(all_tiers()), truth
     finally:
-        store.flush()
-    return tier_answers, truth
+        store.close()
 
 
 def calibrate(
@@ -121,11 +121,7 @@ def calibrate(
     try:
         settings = _settings(model, base_url)
         name, cascade = _cascade(workflow, step)
-        store = RunStore(settings.db_path)
-        try:
-            tier_answers, truth = _answers(cascade, data, settings, store)
-        finally:
-            store.close()
+        tier_answers, truth = _answers(cascade, data, settings)
         model_name = settings.model
         report = calibrate_on(
             tier_answers,
@@ -273,17 +269,11 @@ def evaluate(
     try:
         settings = _settings(model, base_url)
         name, cascade = _cascade(workflow, step)
-        chosen = [v.strip() for v in variants.split(",") if v.strip()] or variant_names(
-            [s.name for s, _ in cascade.tiers]
-        )
-        known = variant_names([s.name for s, _ in cascade.tiers])
-        if unknown := [v for v in chosen if v not in known]:
-            raise ConfigError(f"unknown variant(s) {', '.join(unknown)}: choose from {known}")
-        store = RunStore(settings.db_path)
-        try:
-            tier_answers, truth = _answers(cascade, data, settings, store)
-        finally:
-            store.close()
+        tiers = [s.name for s, _ in cascade.tiers]
+        chosen = check_variants(
+            [v.strip() for v in variants.split(",") if v.strip()] or variant_names(tiers), tiers
+        )  # before any model call
+        tier_answers, truth = _answers(cascade, data, settings)
         thresholds = cascade.by_model.get(settings.model, [t for _, t in cascade.tiers])
         scores = score(tier_answers, truth, thresholds, chosen)
         if plot_to is not None:

@@ -38,6 +38,17 @@ def variant_names(tiers: Sequence[str]) -> list[str]:
     return [*(f"{t}-only" for t in tiers), "cascade"]
 
 
+def check_variants(variants: Sequence[str], tiers: Sequence[str]) -> list[str]:
+    """`variants` if each names a tier's `-only` variant or `cascade`; else a ConfigError."""
+    known = variant_names(tiers)
+    unknown = [v for v in variants if v not in known]
+    if unknown:
+        raise ConfigError(
+            f"unknown variant(s) {', '.join(unknown)}: choose from {', '.join(known)}"
+        )
+    return list(variants)
+
+
 def score(
     tier_answers: TierAnswers,
     truth: Sequence[str],
@@ -45,12 +56,7 @@ def score(
     variants: Sequence[str],
 ) -> list[VariantScore]:
     """Scores of `variants` (`<tier>-only` or `cascade`) on rows labelled `truth`."""
-    known = variant_names(tier_answers.tiers)
-    unknown = [v for v in variants if v not in known]
-    if unknown:
-        raise ConfigError(
-            f"unknown variant(s) {', '.join(unknown)}: choose from {', '.join(known)}"
-        )
+    check_variants(variants, tier_answers.tiers)
     return [_score(tier_answers, truth, thresholds, v) for v in variants]
 
 

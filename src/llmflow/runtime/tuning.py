@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -33,18 +33,25 @@ from .context import RunContext, RunHooks
 from .runner import run
 
 
+def walk(root: Step[Any, Any]) -> Iterator[Step[Any, Any]]:
+    """Every step in `root`'s tree, `root` first, depth first."""
+    yield root
+    for _, child in root.children():
+        yield from walk(child)
+
+
 def find_step(root: Step[Any, Any], name: str) -> Step[Any, Any]:
     """The step called `name` anywhere in `root`'s tree (the first found, depth first)."""
-    stack = [root]
-    seen: list[str] = []
-    while stack:
-        step = stack.pop(0)
-        if step.name == name:
-            return step
-        seen.append(step.name)
-        stack[:0] = [child for _, child in step.children()]
-    cascades = sorted({s for s in seen if s})
-    raise ConfigError(f"the workflow has no step {name!r} (its steps: {', '.join(cascades)})")
+    found = next((step for step in walk(root) if step.name == name), None)
+    if found is None:
+        names = sorted({step.name for step in walk(root) if step.name})
+        raise ConfigError(f"the workflow has no step {name!r} (its steps: {', '.join(names)})")
+    return found
+
+
+def cascades(root: Step[Any, Any]) -> list[Cascade]:
+    """Every cascade in `root`'s tree."""
+    return [step for step in walk(root) if isinstance(step, Cascade)]
 
 
 def find_cascade(root: Step[Any, Any], name: str) -> Cascade:
@@ -68,8 +75,9 @@ def tuned(cascade: Cascade, home: Path, workflow: str) -> Cascade:
     thresholds: dict[str, float] = meta.get("thresholds", {})
     tiers: list[tuple[Step[Any, Any], float]] = []
     for step, threshold in cascade.tiers:
-        if isinstance(step, MLStep) and (latest / "model.skops").is_file():
-            step = MLStep.load(step.name, latest / "model.skops", text=step.text)
+        stored = latest / "model.skops"
+        if isinstance(step, MLStep) and step.source != stored and stored.is_file():
+            step = MLStep.load(step.name, stored, text=step.text)
         tiers.append((step, float(thresholds.get(step.name, threshold))))
     by_model = dict(cascade.by_model)
     for model, named in meta.get("thresholds_by_model", {}).items():
@@ -335,13 +343,14 @@ def distill(
         else 0.0
     )
     final = MLStep.train(template.name, texts, labels, text=template.text)
-    llm_calls = store.db.execute(
-        "SELECT COUNT(*), COALESCE(SUM(CAST(cost AS REAL)), 0) FROM model_calls c "
-        "JOIN runs r ON r.id = c.run_id WHERE r.workflow = ? AND c.cached = 0 "
-        "AND ('/' || c.step_path || '/') LIKE ?",
-        (workflow, f"%/{cascade.name}/%"),
-    ).fetchone()
-    per_item = Decimal(str(llm_calls[1])) / llm_calls[0] if llm_calls[0] else Decimal(0)
+    paid = [
+        Decimal(row["cost"] or 0)
+        for row in store.call_costs()
+        if row["workflow"] == workflow
+        and not row["cached"]
+        and f"/{cascade.name}/" in f"/{row['step_path']}/"
+    ]
+    per_item = sum(paid, Decimal(0)) / len(paid) if paid else Decimal(0)
     result = Distillation(
         examples=len(texts),
         corrections=corrections,

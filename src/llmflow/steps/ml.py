@@ -103,6 +103,8 @@ class MLStep(Step[Any, Label]):
         """A fitted scikit-learn classifier with `predict_proba`."""
         self.text = text
         """Turns the step's input into the text the model reads."""
+        self.source: Path | None = None
+        """The file the model was last loaded from or saved to, if any."""
 
     @classmethod
     def train(
@@ -132,7 +134,9 @@ class MLStep(Step[Any, Label]):
                 f"model file {path} holds types llmflow does not trust: {unknown} "
                 "(retrain it with llmflow, or inspect it with skops before trusting it)"
             )
-        return cls(name, sio.load(path, trusted=untrusted), **options)
+        step = cls(name, sio.load(path, trusted=untrusted), **options)
+        step.source = path
+        return step
 
     def save(self, path: Path) -> Path:
         """Save with skops (no pickle)."""
@@ -140,6 +144,7 @@ class MLStep(Step[Any, Label]):
 
         path.parent.mkdir(parents=True, exist_ok=True)
         sio.dump(self.model, path)
+        self.source = path
         return path
 
     @property
