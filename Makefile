@@ -53,6 +53,7 @@ bench: setup  ## Run the benchmarks and rewrite their committed results.
 	$(BIN)/python bench/cascade_eval.py
 	$(BIN)/python bench/distill_sms.py
 	$(BIN)/python bench/triage_thresholds.py
+	$(BIN)/python bench/triage_quality.py
 	$(BIN)/python bench/durable_overhead.py
 	$(BIN)/python bench/durable_workers.py
 
