@@ -4,6 +4,7 @@ The public names are listed once, here; everything else is internal and may chan
 """
 
 from .errors import (
+    BudgetExceededError,
     ConfigError,
     InputError,
     LLMFlowError,
@@ -12,10 +13,12 @@ from .errors import (
     ModelTimeoutError,
     OutputValidationError,
     RunError,
+    SpecError,
     StepError,
     TransientModelError,
     UnknownModelError,
 )
+from .models.budget import Budget
 from .models.client import (
     Message,
     ModelClient,
@@ -57,6 +60,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AgentStep",
     "BatchResult",
+    "Budget",
+    "BudgetExceededError",
     "Candidate",
     "CascadeResult",
     "CodeStep",
@@ -93,6 +98,7 @@ __all__ = [
     "RunHooks",
     "RunInterrupted",
     "RunStore",
+    "SpecError",
     "Sampling",
     "Settings",
     "Step",
