@@ -28,8 +28,9 @@ TRUSTED_TYPES = frozenset(
 )
 
 
-def read_labelled(path: Path) -> tuple[list[str], list[str]]:
-    """Texts and labels from JSONL rows `{"text": ..., "label": ...}`."""
+def read_labelled(path: str | Path) -> tuple[list[str], list[str]]:
+    """Texts and labels from JSONL rows `{"text": ..., "label": ...}` in the file at `path`."""
+    path = Path(path)
     texts: list[str] = []
     labels: list[str] = []
     try:
