@@ -3,15 +3,43 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 # llama-cpp-python has no prebuilt wheel on PyPI: it builds from source (7-20 min on 2 cores),
-# once; pip caches the wheel for later installs. The multimodal part is not needed.
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+# once per machine. The build is portable, never -march=native: the machine that builds is not
+# always the one that runs (CI, a container moved to another host), and a native build on a CPU
+# with AMX/AVX-512 FP16 segfaulted elsewhere. x86-64-v3 (AVX2, FMA, F16C, BMI2: every x86
+# server and laptop since ~2015) is the default; `make setup LLAMA_LEVEL=x86-64-v2` builds
+# for older CPUs (SSE4.2 only, slower). The wheel is kept in a folder named by version, level
+# and Python, because pip's own wheel cache ignores build flags and would hand back a
+# wheel built with other ones. Delete that folder to force a rebuild.
+LLAMA_VERSION ?= 0.3.36
+ARCH          := $(shell uname -m)
+ifeq ($(ARCH),x86_64)
+LLAMA_LEVEL   ?= x86-64-v3
+else
+LLAMA_LEVEL   ?= $(ARCH)-generic
+endif
+LLAMA_FLAGS_x86-64-v3 := -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+                         -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF
+LLAMA_FLAGS_x86-64-v2 := -DGGML_AVX=OFF -DGGML_AVX2=OFF -DGGML_FMA=OFF -DGGML_F16C=OFF -DGGML_BMI2=OFF \
+                         -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF
+LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF $(LLAMA_FLAGS_$(LLAMA_LEVEL))
+PYTAG   := $(shell $(PY) -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+WHEELS  ?= $(HOME)/.cache/llmflow/wheels/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_LEVEL)-$(PYTAG)
 STAMP   := $(VENV)/.installed
 
 .PHONY: setup graphviz postgres triage test lint typecheck bench clean
 
-$(STAMP): pyproject.toml
+$(WHEELS)/.built:
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@echo "building llama-cpp-python $(LLAMA_VERSION) for $(LLAMA_LEVEL) (7-20 min, once per machine)"
+	rm -rf $(WHEELS).partial && mkdir -p $(WHEELS).partial
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip wheel --quiet --no-cache-dir --no-deps \
+	  --no-binary llama-cpp-python "llama-cpp-python==$(LLAMA_VERSION)" -w $(WHEELS).partial
+	rm -rf $(WHEELS) && mv $(WHEELS).partial $(WHEELS) && touch $@
+
+$(STAMP): pyproject.toml $(WHEELS)/.built
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall $(WHEELS)/llama_cpp_python-*.whl
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 

@@ -198,7 +198,9 @@ def _kill_and_resume_with_worker(
         [*LLMFLOW, *_run_args(url, inputs, tmp_path)], env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert worker.wait(timeout=120) == -signal.SIGKILL
+    assert worker.wait(timeout=120) == -signal.SIGKILL, (
+        worker.stdout.read() if worker.stdout else ""
+    )
     model.kill_at = None
     # A second worker notices the first stopped heart-beating and takes its runs over.
     second = subprocess.Popen([*LLMFLOW, "worker", "--concurrency", "1", "--heartbeat-s", "0.5",

@@ -18,7 +18,6 @@ import asyncio
 import hashlib
 import importlib
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -26,20 +25,27 @@ from pathlib import Path
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
-from dbos._error import DBOSUnexpectedStepError
 from pydantic import BaseModel
 
 from ..errors import BudgetExceededError, ConfigError, RunError
-from ..ids import new_id
 from ..models.budget import Budget
 from ..models.cache import ResponseCache
 from ..models.gateway import Gateway
 from ..runtime.context import RunContext, RunHooks
 from ..runtime.recording import StoreRecorder
-from ..runtime.runner import BatchResult, Item, ItemResult, Workflow
+from ..runtime.runner import (
+    BatchResult,
+    BatchRun,
+    Item,
+    ItemExecutor,
+    ItemResult,
+    Skipped,
+    Workflow,
+)
 from ..settings import Settings
 from ..steps.base import Step
 from ..store.sqlite import RunStore
+from .dbos_api import UnexpectedStepError, recover_pending_workflows
 from .serialization import RecordedError
 from .steps import DurableGateway
 
@@ -109,28 +115,29 @@ def keys_digest(items: Sequence[Item]) -> str:
 
 
 @dataclass(kw_only=True)
-class LiveRun:
-    """A run as this process holds it: the workflow, the items and the context they run in."""
+class DurableRun(BatchRun):
+    """A batch run as this process holds it, with what rebuilding it needs."""
 
     spec: RunSpec
-    workflow: Workflow
-    items: list[Item]
-    base: RunContext
-    item_budget: Callable[[], Budget] | None = None
-    on_item_done: Callable[[ItemResult], None] | None = None
-    stop: BudgetExceededError | None = None
+    """The run's spec, as stored with its item workflows."""
     errors: dict[int, BaseException] = field(default_factory=dict)
     """The exceptions of failed items run in this process (their recorded form is text)."""
-    store: RunStore | None = None
 
 
-_live: dict[tuple[str, int], LiveRun] = {}
+_live: dict[tuple[str, int], DurableRun] = {}
 """Runs by (run id, thread): DBOS runs recovered workflows on its own event loop thread,
 where they get their own store connection and gateway (neither may cross threads)."""
 
 
 def _here(run_id: str) -> tuple[str, int]:
     return (run_id, threading.get_ident())
+
+
+def detach(run_id: str) -> None:
+    """Forget this thread's copy of run `run_id` (the next `attach` rebuilds it)."""
+    live = _live.pop(_here(run_id), None)
+    if live is not None and live.store is not None:
+        live.store.close()
 
 
 def _check(spec: RunSpec, workflow: Workflow, items: Sequence[Item]) -> None:
@@ -163,7 +170,33 @@ def _gateway(spec: RunSpec) -> Gateway:
     return DurableGateway.adopt(gateway)
 
 
-def attach(spec: RunSpec) -> LiveRun:
+def _durable_run(
+    spec: RunSpec,
+    workflow: Workflow,
+    items: Sequence[Item],
+    gateway: Gateway,
+    store: RunStore | None,
+    hooks: Sequence[RunHooks] = (),
+) -> DurableRun:
+    budget = spec.budget()
+    recorder = (StoreRecorder(store, durable=True),) if store is not None else ()
+    return DurableRun(
+        spec=spec,
+        workflow=workflow,
+        items=list(items),
+        base=RunContext(
+            gateway=DurableGateway.adopt(gateway),
+            run_id=spec.run_id,
+            hooks=(*recorder, *hooks),
+            out_dir=Path(spec.out_dir) if spec.out_dir else None,
+            budgets=(budget,) if budget is not None else (),
+        ),
+        store=store,
+        item_budget=spec.item_budget(),
+    )
+
+
+def attach(spec: RunSpec) -> DurableRun:
     """Rebuild a run in this process from its spec (a resume, or a worker's first item of it)."""
     live = _live.get(_here(spec.run_id))
     if live is not None:
@@ -179,37 +212,16 @@ def attach(spec: RunSpec) -> LiveRun:
     store = RunStore(gateway.settings.db_path)
     if spec.cache:
         gateway.cache = ResponseCache(store)
-    if not _has_run(store, spec.run_id):
-        store.start_run(
-            spec.run_id, workflow=workflow.name, model=gateway.settings.model,
-            source=spec.source, out_dir=spec.out_dir, items_total=spec.items_total,
-        )  # fmt: skip
-    budget = spec.budget()
-    live = LiveRun(
-        spec=spec,
-        workflow=workflow,
-        items=items,
-        base=RunContext(
-            gateway=gateway,
-            run_id=spec.run_id,
-            hooks=(StoreRecorder(store),),
-            out_dir=Path(spec.out_dir) if spec.out_dir else None,
-            budgets=(budget,) if budget is not None else (),
-        ),
-        item_budget=spec.item_budget(),
-        store=store,
-    )
+    live = _durable_run(spec, workflow, items, gateway, store)
+    if not store.has_run(spec.run_id):
+        live.start(model=gateway.settings.model, source=spec.source)
     _live[_here(spec.run_id)] = live
     return live
 
 
-def _has_run(store: RunStore, run_id: str) -> bool:
-    return store.db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
-
-
 @DBOS.workflow(name="llmflow.item")
 async def item_workflow(spec_data: dict[str, Any], index: int, key: str) -> dict[str, Any]:
-    """One item of a run: its step on its input, under the run's context."""
+    """One item of a run: the run's item lifecycle (`BatchRun.run_item`), checkpointed."""
     spec = RunSpec.model_validate(spec_data)
     live = attach(spec)
     item = live.items[index]
@@ -217,46 +229,37 @@ async def item_workflow(spec_data: dict[str, Any], index: int, key: str) -> dict
         raise ConfigError(f"item {index} of run {spec.run_id} is {item.key!r}, not {key!r}")
     if live.stop is not None:  # the run's budget is spent: start nothing more
         return {"ok": False, "skipped": True, "error": str(live.stop), "type": "stopped"}
-    budgets = [live.item_budget()] if live.item_budget else []
-    ctx = live.base.for_item(new_id(), *budgets)
-    started_at = time.time()
-    for hook in ctx.hooks:
-        hook.on_item_start(ctx, key=key)
-    output: Any = None
-    error: BaseException | None = None
-    try:
-        output = await live.workflow.step(item.value, ctx)
-    except DBOSUnexpectedStepError as e:
-        error = e
+    result = await live.run_item(index, item)
+    error = result.error
+    if error is None:
+        return {"ok": True, "output": result.output}
+    if isinstance(error, UnexpectedStepError):
         raise CodeChangedError(
             f"run {spec.run_id}, item {key!r}: the recorded steps do not match the code "
-            f"({e}); resume it with the code it started with"
-        ) from e
-    except BudgetExceededError as e:
-        error = e
-        if e.scope != "item":
-            live.stop = live.stop or e
-    except Exception as e:
-        error = e
-    except BaseException as e:  # cancelled: recorded as interrupted, the workflow stays pending
-        error = e
-        raise
-    finally:
-        for hook in ctx.hooks:
-            hook.on_item_end(ctx, key=key, output=output, error=error, started_at=started_at)
-    if error is None:
-        return {"ok": True, "output": output}
+            f"({error}); resume it with the code it started with"
+        ) from error
     live.errors[index] = error
     scope = error.scope if isinstance(error, BudgetExceededError) else None
-    return {"ok": False, "error": str(error), "type": type(error).__name__, "scope": scope}
+    budget = error.budget if isinstance(error, BudgetExceededError) else None
+    return {"ok": False, "error": str(error), "type": type(error).__name__, "scope": scope,
+            "budget": budget}  # fmt: skip
 
 
-def _item_result(live: LiveRun | None, index: int, key: str, record: dict[str, Any]) -> ItemResult:
+def _item_result(live: DurableRun, index: int, key: str, record: dict[str, Any]) -> ItemResult:
+    """An item's result from its workflow's record (the exception itself when it failed in
+    this process)."""
     if record.get("ok"):
         return ItemResult(key=key, output=record.get("output"))
-    error = live.errors.get(index) if live is not None else None
+    message = str(record.get("error"))
+    error: BaseException | None
+    if record.get("skipped"):
+        error = Skipped(message, budget="run", scope="run")
+    else:
+        error = live.errors.get(index)
+    if error is None and record.get("scope") == "run":  # the run's budget, spent elsewhere
+        error = BudgetExceededError(message, budget=str(record.get("budget")), scope="run")
     if error is None:
-        error = RecordedError(str(record.get("type")), str(record.get("error")), typed=False)
+        error = RecordedError(str(record.get("type")), message, typed=False)
     return ItemResult(key=key, error=error)
 
 
@@ -273,7 +276,8 @@ async def run_durable(
 ) -> BatchResult:
     """Run (or resume) `workflow` on `items` durably; needs `engine.launch()` first.
 
-    Like `runtime.runner.run_batch`, with the same results and statuses; in shared mode
+    The run's lifecycle is `runtime.runner.BatchRun`'s, as for `run_batch`, with the same
+    results and statuses; only each item executes as a DBOS workflow. In shared mode
     (PostgreSQL) the items go to the run queue, for `llmflow worker` processes to take.
     """
     from .engine import launched
@@ -282,131 +286,51 @@ async def run_durable(
     if settings is None:
         raise RunError("the durable engine is not running: call llmflow.durable.launch() first")
     _check(spec, workflow, items)
-    all_hooks = tuple(hooks)
-    if store is not None:
-        all_hooks = (StoreRecorder(store), *all_hooks)
-        if not _has_run(store, spec.run_id):
-            store.start_run(
-                spec.run_id, workflow=workflow.name, model=spec.model or gateway.settings.model,
-                source=spec.source, out_dir=spec.out_dir, items_total=len(items),
-            )  # fmt: skip
-        elif resuming:
-            store.add("UPDATE runs SET status = 'running', ended_at = NULL WHERE id = ?",
-                      (spec.run_id,))  # fmt: skip
-            store.flush()
-    budget = spec.budget()
-    out_dir = Path(spec.out_dir) if spec.out_dir else None
-    live = LiveRun(
-        spec=spec,
-        workflow=workflow,
-        items=list(items),
-        base=RunContext(
-            gateway=DurableGateway.adopt(gateway),
-            run_id=spec.run_id,
-            hooks=all_hooks,
-            out_dir=out_dir,
-            budgets=(budget,) if budget is not None else (),
-        ),
-        item_budget=spec.item_budget(),
-        on_item_done=on_item_done,
-        store=store,
-    )
+    live = _durable_run(spec, workflow, items, gateway, store, hooks)
+    live.on_item_done = on_item_done
+    live.start(
+        model=spec.model or gateway.settings.model, source=spec.source,
+        resuming=store is not None and store.has_run(spec.run_id),
+    )  # fmt: skip
     _live[_here(spec.run_id)] = live
-    recovered = await _recover(spec.run_id) if resuming else {}
-    slots: list[ItemResult | None] = [None] * len(items)
     data = spec.model_dump()
-    interrupted = False
     try:
         if settings.shared:
-            await _via_queue(live, data, slots)
+            execute = await _via_queue(live, data)
+            concurrency = max(1, len(items))  # the queue bounds what runs, not this driver
         else:
-            await _in_process(live, data, slots, recovered)
-    except asyncio.CancelledError:
-        interrupted = True
+            recovered = await _recover(spec.run_id) if resuming else {}
+            if resuming and store is not None:
+                # No process runs this run any more (`_recover` checked): calls left in
+                # flight by the one that died will never end; say so in their records.
+                store.interrupt_calls(spec.run_id)
+            execute = _in_process(live, data, recovered)
+            concurrency = spec.concurrency
+        return await live.drive(execute, concurrency=concurrency)
     finally:
         _live.pop(_here(spec.run_id), None)
-    results = [r for r in slots if r is not None]
-    stop = live.stop
-    if stop is None:  # items that ran in another process may have been stopped there
-        stop_error = next((r.error for r in results if _is_stop(r.error)), None)
-    else:
-        stop_error = stop
-    from ..runtime.runner import _status
-
-    batch = BatchResult(
-        run_id=spec.run_id,
-        workflow=workflow.name,
-        results=[r for r in results if not _skipped(r)],
-        status="stopped" if stop_error is not None and not interrupted
-        else _status(results, interrupted),
-        out_dir=out_dir,
-        error=str(stop_error) if stop_error is not None else None,
-    )  # fmt: skip
-    error = batch.error
-    try:
-        if workflow.finish is not None and not interrupted:
-            batch.artifacts = workflow.finish(batch, live.base.child(workflow.name))
-    except Exception as e:
-        batch.status, error = "failed", f"finish: {type(e).__name__}: {e}"
-        raise
-    finally:
-        if store is not None:
-            store.end_run(
-                spec.run_id,
-                status=batch.status,
-                items_ok=sum(r.ok for r in batch.results),
-                items_failed=sum(not r.ok for r in batch.results),
-                error=error,
-            )
-    if interrupted:
-        from ..runtime.runner import RunInterrupted
-
-        raise RunInterrupted(batch)
-    return batch
 
 
-def _skipped(result: ItemResult) -> bool:
-    return isinstance(result.error, RecordedError) and result.error.type_name == "stopped"
+def _in_process(live: DurableRun, data: dict[str, Any], recovered: dict[str, Any]) -> ItemExecutor:
+    """Items as workflows started by this process (or, when recovered from a process that
+    died, running on DBOS's own loop: their results are polled)."""
 
-
-def _is_stop(error: BaseException | None) -> bool:
-    if isinstance(error, BudgetExceededError):
-        return error.scope != "item"
-    return isinstance(error, RecordedError) and error.type_name == "stopped"
-
-
-async def _in_process(
-    live: LiveRun,
-    data: dict[str, Any],
-    slots: list[ItemResult | None],
-    recovered: dict[str, Any],
-) -> None:
-    indices = iter(range(len(live.items)))
-
-    async def worker() -> None:
-        for index in indices:
-            if live.stop is not None:
-                return
-            await one(index)
-
-    async def one(index: int) -> None:
-        key = live.items[index].key
+    async def execute(index: int, item: Item) -> ItemResult:
         workflow_id = f"{live.spec.run_id}/{index}"
-        if workflow_id in recovered:  # running on DBOS's own loop: poll for the result
+        if workflow_id in recovered:
             polled: Any = await DBOS.retrieve_workflow_async(workflow_id)
             record = await polled.get_result(polling_interval_sec=0.1)
         else:
             with SetWorkflowID(workflow_id):
-                handle = await DBOS.start_workflow_async(item_workflow, data, index, key)
+                handle = await DBOS.start_workflow_async(item_workflow, data, index, item.key)
             record = await handle.get_result()
-        _done(live, slots, index, key, record)
+        return _item_result(live, index, item.key, record)
 
-    async with asyncio.TaskGroup() as group:
-        for _ in range(min(live.spec.concurrency, len(live.items))):
-            group.create_task(worker())
+    return execute
 
 
-async def _via_queue(live: LiveRun, data: dict[str, Any], slots: list[ItemResult | None]) -> None:
+async def _via_queue(live: DurableRun, data: dict[str, Any]) -> ItemExecutor:
+    """Items as workflows on the shared run queue, taken by `llmflow worker` processes."""
     queue = await DBOS.retrieve_queue_async(RUN_QUEUE)
     if queue is None:
         # Created paused (no worker takes anything) until a worker registers its limits: a
@@ -416,20 +340,14 @@ async def _via_queue(live: LiveRun, data: dict[str, Any], slots: list[ItemResult
         queue = await DBOS.register_queue_async(
             RUN_QUEUE, worker_concurrency=0, on_conflict="never_update"
         )
-    handles = []
-    for index, item in enumerate(live.items):
+
+    async def execute(index: int, item: Item) -> ItemResult:
         with SetWorkflowID(f"{live.spec.run_id}/{index}"):
-            handles.append(await queue.enqueue_async(item_workflow, data, index, item.key))
-    for index, handle in enumerate(handles):
+            handle = await queue.enqueue_async(item_workflow, data, index, item.key)
         record = await handle.get_result(polling_interval_sec=0.1)
-        _done(live, slots, index, live.items[index].key, record)
+        return _item_result(live, index, item.key, record)
 
-
-def _done(live: LiveRun, slots: list[ItemResult | None], index: int, key: str, record: Any) -> None:
-    result = _item_result(live, index, key, record)
-    slots[index] = result
-    if live.on_item_done is not None and not _skipped(result):
-        live.on_item_done(result)
+    return execute
 
 
 async def _recover(run_id: str) -> dict[str, Any]:
@@ -449,7 +367,7 @@ async def _recover(run_id: str) -> dict[str, Any]:
         )
     if not executors:
         return {}
-    handles = await asyncio.to_thread(DBOS._recover_pending_workflows, sorted(executors))
+    handles = await asyncio.to_thread(recover_pending_workflows, sorted(executors))
     return {h.workflow_id: h for h in handles if h.workflow_id.startswith(f"{run_id}/")}
 
 

@@ -26,9 +26,9 @@ from typing import Any
 
 import pydantic
 from cryptography.fernet import Fernet, InvalidToken
-from dbos._serialization import Serializer
 
 from ..errors import ConfigError, RunError
+from .dbos_api import Serializer
 
 SERIALIZER_NAME = "llmflow_json"
 _ENCRYPTED = "fernet:"

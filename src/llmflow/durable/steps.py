@@ -11,31 +11,32 @@ Outside a durable run the same code runs directly, so steps never need two versi
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from dbos import DBOS
-from dbos._context import get_local_dbos_context
 
+from ..ids import new_id
 from ..models.client import ModelRequest, ModelResponse
-from ..models.gateway import CallObserver, Gateway
+from ..models.gateway import CallObserver, Gateway, ModelCall
 from ..runtime.idempotency import current_idempotency_key as current_idempotency_key
 from ..runtime.idempotency import idempotency_key as idempotency_key
+from .dbos_api import has_context, in_workflow
 
 T = TypeVar("T")
 
 
 def in_durable_run() -> bool:
     """Whether this code runs in a durable workflow (and not inside one of its steps)."""
-    ctx = get_local_dbos_context()
-    return ctx is not None and ctx.is_workflow()
+    return in_workflow()
 
 
 def effect_key(run_id: str | None, item_id: str | None, path: str) -> str:
     """The key of the effect at `path`: durable runs use the workflow id (stable across
     resumes); others the run and item ids (unique to that execution)."""
-    workflow_id = DBOS.workflow_id if get_local_dbos_context() is not None else None
+    workflow_id = DBOS.workflow_id if has_context() else None
     if workflow_id:
         return f"{workflow_id}/{path}"
     if not run_id and not item_id:  # `run(step, input)`: no ids, yet each run is another
@@ -70,12 +71,7 @@ class DurableGateway(Gateway):
         """A durable gateway with `gateway`'s settings, limits, cache and registered clients."""
         if isinstance(gateway, DurableGateway):
             return gateway
-        durable = cls(
-            gateway.settings, limits=gateway._limits, backoff=gateway._backoff,
-            cache=gateway.cache,
-        )  # fmt: skip
-        durable._clients = gateway._clients
-        return durable
+        return gateway.derive(cls)
 
     async def complete(
         self,
@@ -84,17 +80,29 @@ class DurableGateway(Gateway):
         model: str | None = None,
         observer: CallObserver | None = None,
         use_cache: bool = True,
+        call_id: str | None = None,
     ) -> ModelResponse:
         if not in_durable_run():
             return await super().complete(
-                request, model=model, observer=observer, use_cache=use_cache
+                request, model=model, observer=observer, use_cache=use_cache, call_id=call_id
             )
         path = getattr(observer, "path", "") or "call"
 
         async def call() -> ModelResponse:
+            # Inside the checkpointed step: the call is on record before it is sent, so a
+            # crash mid-call leaves a trace of a request the provider may have billed.
+            call_id = new_id()
+            start = getattr(observer, "on_model_call_start", None)
+            if start is not None:
+                name = model or self.settings.model
+                client, _ = self.resolve(name)
+                start(ModelCall(id=call_id, model=name, provider=client.provider,
+                                request=request, response=None, started_at=time.time(),
+                                latency_s=0.0, attempts=0))  # fmt: skip
             return await Gateway.complete(
-                self, request, model=model, observer=observer, use_cache=use_cache
-            )
+                self, request, model=model, observer=observer, use_cache=use_cache,
+                call_id=call_id,
+            )  # fmt: skip
 
         response: Any = await DBOS.run_step_async({"name": f"model:{path}"}, call)
         return response  # type: ignore[no-any-return]

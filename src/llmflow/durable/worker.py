@@ -22,6 +22,7 @@ from dbos import DBOS, DBOSClient
 
 from ..errors import ConfigError, RunError
 from .batch import RUN_QUEUE
+from .dbos_api import recover_pending_workflows
 from .engine import APP_NAME, DurableSettings, launch, process_executor_id, shutdown
 
 _workers = sa.Table(
@@ -200,7 +201,7 @@ def serve(options: WorkerOptions, stop: threading.Event | None = None) -> None:
             heart.beat()
             for dead in heart.claim_dead():
                 DBOS.logger.warning(f"worker {dead} stopped heart-beating: recovering its runs")
-                DBOS._recover_pending_workflows([dead])
+                recover_pending_workflows([dead])
             stop.wait(options.heartbeat_s)
     finally:
         heart.leave()

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from aiolimiter import AsyncLimiter
@@ -117,6 +117,8 @@ def exponential_backoff(retry: int) -> float:
     return float(min(30.0, 0.5 * 2 ** (retry - 1)) + random.uniform(0, 0.5))
 
 
+GatewayT = TypeVar("GatewayT", bound="Gateway")
+
 ClientFactory = Callable[[str], ModelClient]
 """Builds a client for the part of a model name after `prefix:`."""
 
@@ -140,6 +142,13 @@ class Gateway:
         self._clients: dict[str, ModelClient] = {}
         self._lanes: dict[str, _Lane] = {}
         self._backoff = backoff
+
+    def derive(self, cls: type[GatewayT]) -> GatewayT:
+        """A gateway of class `cls` (a subclass) sharing this one's settings, limits, cache
+        and registered clients."""
+        other = cls(self.settings, limits=self._limits, backoff=self._backoff, cache=self.cache)
+        other._clients = self._clients
+        return other
 
     # -- resolution -------------------------------------------------------------------------
 
@@ -212,9 +221,10 @@ class Gateway:
         model: str | None = None,
         observer: CallObserver | None = None,
         use_cache: bool = True,
+        call_id: str | None = None,
     ) -> ModelResponse:
         """Run one model call: from the cache when it can, else under its provider's limits
-        and the observer's budgets; report it to `observer`."""
+        and the observer's budgets; report it to `observer` (under `call_id`, when given)."""
         name = model or self.settings.model
         client, model_id = self.resolve(name)
         started_at = time.time()
@@ -225,7 +235,7 @@ class Gateway:
             if hit is not None:
                 if observer is not None:
                     observer.on_model_call(
-                        ModelCall(id=new_id(), model=name, provider=client.provider,
+                        ModelCall(id=call_id or new_id(), model=name, provider=client.provider,
                                   request=request, response=hit, started_at=started_at,
                                   latency_s=0.0, attempts=0, cached=True)
                     )  # fmt: skip
@@ -301,7 +311,7 @@ class Gateway:
             if observer is not None:
                 observer.on_model_call(
                     ModelCall(
-                        id=new_id(),
+                        id=call_id or new_id(),
                         model=name,
                         provider=client.provider,
                         request=request,

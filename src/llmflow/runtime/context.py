@@ -51,6 +51,9 @@ class RunHooks:
     ) -> None:
         """A step ends (`ctx.path` is its path), with its output or error."""
 
+    def on_model_call_start(self, ctx: RunContext, *, call: ModelCall, **kwargs: Any) -> None:
+        """A model call is about to be sent (durable runs only: `call.response` is None)."""
+
     def on_model_call(self, ctx: RunContext, *, call: ModelCall, **kwargs: Any) -> None:
         """A model call ends, successful or not."""
 
@@ -97,6 +100,11 @@ class RunContext:
     def for_item(self, item_id: str, *extra_budgets: Budget) -> RunContext:
         """The root context of one batch item, with budgets of its own added."""
         return dataclasses.replace(self, item_id=item_id, budgets=(*self.budgets, *extra_budgets))
+
+    def on_model_call_start(self, call: ModelCall) -> None:
+        """A call about to be sent, for hooks that keep a record of calls in flight."""
+        for hook in self.hooks:
+            hook.on_model_call_start(self, call=call)
 
     def on_model_call(self, call: ModelCall) -> None:
         """The gateway's observer: hand the call's record to every hook."""

@@ -14,11 +14,16 @@ from .context import RunContext, RunHooks
 class StoreRecorder(RunHooks):
     """Records the items, steps and model calls of runs into a `RunStore`.
 
-    An item's rows are committed together when the item ends.
+    An item's rows are committed together when the item ends. In a durable run
+    (`durable=True`) model calls are committed as they start and end, inside the checkpointed
+    step: a call that completed before a crash is never replayed through the recorder, and
+    one in flight at the crash stays on record (as `interrupted`), so every call the provider
+    saw is recorded.
     """
 
-    def __init__(self, store: RunStore) -> None:
+    def __init__(self, store: RunStore, *, durable: bool = False) -> None:
         self.store = store
+        self.durable = durable
 
     def on_item_start(self, ctx: RunContext, *, key: str, **kwargs: Any) -> None:
         if ctx.item_id is not None and ctx.run_id is not None:
@@ -68,5 +73,14 @@ class StoreRecorder(RunHooks):
             latency_s=latency_s,
         )
 
+    def on_model_call_start(self, ctx: RunContext, *, call: ModelCall, **kwargs: Any) -> None:
+        if self.durable:
+            self.store.add_model_call(
+                call, run_id=ctx.run_id, item_id=ctx.item_id, step_path=ctx.path, status="running"
+            )
+            self.store.flush()
+
     def on_model_call(self, ctx: RunContext, *, call: ModelCall, **kwargs: Any) -> None:
         self.store.add_model_call(call, run_id=ctx.run_id, item_id=ctx.item_id, step_path=ctx.path)
+        if self.durable:
+            self.store.flush()

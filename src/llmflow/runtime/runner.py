@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -100,6 +100,157 @@ class Workflow:
     """The columns of an item's output in the CLI's result table."""
 
 
+ItemExecutor = Callable[[int, Item], Awaitable[ItemResult]]
+"""How one item of a batch is executed: in this process (`BatchRun.run_item`), or by the
+durable engine as a checkpointed workflow that may run in another process."""
+
+
+def item_id(run_id: str, index: int) -> str:
+    """The id of item `index` of run `run_id`: stable, so that an item run again after a
+    crash updates its own record instead of adding a second one."""
+    return f"{run_id}.{index}"
+
+
+@dataclass(kw_only=True)
+class BatchRun:
+    """A batch as it runs: the one place the run and item lifecycle is written.
+
+    `run_batch` drives it in this process; the durable engine drives the same object, only
+    executing each item as a checkpointed workflow (`durable.batch`).
+    """
+
+    workflow: Workflow
+    """What runs on each item."""
+    items: list[Item]
+    """The batch, in input order."""
+    base: RunContext
+    """The run's context: each item runs in `base.for_item(...)`."""
+    store: RunStore | None = None
+    """Where the run is recorded (its recorder is among `base.hooks`)."""
+    item_budget: Callable[[], Budget] | None = None
+    """Makes each item's own budget, whose crossing fails that item only."""
+    on_item_done: Callable[[ItemResult], None] | None = None
+    """Called with each item's result as it ends (progress bars)."""
+    stop: BudgetExceededError | None = None
+    """The run's budget is spent: no further item starts."""
+
+    @property
+    def run_id(self) -> str:
+        assert self.base.run_id is not None
+        return self.base.run_id
+
+    async def run_item(self, index: int, item: Item) -> ItemResult:
+        """The item lifecycle: its hooks, its step on its input, its error kept, never raised
+        (cancellation excepted, recorded as interrupted and re-raised)."""
+        budgets = [self.item_budget()] if self.item_budget is not None else []
+        ctx = self.base.for_item(item_id(self.run_id, index), *budgets)
+        started_at = time.time()
+        for hook in ctx.hooks:
+            hook.on_item_start(ctx, key=item.key)
+        result = ItemResult(key=item.key)
+        try:
+            result.output = await self.workflow.step(item.value, ctx)
+        except Exception as e:
+            result.error = e
+        except BaseException as e:
+            result.error = e
+            raise
+        finally:
+            for hook in ctx.hooks:
+                hook.on_item_end(
+                    ctx, key=item.key, output=result.output, error=result.error,
+                    started_at=started_at,
+                )  # fmt: skip
+        self.note(result.error)
+        return result
+
+    def note(self, error: BaseException | None) -> None:
+        """Stop the run when an item crossed the run's budget (not just its own)."""
+        if isinstance(error, BudgetExceededError) and error.scope != "item":
+            self.stop = self.stop or error
+
+    def start(self, *, model: str | None, source: str | None, resuming: bool = False) -> None:
+        """Record the run's start (or, resuming, that it runs again)."""
+        if self.store is None:
+            return
+        out_dir = str(self.base.out_dir) if self.base.out_dir else None
+        if resuming:
+            self.store.resume_run(self.run_id)
+        else:
+            self.store.start_run(
+                self.run_id, workflow=self.workflow.name, model=model, source=source,
+                out_dir=out_dir, items_total=len(self.items),
+            )  # fmt: skip
+
+    async def drive(self, execute: ItemExecutor, *, concurrency: int) -> BatchResult:
+        """Execute every item, at most `concurrency` at once, in input order; then the
+        workflow's finish step and the run's end. Cancellation raises `RunInterrupted`."""
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        slots: list[ItemResult | None] = [None] * len(self.items)
+        queue = iter(enumerate(self.items))
+
+        async def worker() -> None:
+            # `concurrency` workers pull items in order: a batch of 100,000 items holds
+            # `concurrency` tasks, not 100,000.
+            for index, item in queue:
+                if self.stop is not None:  # the run's budget is spent: start nothing more
+                    return
+                result = await execute(index, item)
+                slots[index] = result
+                if self.on_item_done is not None and not skipped(result):
+                    self.on_item_done(result)
+
+        interrupted = False
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(concurrency, len(self.items))):
+                    group.create_task(worker())
+        except asyncio.CancelledError:
+            interrupted = True
+        ran = [r for r in slots if r is not None]
+        results = [r for r in ran if not skipped(r)]
+        if self.stop is None:  # items that ran in another process may have been stopped there
+            self.stop = next(
+                (r.error for r in ran if isinstance(r.error, BudgetExceededError)
+                 and r.error.scope != "item"),
+                None,
+            )  # fmt: skip
+        stopped = self.stop is not None and not interrupted
+        batch = BatchResult(
+            run_id=self.run_id,
+            workflow=self.workflow.name,
+            results=results,
+            status="stopped" if stopped else _status(results, interrupted),
+            out_dir=self.base.out_dir,
+            error=str(self.stop) if self.stop is not None else None,
+        )
+        error: str | None = batch.error
+        try:
+            if self.workflow.finish is not None and not interrupted:
+                batch.artifacts = self.workflow.finish(batch, self.base.child(self.workflow.name))
+        except Exception as e:
+            batch.status, error = "failed", f"finish: {type(e).__name__}: {e}"
+            raise
+        finally:
+            if self.store is not None:
+                self.store.end_run(
+                    self.run_id, status=batch.status, items_ok=sum(r.ok for r in results),
+                    items_failed=sum(not r.ok for r in results), error=error,
+                )  # fmt: skip
+        if interrupted:
+            raise RunInterrupted(batch)
+        return batch
+
+
+class Skipped(BudgetExceededError):
+    """An item that never started because the run's budget was spent (left out of results)."""
+
+
+def skipped(result: ItemResult) -> bool:
+    return isinstance(result.error, Skipped)
+
+
 async def run_batch(
     workflow: Workflow,
     items: Sequence[Item],
@@ -127,104 +278,26 @@ async def run_batch(
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
-    run_id = run_id or new_id()
     all_hooks = tuple(hooks)
     if store is not None:
         all_hooks = (StoreRecorder(store), *all_hooks)
-        store.start_run(
-            run_id,
-            workflow=workflow.name,
-            model=model or gateway.settings.model,
-            source=source,
-            out_dir=str(out_dir) if out_dir else None,
-            items_total=len(items),
-        )
-    base = RunContext(
-        gateway=gateway,
-        run_id=run_id,
-        model=model,
-        hooks=all_hooks,
-        out_dir=out_dir,
-        budgets=(budget,) if budget is not None else (),
+    batch = BatchRun(
+        workflow=workflow,
+        items=list(items),
+        base=RunContext(
+            gateway=gateway,
+            run_id=run_id or new_id(),
+            model=model,
+            hooks=all_hooks,
+            out_dir=out_dir,
+            budgets=(budget,) if budget is not None else (),
+        ),
+        store=store,
+        item_budget=item_budget,
+        on_item_done=on_item_done,
     )
-    stop: BudgetExceededError | None = None
-    slots: list[ItemResult | None] = [None] * len(items)
-    queue = iter(enumerate(items))
-
-    async def worker() -> None:
-        # `concurrency` workers pull items in order: a batch of 100,000 items holds
-        # `concurrency` tasks, not 100,000.
-        for index, item in queue:
-            if stop is not None:  # the run's budget is spent: start nothing more
-                return
-            await one(index, item)
-
-    async def one(index: int, item: Item) -> None:
-        nonlocal stop
-        ctx = base.for_item(new_id(), *([item_budget()] if item_budget else []))
-        started_at = time.time()
-        for hook in all_hooks:
-            hook.on_item_start(ctx, key=item.key)
-        result = ItemResult(key=item.key)
-        try:
-            result.output = await workflow.step(item.value, ctx)
-        except BudgetExceededError as e:
-            result.error = e
-            if e.scope != "item":
-                stop = stop or e
-        except Exception as e:
-            result.error = e
-        except BaseException as e:  # cancelled: recorded as failed, then re-raised
-            result.error = e
-            raise
-        finally:
-            for hook in all_hooks:
-                hook.on_item_end(
-                    ctx,
-                    key=item.key,
-                    output=result.output,
-                    error=result.error,
-                    started_at=started_at,
-                )
-        slots[index] = result
-        if on_item_done is not None:
-            on_item_done(result)
-
-    interrupted = False
-    try:
-        async with asyncio.TaskGroup() as group:
-            for _ in range(min(concurrency, len(items))):
-                group.create_task(worker())
-    except asyncio.CancelledError:
-        interrupted = True
-    results = [r for r in slots if r is not None]
-    batch = BatchResult(
-        run_id=run_id,
-        workflow=workflow.name,
-        results=results,
-        status="stopped" if stop is not None and not interrupted else _status(results, interrupted),
-        out_dir=out_dir,
-        error=str(stop) if stop is not None else None,
-    )
-    error: str | None = batch.error
-    try:
-        if workflow.finish is not None and not interrupted:
-            batch.artifacts = workflow.finish(batch, base.child(workflow.name))
-    except Exception as e:
-        batch.status, error = "failed", f"finish: {type(e).__name__}: {e}"
-        raise
-    finally:
-        if store is not None:
-            store.end_run(
-                run_id,
-                status=batch.status,
-                items_ok=sum(r.ok for r in results),
-                items_failed=sum(not r.ok for r in results),
-                error=error,
-            )
-    if interrupted:
-        raise RunInterrupted(batch)
-    return batch
+    batch.start(model=model or gateway.settings.model, source=source)
+    return await batch.drive(batch.run_item, concurrency=concurrency)
 
 
 def _status(results: list[ItemResult], interrupted: bool) -> RunStatus:
@@ -259,10 +332,13 @@ async def run(
 
 __all__ = [
     "BatchResult",
+    "BatchRun",
     "Item",
     "ItemResult",
     "RunInterrupted",
+    "Skipped",
     "Workflow",
+    "item_id",
     "run",
     "run_batch",
 ]

@@ -100,6 +100,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "m004_run_process",
+        """
+        ALTER TABLE runs ADD COLUMN host TEXT;             -- the machine running it now
+        ALTER TABLE runs ADD COLUMN pid INTEGER;           -- its process there: a run whose
+                                                           -- process is gone was interrupted
+        """,
+    ),
 ]
 
 

@@ -7,6 +7,8 @@ per row, and an item's records land together.
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -36,6 +38,35 @@ def error_text(error: BaseException | None) -> str | None:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def _process_gone(host: str | None, pid: int | None) -> bool:
+    """Whether the process that marked a run `running` is gone (on this machine; a run on
+    another machine is taken at its word)."""
+    if pid is None or host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+_RUNS_NOW = """SELECT id, workflow, model, source, out_dir, items_total, error, started_at,
+    ended_at, host, pid,
+    CASE WHEN status = 'running' AND llmflow_gone(host, pid) THEN 'interrupted'
+         ELSE status END AS status,
+    CASE WHEN status = 'running' THEN
+        (SELECT count(*) FROM items i WHERE i.run_id = runs.id AND i.status = 'ok')
+         ELSE items_ok END AS items_ok,
+    CASE WHEN status = 'running' THEN
+        (SELECT count(*) FROM items i WHERE i.run_id = runs.id AND i.status = 'failed')
+         ELSE items_failed END AS items_failed
+    FROM runs"""
+"""Runs as they stand now: one still marked running whose process died shows as
+`interrupted`, and a running one counts its items so far."""
+
+
 class RunStore:
     """A SQLite run store. One per process and database file; use from one thread."""
 
@@ -52,6 +83,7 @@ class RunStore:
         try:
             self.db = sqlite3.connect(str(path), timeout=30)
             self.db.row_factory = sqlite3.Row
+            self.db.create_function("llmflow_gone", 2, _process_gone, deterministic=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             migrate(self.db)
@@ -90,9 +122,32 @@ class RunStore:
     ) -> None:
         self.add(
             "INSERT INTO runs (id, workflow, status, model, source, out_dir, items_total, "
-            "started_at) VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
-            (run_id, workflow, model, source, out_dir, items_total, time.time()),
+            "started_at, host, pid) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, workflow, model, source, out_dir, items_total, time.time(),
+             socket.gethostname(), os.getpid()),
+        )  # fmt: skip
+        self.flush()
+
+    def resume_run(self, run_id: str) -> None:
+        """Mark a run as running again, in this process."""
+        self.add(
+            "UPDATE runs SET status = 'running', ended_at = NULL, host = ?, pid = ? WHERE id = ?",
+            (socket.gethostname(), os.getpid(), run_id),
         )
+        self.flush()
+
+    def has_run(self, run_id: str) -> bool:
+        row = self.db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return row is not None
+
+    def interrupt_calls(self, run_id: str) -> None:
+        """Model calls of a run left in flight by a process that died: they will never end."""
+        self.add(
+            "UPDATE model_calls SET status = 'interrupted', error = ? "
+            "WHERE run_id = ? AND status = 'running'",
+            ("the process died during this call (it may still be billed); the item ran it "
+             "again on resume", run_id),
+        )  # fmt: skip
         self.flush()
 
     def end_run(
@@ -106,9 +161,11 @@ class RunStore:
         self.flush()
 
     def start_item(self, item_id: str, *, run_id: str, key: str) -> None:
+        # An item run again after a crash keeps its id (`runtime.runner.item_id`): one row.
         self.add(
             "INSERT INTO items (id, run_id, key, status, started_at) "
-            "VALUES (?, ?, ?, 'running', ?)",
+            "VALUES (?, ?, ?, 'running', ?) ON CONFLICT (id) DO UPDATE SET status = 'running', "
+            "output = NULL, error = NULL, started_at = excluded.started_at, ended_at = NULL",
             (item_id, run_id, key, time.time()),
         )
 
@@ -152,8 +209,15 @@ class RunStore:
         )
 
     def add_model_call(
-        self, call: ModelCall, *, run_id: str | None, item_id: str | None, step_path: str
+        self,
+        call: ModelCall,
+        *,
+        run_id: str | None,
+        item_id: str | None,
+        step_path: str,
+        status: str | None = None,
     ) -> None:
+        """Record a model call (replacing its `running` record, when it has one)."""
         response = call.response
         if response is None:
             answer = None
@@ -162,7 +226,8 @@ class RunStore:
         else:
             answer = response.text
         self.add(
-            "INSERT INTO model_calls (id, run_id, item_id, step_path, model, provider, prompt, "
+            "INSERT OR REPLACE INTO model_calls (id, run_id, item_id, step_path, model, provider, "
+            "prompt, "
             "response, finish_reason, input_tokens, output_tokens, latency_ms, attempts, status, "
             "error, started_at, cost, cached) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -180,7 +245,7 @@ class RunStore:
                 response.usage.output_tokens if response else None,
                 call.latency_s * 1000,
                 call.attempts,
-                "failed" if call.error else "ok",
+                status or ("failed" if call.error else "ok"),
                 call.error,
                 call.started_at,
                 None if call.cost is None else str(call.cost),
@@ -191,15 +256,15 @@ class RunStore:
     # -- reading ----------------------------------------------------------------------------
 
     def runs(self, limit: int = 20) -> list[sqlite3.Row]:
-        """The newest runs (their calls, tokens and cost: `runtime.costs.summarise`)."""
-        return self.db.execute(
-            "SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)
-        ).fetchall()
+        """The newest runs (their calls, tokens and cost: `runtime.costs.summarise`), with
+        their items counted as they stand now (`items_ok`, `items_failed`), so
+        that a run still going, or whose process died, shows its true progress."""
+        return self.db.execute(f"{_RUNS_NOW} ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
 
     def find_run(self, run_id: str) -> sqlite3.Row:
         """The run whose id is `run_id` or starts with it (a unique prefix)."""
         rows = self.db.execute(
-            "SELECT * FROM runs WHERE id LIKE ? ORDER BY started_at DESC LIMIT 2",
+            f"{_RUNS_NOW} WHERE id LIKE ? ORDER BY started_at DESC LIMIT 2",
             (run_id.replace("%", "").replace("_", "") + "%",),
         ).fetchall()
         if not rows:
