@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -14,11 +14,26 @@ Answer = Callable[[dict[str, Any]], "str | dict[str, Any]"]
 
 
 @contextmanager
-def serve(answer: Answer) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """Serve on 127.0.0.1; yields the base URL and the list of request bodies received."""
+def serve(
+    answer: Answer, *, models: Sequence[str] = ("fake-model",)
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """Serve on 127.0.0.1; yields the base URL and the list of request bodies received.
+    `GET /v1/models` lists `models` (not recorded in that list)."""
     received: list[dict[str, Any]] = []
 
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if not self.path.rstrip("/").endswith("/models"):
+                self.send_error(404)
+                return
+            listing = [{"id": m, "object": "model", "owned_by": "fake"} for m in models]
+            payload = json.dumps({"object": "list", "data": listing}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             received.append({**body, "_auth": self.headers.get("Authorization")})

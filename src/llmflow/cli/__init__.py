@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import typer
 
 from . import cost as _cost
+from . import doctor as _doctor
 from . import durable as _durable
 from . import estimate as _estimate
 from . import graph as _graph
@@ -25,6 +26,7 @@ from .app import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, app, err
 __all__ = ["app", "main", "run_cli"]
 
 _cost.register(app)
+_doctor.register(app)
 _durable.register(app)
 _estimate.register(app)
 _run.register(app)
