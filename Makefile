@@ -43,7 +43,10 @@ $(STAMP): pyproject.toml $(WHEELS)/.built
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# Ends by decoding a few tokens on the embedded model in a child process: a build that cannot
+# run on this CPU is reported here, with the fix, not as a segfault in the middle of a run.
 setup: $(STAMP)  ## Create .venv and install llmflow with its dev tools (idempotent).
+	@$(BIN)/python -m llmflow.doctor --embedded
 
 triage: setup  ## Triage the sample inbox on the embedded model (exit 3: the malformed sample mail failed, as it should).
 	$(BIN)/llmflow run email-triage src/llmflow/apps/email_triage/sample_inbox || [ $$? -eq 3 ]

@@ -32,6 +32,7 @@ class Model:
         self.replied: list[tuple[str, str]] = []
         self.kill_at: int | None = None
         """Kill the CLI when this request (1-based) arrives, before answering it."""
+        self.kill_signal = signal.SIGKILL
         self.proc: subprocess.Popen[str] | None = None
         self.lock = threading.Lock()
 
@@ -42,8 +43,8 @@ class Model:
         with self.lock:
             self.requested.append((item, step))
             if self.kill_at == len(self.requested) and self.proc is not None:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                time.sleep(0.5)  # the reply goes nowhere: the client is dead
+                os.kill(self.proc.pid, self.kill_signal)
+                time.sleep(0.5)  # the reply goes nowhere: the client is dead (or stopping)
             else:
                 self.replied.append((item, step))
         return f"{item}|{step}"
@@ -146,10 +147,56 @@ def _kill_and_resume(
         env = {**env, **kill}
     code, output = _cli(_run_args(url, inputs, tmp_path), env, model)
     assert code == -signal.SIGKILL, output
+    # Killed: the store says so (not `running` forever), with the items done so far.
+    killed = _runs_list(env)[0]
+    assert killed["status"] == "interrupted", killed
     model.kill_at = None
     code, output = _cli(["resume", "--json"], env)
     assert code == 0, output
     _check_finished(output, tmp_path, model, in_flight)
+    _check_recorded(env, model, killed["id"])
+
+
+def test_sigterm_ends_a_run_recorded_and_says_how_to_resume(
+    model: tuple[str, Model], inputs: Path, tmp_path: Path
+) -> None:
+    url, m = model
+    m.kill_at, m.kill_signal = 3, signal.SIGTERM
+    env = _env(tmp_path)
+    code, output = _cli(_run_args(url, inputs, tmp_path), env, m)
+    assert code == 128 + signal.SIGTERM, output
+    run = _runs_list(env)[0]
+    assert run["status"] == "interrupted", run
+    assert f"llmflow resume {run['id']}" in output
+    m.kill_at = None
+    code, output = _cli(["resume", run["id"], "--json"], env)
+    assert code == 0, output
+    _check_finished(output, tmp_path, m, in_flight=1)
+    _check_recorded(env, m, run["id"])
+
+
+def _runs_list(env: dict[str, str]) -> list[dict[str, Any]]:
+    code, output = _cli(["runs", "list", "--json"], env)
+    assert code == 0, output
+    runs: list[dict[str, Any]] = json.loads(output)
+    return runs
+
+
+def _check_recorded(env: dict[str, str], model: Model, run_id: str) -> None:
+    """The run store after a kill and a resume: the true status and counts, each item once,
+    and a record of every call the provider saw (the one cut off as interrupted)."""
+    (run,) = [r for r in _runs_list(env) if r["id"] == run_id]
+    assert (run["status"], run["items_ok"], run["items_failed"]) == ("ok", 3, 0), run
+    code, output = _cli(["runs", "show", run_id, "--json"], env)
+    assert code == 0, output
+    shown = json.loads(output)
+    assert sorted(i["key"] for i in shown["items"]) == ["0.txt", "1.txt", "2.txt"]
+    assert {i["status"] for i in shown["items"]} == {"ok"}
+    calls = shown["model_calls"]
+    assert len(calls) == len(model.requested), calls
+    statuses = sorted(c["status"] for c in calls)
+    cut_off = len(model.requested) - len(model.replied)
+    assert statuses == ["interrupted"] * cut_off + ["ok"] * len(model.replied)
 
 
 @pytest.mark.parametrize(("kill", "in_flight"), KILLS)

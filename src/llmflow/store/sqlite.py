@@ -52,6 +52,13 @@ def _process_gone(host: str | None, pid: int | None) -> bool:
     return False
 
 
+def _call_status(error: str | None) -> str:
+    if error is None:
+        return "ok"
+    # The gateway describes a call cut off by cancellation (Ctrl-C, SIGTERM) as "cancelled".
+    return "interrupted" if error == "cancelled" else "failed"
+
+
 _RUNS_NOW = """SELECT id, workflow, model, source, out_dir, items_total, error, started_at,
     ended_at, host, pid,
     CASE WHEN status = 'running' AND llmflow_gone(host, pid) THEN 'interrupted'
@@ -245,7 +252,7 @@ class RunStore:
                 response.usage.output_tokens if response else None,
                 call.latency_s * 1000,
                 call.attempts,
-                status or ("failed" if call.error else "ok"),
+                status or _call_status(call.error),
                 call.error,
                 call.started_at,
                 None if call.cost is None else str(call.cost),
