@@ -143,19 +143,19 @@ def test_a_second_run_is_free_from_the_cache_and_costs_are_reported(
     args = ["run", "email-triage", str(small_inbox), "--model", "m", "--json"]
     with serve(answer) as (url, received):
         assert main([*args, "--base-url", url, "--out", str(tmp_path / "1")]) == 3
-        first = json.loads(capsys.readouterr().out)["cost"]
+        first = json.loads(capsys.readouterr().out)["usage"]
         calls = len(received)
         assert main([*args, "--base-url", url, "--out", str(tmp_path / "2")]) == 3
-        second = json.loads(capsys.readouterr().out)["cost"]
+        second = json.loads(capsys.readouterr().out)["usage"]
         assert len(received) == calls  # the second run made no model call
         assert main([*args, "--base-url", url, "--out", str(tmp_path / "3"), "--no-cache"]) == 3
         assert len(received) == 2 * calls
     capsys.readouterr()
-    assert (first["calls"], first["cached"], first["usd"]) == (calls, 0, "0")
+    assert (first["calls"], first["cached"], first["cost_usd"]) == (calls, 0, "0")
     assert (second["calls"], second["cached"], second["cache_hit_rate"]) == (calls, calls, 1.0)
     assert (second["input_tokens"], second["output_tokens"]) == (0, 0)  # hits process nothing
     assert second["compare"]["model"] == "openai:gpt-4.1-mini"
-    assert float(first["compare"]["usd"]) > 0
+    assert float(first["compare"]["cost_usd"]) > 0
 
     assert main(["cost", "--by", "step"]) == 0
     table = capsys.readouterr().out
@@ -200,9 +200,10 @@ def test_estimate_forecasts_n_inputs_on_several_models(
         mini, big = forecast["models"]
         assert (mini["input_tokens"], mini["output_tokens"]) == (2000 * calls, 500 * calls)
         # $0.40 and $1.60 per M tokens
-        assert Decimal(mini["usd"]) == Decimal("0.0016") * calls
-        assert Decimal(mini["usd_low"]) <= Decimal(mini["usd"]) <= Decimal(mini["usd_high"])
-        assert Decimal(big["usd"]) > Decimal(mini["usd"])
+        assert Decimal(mini["cost_usd"]) == Decimal("0.0016") * calls
+        low, high = Decimal(mini["cost_usd_low"]), Decimal(mini["cost_usd_high"])
+        assert low <= Decimal(mini["cost_usd"]) <= high
+        assert Decimal(big["cost_usd"]) > Decimal(mini["cost_usd"])
         assert "counted by m on 3 sample items" in mini["basis"]
         steps = {s["path"]: s for s in forecast["steps"]}
         assert steps["email-triage/reply"]["calls_per_item"] == pytest.approx(1 / 3)

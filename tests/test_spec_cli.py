@@ -351,4 +351,4 @@ def test_run_a_workflow_file_on_the_embedded_model(
     result = json.loads(capsys.readouterr().out)
     assert [i["ok"] for i in result["items"]] == [True, True]
     assert {i["output"]["mood"] for i in result["items"]} <= {"positive", "negative"}
-    assert result["cost"]["calls"] == 2
+    assert result["usage"]["calls"] == 2

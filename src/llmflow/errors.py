@@ -22,6 +22,22 @@ message names the fix where there is one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
+"""What pydantic puts before a validator's own message."""
+
+
+def pydantic_message(error: Mapping[str, Any]) -> str:
+    """One of a pydantic ValidationError's `errors()` as the user reads it: a validator's
+    `raise ValueError("a step id is ...")` reads "a step id is ...", not "Value error, a step
+    id is ..." (every place that shows pydantic errors formats them with this)."""
+    message = str(error["msg"])
+    for prefix in PYDANTIC_PREFIXES:
+        message = message.removeprefix(prefix)
+    return message
+
 
 class LLMFlowError(Exception):
     """Root of every error llmflow raises on purpose."""

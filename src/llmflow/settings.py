@@ -8,12 +8,23 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "local"
 """With nothing configured, llmflow runs the embedded model: never a paid provider by surprise."""
+
+
+def base_url_problem(url: str) -> str | None:
+    """What is wrong with an endpoint URL (`localhost:8000/v1` has no scheme), or None."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return None
+    if "://" not in url:
+        return f"{url!r} has no scheme: give the full URL, e.g. http://{url}"
+    return f"{url!r} is not an http:// or https:// URL"
 
 
 class Settings(BaseSettings):
@@ -57,6 +68,14 @@ class Settings(BaseSettings):
     )
     """Let the embedded model reuse the previous prompt's shared prefix (faster; set 0 for
     answers that repeat exactly whatever ran before)."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _an_http_url(cls, value: str | None) -> str | None:
+        problem = None if value is None else base_url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @property
     def db_path(self) -> Path:

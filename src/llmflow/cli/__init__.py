@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import typer
 
+from ..errors import pydantic_message
 from . import cost as _cost
 from . import doctor as _doctor
 from . import durable as _durable
@@ -21,7 +22,7 @@ from . import run as _run
 from . import runs as _runs
 from . import spec as _spec
 from . import tune as _tune
-from .app import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, app, err
+from .app import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, app, arrange, err
 
 __all__ = ["app", "main", "run_cli"]
 
@@ -34,6 +35,7 @@ _runs.register(app)
 _graph.register(app)
 _spec.register(app)
 _tune.register(app)
+arrange(app)
 
 
 def main(args: Sequence[str] | None = None) -> int:
@@ -42,12 +44,28 @@ def main(args: Sequence[str] | None = None) -> int:
         result = app(args=list(args) if args is not None else None, standalone_mode=False)
     except typer.Abort:
         return EXIT_INTERRUPTED
+    except SystemExit as e:  # typer's --show-completion and --install-completion exit
+        return e.code if isinstance(e.code, int) else EXIT_OK if e.code is None else EXIT_USAGE
     except typer.TyperException as e:  # bad flags or arguments
         show = getattr(e, "show", None)
         if show is not None:
             show()
         else:
             err.print(f"error: {e}")
+        return EXIT_USAGE
+    except Exception as e:  # a setting from the environment or .env, e.g. LLMFLOW_TIMEOUT
+        from pydantic import ValidationError  # not at import: `llmflow --help` starts fast
+
+        if not isinstance(e, ValidationError) or not e.title.endswith("Settings"):
+            raise
+        for problem in e.errors():
+            where = ".".join(map(str, problem["loc"]))
+            err.print(
+                f"[bold red]error:[/] {where + ': ' if where else ''}{pydantic_message(problem)}"
+                " (set in the environment or .env)",
+                highlight=False,
+                soft_wrap=True,
+            )
         return EXIT_USAGE
     return result if isinstance(result, int) else EXIT_OK
 

@@ -15,7 +15,7 @@ from ..models.pricing import format_cost
 from ..runtime.costs import group, summarise
 from ..settings import Settings
 from ..store.sqlite import RunStore
-from .app import EXIT_OK, fail, out
+from .app import EXIT_OK, fail, out, print_table, usage_json
 
 
 class By(StrEnum):
@@ -55,17 +55,8 @@ def cost(
             json.dumps(
                 {
                     "by": by.value,
-                    "groups": {
-                        key: {
-                            "usd": None if s.cost is None else str(s.cost),
-                            "calls": s.calls,
-                            "cached": s.cached,
-                            "input_tokens": s.input_tokens,
-                            "output_tokens": s.output_tokens,
-                        }
-                        for key, s in groups.items()
-                    },
-                    "total_usd": None if total.cost is None else str(total.cost),
+                    "groups": {key: usage_json(s) for key, s in groups.items()},
+                    "total": usage_json(total),
                 }
             )
         )
@@ -83,7 +74,7 @@ def cost(
         "[bold]total[/]", f"[bold]{format_cost(total.cost)}[/]", str(total.calls),
         f"{total.hit_rate:.0%}", f"{total.input_tokens:,}", f"{total.output_tokens:,}",
     )  # fmt: skip
-    out.print(table)
+    print_table(table)
     if total.unknown:
         out.print(f"price unknown for: {', '.join(sorted(total.unknown))}")
     return EXIT_OK

@@ -15,7 +15,7 @@ from ..models.pricing import Pricing, format_cost
 from ..runtime.forecast import Profile, estimate, learn
 from ..settings import Settings
 from ..store.sqlite import RunStore
-from .app import EXIT_FAILED, EXIT_OK, err, fail, out
+from .app import EXIT_FAILED, EXIT_OK, err, fail, out, usd, writable_folder
 from .run import execute, prepare
 
 
@@ -49,6 +49,9 @@ def estimate_cmd(
             raise fail("give sample inputs to run, or --run <id> to learn from a recorded run")
         job = prepare(
             workflow, inputs, model=sample_model, base_url=None, concurrency=None, cache=True
+        )
+        writable_folder(
+            Path("llmflow-out"), "the sample run writes there: run from a folder you can write"
         )
         batch = execute(job, out_dir=None, quiet=as_json)
         if batch.status in ("failed", "interrupted", "stopped"):
@@ -90,9 +93,9 @@ def estimate_cmd(
                             "model": e.model,
                             "input_tokens": round(e.input_tokens),
                             "output_tokens": round(e.output_tokens),
-                            "usd": _usd(e.cost),
-                            "usd_low": _usd(e.cost_low),
-                            "usd_high": _usd(e.cost_high),
+                            "cost_usd": usd(e.cost),
+                            "cost_usd_low": usd(e.cost_low),
+                            "cost_usd_high": usd(e.cost_high),
                             "basis": e.basis,
                         }
                         for e in rows
@@ -139,7 +142,3 @@ def _recorded(store: RunStore, workflow: str, models: list[str]) -> dict[str, Pr
         if row is not None:
             found[model] = learn(store.rows("model_calls", row["id"]), row["items_total"])
     return found
-
-
-def _usd(value: object) -> str | None:
-    return None if value is None else str(value)

@@ -37,7 +37,7 @@ def _commands(command: Command, path: str) -> list[str]:
     lines: list[str] = []
     if path != "llmflow":
         lines += [f"## `{path}`", "", _first_paragraph(command.help), ""]
-    for name in sorted(command.commands):
+    for name in command.list_commands(None):  # the order of `llmflow --help`
         sub = command.commands[name]
         if not sub.hidden:
             lines += _commands(sub, f"{path} {name}")

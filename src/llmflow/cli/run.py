@@ -31,9 +31,14 @@ from .app import (
     EXIT_OK,
     EXIT_PARTIAL,
     BatchProgress,
+    dollars,
+    endpoint,
     err,
     fail,
     out,
+    usage_json,
+    usd,
+    writable_folder,
 )
 
 
@@ -61,7 +66,9 @@ def run(
     base_url: Annotated[
         str | None,
         typer.Option(
-            help="An OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp). \\[env: OPENAI_BASE_URL]"
+            callback=endpoint,
+            help="An OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp), e.g. "
+            "http://localhost:8000/v1. \\[env: OPENAI_BASE_URL]",
         ),
     ] = None,
     concurrency: Annotated[
@@ -79,7 +86,12 @@ def run(
         typer.Option("--out", help="Output folder. \\[default: llmflow-out/<workflow>/<run id>]"),
     ] = None,
     max_cost: Annotated[
-        Decimal | None, typer.Option(help="Stop the run before it spends more dollars.")
+        Decimal | None,
+        typer.Option(
+            callback=dollars,
+            metavar="<dollars>",
+            help="Stop the run before it spends more dollars.",
+        ),
     ] = None,
     max_tokens: Annotated[
         int | None, typer.Option(min=1, help="Stop the run before it uses more tokens.")
@@ -89,7 +101,11 @@ def run(
     ] = None,
     max_cost_per_item: Annotated[
         Decimal | None,
-        typer.Option(help="Fail an item (not the run) that would spend more dollars."),
+        typer.Option(
+            callback=dollars,
+            metavar="<dollars>",
+            help="Fail an item (not the run) that would spend more dollars.",
+        ),
     ] = None,
     no_cache: Annotated[
         bool,
@@ -113,6 +129,7 @@ def run(
     """Run a workflow on a batch of inputs and record it, with its cost."""
     job = prepare(workflow, inputs, model=model, base_url=base_url, concurrency=concurrency,
                   cache=not no_cache)  # fmt: skip
+    writable_folder(out_dir or Path("llmflow-out"), "choose another folder with --out")
     budget = None
     if max_cost is not None or max_tokens is not None or max_requests is not None:
         budget = Budget(max_cost=max_cost, max_tokens=max_tokens, max_requests=max_requests)
@@ -314,18 +331,9 @@ def _report(
     compared = summary.on(pricing, compare)
     if as_json:
         payload = {
-            "cost": {
-                "usd": None if summary.cost is None else str(summary.cost),
-                "unknown_price": sorted(summary.unknown),
-                "calls": summary.calls,
-                "cached": summary.cached,
-                "cache_hit_rate": round(summary.hit_rate, 4),
-                "input_tokens": summary.input_tokens,
-                "output_tokens": summary.output_tokens,
-                "compare": {
-                    "model": compare,
-                    "usd": None if compared is None else str(compared),
-                },
+            "usage": {
+                **usage_json(summary),
+                "compare": {"model": compare, "cost_usd": usd(compared)},
             },
             "run_id": batch.run_id,
             "workflow": batch.workflow,

@@ -17,7 +17,7 @@ from ..models.pricing import format_cost
 from ..runtime.costs import summarise
 from ..settings import Settings
 from ..store.sqlite import RunStore
-from .app import EXIT_OK, fail, out
+from .app import EXIT_OK, fail, out, print_table, usage_json, usd
 
 SHORT_ID = 12
 """Characters of a run id shown in lists; `runs show` takes any unique prefix."""
@@ -66,7 +66,7 @@ def list_runs(
                         **dict(r),
                         "calls": costs[r["id"]].calls,
                         "tokens": costs[r["id"]].tokens,
-                        "cost": _usd(costs[r["id"]].cost),
+                        "cost_usd": usd(costs[r["id"]].cost),
                     }
                     for r in rows
                 ]
@@ -77,6 +77,7 @@ def list_runs(
     table.add_column("id", no_wrap=True)
     table.add_column("workflow", overflow="fold", min_width=12)
     table.add_column("status", no_wrap=True)
+    table.add_column("items", no_wrap=True)
     table.add_column("calls", justify="right", no_wrap=True)
     table.add_column("tokens", justify="right", no_wrap=True)
     table.add_column("cost", justify="right", no_wrap=True)
@@ -85,13 +86,14 @@ def list_runs(
         table.add_row(
             r["id"][:SHORT_ID],
             r["workflow"],
-            f"{r['status']} {r['items_ok']}/{r['items_failed']}",
-            str(costs[r["id"]].calls),
-            str(costs[r["id"]].tokens),
+            r["status"],
+            f"ok {r['items_ok']} · failed {r['items_failed']} of {r['items_total']}",
+            f"{costs[r['id']].calls:,}",
+            f"{costs[r['id']].tokens:,}",
             format_cost(costs[r["id"]].cost),
             time.strftime("%m-%d %H:%M", time.localtime(r["started_at"])),
         )
-    out.print(table)
+    print_table(table)
     return EXIT_OK
 
 
@@ -115,9 +117,10 @@ def show_run(
     if as_json:
         payload = {
             "run": dict(run),
+            "usage": usage_json(summarise(calls)),
             "items": [dict(r) for r in items],
             "steps": [dict(r) for r in steps],
-            "model_calls": [dict(r) for r in calls],
+            "model_calls": [_call_json(c) for c in calls],
         }
         out.print_json(json.dumps(payload))
         return EXIT_OK
@@ -154,7 +157,7 @@ def show_run(
             _call_status(c),
         ]
         table.add_row(*cells)
-    out.print(table)
+    print_table(table)
     total = summarise(calls)
     out.print(
         f"{total.calls} calls ({total.cached} cached) · {total.input_tokens} input + "
@@ -172,5 +175,8 @@ def _call_status(call: sqlite3.Row) -> str:
     return "ok" if call["attempts"] <= 1 else f"ok after {call['attempts']} tries"
 
 
-def _usd(cost: Decimal | None) -> str | None:
-    return None if cost is None else str(cost)
+def _call_json(call: sqlite3.Row) -> dict[str, object]:
+    """A recorded model call, its money under `cost_usd` like every `--json` output."""
+    row = dict(call)
+    row["cost_usd"] = row.pop("cost", None)
+    return row

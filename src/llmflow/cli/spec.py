@@ -20,7 +20,7 @@ from ..spec import TEMPLATES, load_agent_file, templates, validate_file
 from ..spec.scope import Conversation
 from ..spec.source import did_you_mean
 from ..store.sqlite import to_json
-from .app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, err, fail, out
+from .app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, endpoint, err, fail, out
 
 EXIT_COMMANDS = ("/exit", "/quit")
 
@@ -110,7 +110,12 @@ def chat(
         typer.Option(help="Model: local, openai:<model>, or a model at --base-url."),
     ] = None,
     base_url: Annotated[
-        str | None, typer.Option(help="An OpenAI-compatible endpoint. \\[env: OPENAI_BASE_URL]")
+        str | None,
+        typer.Option(
+            callback=endpoint,
+            help="An OpenAI-compatible endpoint, e.g. http://localhost:8000/v1. "
+            "\\[env: OPENAI_BASE_URL]",
+        ),
     ] = None,
     input_value: Annotated[
         str | None,

@@ -41,13 +41,18 @@ from ..settings import Settings
 from ..steps.ml import read_labelled
 from ..store.sqlite import RunStore
 from ..workflows import load_workflow
-from .app import EXIT_OK, err, fail, out
+from .app import EXIT_OK, endpoint, err, fail, out, usd, writable_folder
 
 Model = Annotated[
     str | None, typer.Option("--model", "-m", help="The model for LLM tiers (default: local).")
 ]
 BaseUrl = Annotated[
-    str | None, typer.Option("--base-url", help="An OpenAI-compatible endpoint for --model.")
+    str | None,
+    typer.Option(
+        "--base-url",
+        callback=endpoint,
+        help="An OpenAI-compatible endpoint for --model, e.g. http://localhost:8000/v1.",
+    ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
@@ -165,7 +170,7 @@ def calibrate(
                             "accuracy_alone": report.tier_accuracy[i],
                             "share_validation": report.calibration.shares[i],
                             "share_held_out": report.test_shares[i],
-                            "usd_per_item": str(report.cost_per_item[i]),
+                            "cost_usd_per_item": usd(report.cost_per_item[i]),
                         }
                         for i, tier in enumerate(tiers)
                     ],
@@ -228,9 +233,10 @@ def distill_command(
         raise fail(str(e)) from None
     if as_json:
         data = asdict(result)
+        del data["llm_cost_per_item"]
         data.update(
-            llm_cost_per_item=str(result.llm_cost_per_item),
-            saving_per_1000=str(result.saving_per_1000),
+            llm_cost_usd_per_item=usd(result.llm_cost_per_item),
+            saving_usd_per_1000=usd(result.saving_per_1000),
             version=str(result.version),
         )
         out.print_json(json.dumps(data))
@@ -273,6 +279,8 @@ def evaluate(
         chosen = check_variants(
             [v.strip() for v in variants.split(",") if v.strip()] or variant_names(tiers), tiers
         )  # before any model call
+        if plot_to is not None:
+            writable_folder(plot_to.parent, "choose another path for --plot")
         tier_answers, truth = _answers(cascade, data, settings)
         thresholds = cascade.by_model.get(settings.model, [t for _, t in cascade.tiers])
         scores = score(tier_answers, truth, thresholds, chosen)
@@ -290,8 +298,8 @@ def evaluate(
                     "variants": [
                         {
                             **{k: v for k, v in asdict(s).items() if k != "usd"},
-                            "usd": str(s.usd),
-                            "usd_per_1000": str(s.usd_per_1000),
+                            "cost_usd": usd(s.usd),
+                            "cost_usd_per_1000": usd(s.usd_per_1000),
                         }
                         for s in scores
                     ],

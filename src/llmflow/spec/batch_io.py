@@ -20,7 +20,7 @@ import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
 from ..apps.email_triage.parse import load_inbox, parse_email
-from ..errors import InputError
+from ..errors import InputError, pydantic_message
 from ..runtime.context import RunContext
 from ..runtime.runner import BatchResult, Item
 from . import expressions as ex
@@ -63,7 +63,7 @@ def prepare_item(spec: InputSpec, item_type: Any) -> Callable[[Any], Any]:
 def _first(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
-    return f"{where + ': ' if where else ''}{first['msg']}"
+    return f"{where + ': ' if where else ''}{pydantic_message(first)}"
 
 
 def _read(path: Path) -> str:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import jinja2
 from pydantic import BaseModel, ValidationError
 
+from ..errors import pydantic_message
 from ..steps.base import Step
 from . import expressions as ex
 from . import models as m
@@ -120,7 +121,7 @@ class Checker(abc.ABC):
             source.error((*path, *loc[:-1]), f"missing key {loc[-1]!r} in {_what(what, loc)}")
         else:
             name = f"{loc[-1]}: " if loc and isinstance(loc[-1], str) else ""
-            message = error["msg"]
+            message = pydantic_message(error)
             if kind in ("model_type", "dict_type") and not loc:
                 message = f"{what} must be a mapping of keys to values"
             if kind == "literal_error" and isinstance(error.get("input"), str):

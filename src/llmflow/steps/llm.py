@@ -17,7 +17,7 @@ from typing import Any, Generic
 from pydantic import TypeAdapter, ValidationError
 from typing_extensions import TypeVar
 
-from ..errors import OutputValidationError
+from ..errors import OutputValidationError, pydantic_message
 from ..models.client import Message, ModelRequest, ModelResponse, Sampling
 from ..runtime.context import RunContext
 from .base import In, Step
@@ -142,7 +142,8 @@ def _describe_problem(error: Exception, response: ModelResponse, sampling: Sampl
         return f"the output was cut off at max_tokens={sampling.max_tokens}"
     if isinstance(error, ValidationError):
         return "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in error.errors()
+            f"{'.'.join(map(str, e['loc'])) or 'value'}: {pydantic_message(e)}"
+            for e in error.errors()
         )
     return str(error)
 
