@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 
 import pydantic_core
 
@@ -36,12 +35,10 @@ class ResponseCache:
     def get(self, key: str) -> ModelResponse | None:
         if key in self._pending:
             return self._pending[key]
-        row = self.store.db.execute(
-            "SELECT response FROM response_cache WHERE key = ?", (key,)
-        ).fetchone()
-        if row is None:
+        text = self.store.cache_get(key)
+        if text is None:
             return None
-        data = json.loads(row[0])
+        data = json.loads(text)
         return ModelResponse(
             text=data["text"],
             tool_calls=[ToolCall(**c) for c in data["tool_calls"]],
@@ -53,8 +50,4 @@ class ResponseCache:
 
     def put(self, key: str, model: str, response: ModelResponse) -> None:
         self._pending[key] = response
-        self.store.add(
-            "INSERT OR REPLACE INTO response_cache (key, model, response, created_at) "
-            "VALUES (?, ?, ?, ?)",
-            (key, model, pydantic_core.to_json(response).decode(), time.time()),
-        )
+        self.store.cache_put(key, model, pydantic_core.to_json(response).decode())

@@ -7,12 +7,13 @@ from typing import Any
 
 from ..models.gateway import ModelCall
 from ..steps.base import Step
-from ..store.sqlite import RunStore
+from ..store.base import CallRecord, Store
+from ..store.sqlite import to_json
 from .context import RunContext, RunHooks
 
 
 class StoreRecorder(RunHooks):
-    """Records the items, steps and model calls of runs into a `RunStore`.
+    """Records the items, steps and model calls of runs into a run store.
 
     An item's rows are committed together when the item ends. In a durable run
     (`durable=True`) model calls are committed as they start and end, inside the checkpointed
@@ -21,7 +22,7 @@ class StoreRecorder(RunHooks):
     saw is recorded.
     """
 
-    def __init__(self, store: RunStore, *, durable: bool = False) -> None:
+    def __init__(self, store: Store, *, durable: bool = False) -> None:
         self.store = store
         self.durable = durable
 
@@ -75,12 +76,48 @@ class StoreRecorder(RunHooks):
 
     def on_model_call_start(self, ctx: RunContext, *, call: ModelCall, **kwargs: Any) -> None:
         if self.durable:
-            self.store.add_model_call(
-                call, run_id=ctx.run_id, item_id=ctx.item_id, step_path=ctx.path, status="running"
-            )
+            self.store.add_call(
+                call_record(call, status="running"),
+                run_id=ctx.run_id, item_id=ctx.item_id, step_path=ctx.path,
+            )  # fmt: skip
             self.store.flush()
 
     def on_model_call(self, ctx: RunContext, *, call: ModelCall, **kwargs: Any) -> None:
-        self.store.add_model_call(call, run_id=ctx.run_id, item_id=ctx.item_id, step_path=ctx.path)
+        self.store.add_call(
+            call_record(call), run_id=ctx.run_id, item_id=ctx.item_id, step_path=ctx.path
+        )
         if self.durable:
             self.store.flush()
+
+
+def call_record(call: ModelCall, *, status: str | None = None) -> CallRecord:
+    """The store's record of a gateway call."""
+    response = call.response
+    if response is None:
+        answer = None
+    elif response.tool_calls:
+        answer = to_json(response.tool_calls)
+    else:
+        answer = response.text
+    if status is None:
+        # The gateway describes a call cut off by cancellation (Ctrl-C, SIGTERM) as "cancelled".
+        status = "ok" if call.error is None else "interrupted" if call.error == "cancelled" else (
+            "failed"
+        )  # fmt: skip
+    return CallRecord(
+        id=call.id,
+        model=call.model,
+        provider=call.provider,
+        prompt=to_json(call.request),
+        response=answer,
+        finish_reason=response.finish_reason if response else None,
+        input_tokens=response.usage.input_tokens if response else None,
+        output_tokens=response.usage.output_tokens if response else None,
+        latency_ms=call.latency_s * 1000,
+        attempts=call.attempts,
+        status=status,
+        error=call.error,
+        started_at=call.started_at,
+        cost=None if call.cost is None else str(call.cost),
+        cached=call.cached,
+    )

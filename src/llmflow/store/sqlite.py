@@ -12,16 +12,14 @@ import socket
 import sqlite3
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pydantic_core
 
 from ..errors import ConfigError
 from ..ids import new_id
+from .base import CallRecord
 from .migrations import migrate
-
-if TYPE_CHECKING:  # the store sits below the models layer: the type only
-    from ..models.gateway import ModelCall
 
 
 def to_json(value: Any) -> str | None:
@@ -52,13 +50,6 @@ def _process_gone(host: str | None, pid: int | None) -> bool:
     return False
 
 
-def _call_status(error: str | None) -> str:
-    if error is None:
-        return "ok"
-    # The gateway describes a call cut off by cancellation (Ctrl-C, SIGTERM) as "cancelled".
-    return "interrupted" if error == "cancelled" else "failed"
-
-
 _RUNS_NOW = """SELECT id, workflow, model, source, out_dir, items_total, error, started_at,
     ended_at, host, pid,
     CASE WHEN status = 'running' AND llmflow_gone(host, pid) THEN 'interrupted'
@@ -75,7 +66,8 @@ _RUNS_NOW = """SELECT id, workflow, model, source, out_dir, items_total, error, 
 
 
 class RunStore:
-    """A SQLite run store. One per process and database file; use from one thread."""
+    """The SQLite run store (implements `store.base.Store`). One per process and database
+    file; use from one thread."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -215,49 +207,38 @@ class RunStore:
             ),
         )
 
-    def add_model_call(
-        self,
-        call: ModelCall,
-        *,
-        run_id: str | None,
-        item_id: str | None,
-        step_path: str,
-        status: str | None = None,
+    def add_call(
+        self, call: CallRecord, *, run_id: str | None, item_id: str | None, step_path: str
     ) -> None:
         """Record a model call (replacing its `running` record, when it has one)."""
-        response = call.response
-        if response is None:
-            answer = None
-        elif response.tool_calls:
-            answer = to_json(response.tool_calls)
-        else:
-            answer = response.text
         self.add(
             "INSERT OR REPLACE INTO model_calls (id, run_id, item_id, step_path, model, provider, "
-            "prompt, "
-            "response, finish_reason, input_tokens, output_tokens, latency_ms, attempts, status, "
-            "error, started_at, cost, cached) "
+            "prompt, response, finish_reason, input_tokens, output_tokens, latency_ms, attempts, "
+            "status, error, started_at, cost, cached) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                call.id,
-                run_id,
-                item_id,
-                step_path,
-                call.model,
-                call.provider,
-                to_json(call.request),
-                answer,
-                response.finish_reason if response else None,
-                response.usage.input_tokens if response else None,
-                response.usage.output_tokens if response else None,
-                call.latency_s * 1000,
-                call.attempts,
-                status or _call_status(call.error),
-                call.error,
-                call.started_at,
-                None if call.cost is None else str(call.cost),
-                int(call.cached),
+                call.id, run_id, item_id, step_path, call.model, call.provider, call.prompt,
+                call.response, call.finish_reason, call.input_tokens, call.output_tokens,
+                call.latency_ms, call.attempts, call.status, call.error, call.started_at,
+                call.cost, int(call.cached),
             ),
+        )  # fmt: skip
+
+    # -- the response cache -----------------------------------------------------------------
+
+    def cache_get(self, key: str) -> str | None:
+        """A cached response's JSON, or None."""
+        row = self.db.execute(
+            "SELECT response FROM response_cache WHERE key = ?", (key,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def cache_put(self, key: str, model: str, response: str) -> None:
+        """Cache a response's JSON (lands with the next `flush`)."""
+        self.add(
+            "INSERT OR REPLACE INTO response_cache (key, model, response, created_at) "
+            "VALUES (?, ?, ?, ?)",
+            (key, model, response, time.time()),
         )
 
     # -- reading ----------------------------------------------------------------------------
@@ -292,6 +273,15 @@ class RunStore:
             f"FROM model_calls c JOIN runs r ON r.id = c.run_id {where} ORDER BY c.started_at",
             (run_id,) if run_id else (),
         ).fetchall()
+
+    def latest_run(self, workflow: str, model: str) -> sqlite3.Row | None:
+        """The newest finished run (ok or partial) of `workflow` on `model`."""
+        row: sqlite3.Row | None = self.db.execute(
+            f"{_RUNS_NOW} WHERE workflow = ? AND model = ? AND status IN ('ok', 'partial') "
+            "ORDER BY started_at DESC LIMIT 1",
+            (workflow, model),
+        ).fetchone()
+        return row
 
     def find_item(self, run_id: str, key: str) -> sqlite3.Row:
         """The item of run `run_id` (a unique prefix) whose key is `key`."""

@@ -1,0 +1,130 @@
+"""What the rest of llmflow asks of a run store: the `Store` protocol, and the records it takes.
+
+`store.sqlite.RunStore` is today's implementation (one file per state directory). Another
+store (PostgreSQL, for runs recorded by workers on several machines) implements the same
+protocol and passes the same contract tests (`tests/test_store_contract.py`). The store
+knows only its own record types, never the gateway's or the steps': the recorder
+(`runtime.recording`) turns those into `CallRecord`s and plain values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class Row(Protocol):
+    """A row read back: columns by name (`row["status"]`) and `keys()`."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+    def keys(self) -> list[str]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+@dataclass(slots=True, kw_only=True)
+class CallRecord:
+    """One model call as the store keeps it."""
+
+    id: str
+    """Unique id of the call (a call in flight is recorded again under it when it ends)."""
+    model: str
+    """The model name as resolved (`local`, `openai:gpt-4.1-mini`)."""
+    provider: str
+    """The provider key (credentials never included)."""
+    prompt: str | None
+    """The request as JSON."""
+    response: str | None
+    """The answer: text, or the tool calls as JSON; None when the call failed."""
+    finish_reason: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    latency_ms: float
+    attempts: int
+    status: str
+    """ok | failed | running (sent, no answer yet) | interrupted (cut off)."""
+    error: str | None
+    started_at: float
+    cost: str | None
+    """Dollars as a decimal string; None: the price is unknown."""
+    cached: bool
+
+
+class Store(Protocol):
+    """A run store: runs, items, steps, model calls, the response cache and corrections."""
+
+    # -- writing: queued, committed together by `flush` (the recorder flushes per item) ----
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def start_run(
+        self,
+        run_id: str,
+        *,
+        workflow: str,
+        model: str | None,
+        source: str | None,
+        out_dir: str | None,
+        items_total: int,
+    ) -> None: ...
+
+    def resume_run(self, run_id: str) -> None: ...
+
+    def end_run(
+        self, run_id: str, *, status: str, items_ok: int, items_failed: int, error: str | None
+    ) -> None: ...
+
+    def start_item(self, item_id: str, *, run_id: str, key: str) -> None: ...
+
+    def end_item(
+        self, item_id: str, *, status: str, output: Any, error: BaseException | None
+    ) -> None: ...
+
+    def add_step(
+        self,
+        *,
+        run_id: str | None,
+        item_id: str | None,
+        path: str,
+        kind: str,
+        input: Any,
+        output: Any,
+        error: BaseException | None,
+        started_at: float,
+        latency_s: float,
+    ) -> None: ...
+
+    def add_call(self, call: CallRecord, *, run_id: str | None, item_id: str | None,
+                 step_path: str) -> None: ...  # fmt: skip
+
+    def interrupt_calls(self, run_id: str) -> None: ...
+
+    def correct(self, item_id: str, step: str, label: str, note: str | None = None) -> None: ...
+
+    # -- the response cache -----------------------------------------------------------------
+
+    def cache_get(self, key: str) -> str | None: ...
+
+    def cache_put(self, key: str, model: str, response: str) -> None: ...
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def has_run(self, run_id: str) -> bool: ...
+
+    def runs(self, limit: int = 20) -> Sequence[Row]: ...
+
+    def find_run(self, run_id: str) -> Row: ...
+
+    def latest_run(self, workflow: str, model: str) -> Row | None: ...
+
+    def find_item(self, run_id: str, key: str) -> Row: ...
+
+    def rows(self, table: str, run_id: str) -> Sequence[Row]: ...
+
+    def call_costs(self, run_id: str | None = None) -> Sequence[Row]: ...
+
+    def decisions(self, step: str, workflow: str | None = None) -> Sequence[Row]: ...

@@ -1,0 +1,145 @@
+"""The run store's contract (`llmflow.store.base.Store`), run against every implementation.
+
+A new store (PostgreSQL, say) is added to `STORES` and must pass the same tests: what the
+recorder, the response cache, the CLI's reports, the durable engine and the tuning commands
+rely on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from llmflow.store.base import CallRecord, Store
+from llmflow.store.sqlite import RunStore
+
+STORES: dict[str, Callable[[Path], Store]] = {
+    "sqlite file": lambda tmp: RunStore(tmp / "runs.sqlite"),
+    "sqlite in memory": lambda tmp: RunStore(":memory:"),
+}
+
+
+@pytest.fixture(params=sorted(STORES))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    made = STORES[request.param](tmp_path)
+    yield made
+    made.close()
+
+
+def _call(call_id: str, *, status: str = "ok", cost: str | None = "0.25") -> CallRecord:
+    return CallRecord(
+        id=call_id, model="openai:m", provider="openai", prompt='{"messages": []}',
+        response="hello", finish_reason="stop", input_tokens=10, output_tokens=5,
+        latency_ms=12.5, attempts=1, status=status, error=None, started_at=time.time(),
+        cost=cost, cached=False,
+    )  # fmt: skip
+
+
+def _start(store: Store, run_id: str = "run1", *, workflow: str = "wf", items: int = 2) -> None:
+    store.start_run(run_id, workflow=workflow, model="openai:m", source="in/", out_dir="out/",
+                    items_total=items)  # fmt: skip
+
+
+def test_a_run_its_items_steps_and_calls_read_back(store: Store) -> None:
+    _start(store)
+    assert store.has_run("run1") and not store.has_run("other")
+    store.start_item("run1.0", run_id="run1", key="a.eml")
+    store.add_step(run_id="run1", item_id="run1.0", path="wf/classify", kind="llm",
+                   input={"text": "hi"}, output="billing", error=None, started_at=time.time(),
+                   latency_s=0.01)  # fmt: skip
+    store.add_call(_call("c1"), run_id="run1", item_id="run1.0", step_path="wf/classify")
+    store.end_item("run1.0", status="ok", output={"label": "billing"}, error=None)
+    store.flush()
+    run = store.find_run("run1")
+    assert (run["status"], run["items_ok"], run["items_failed"]) == ("running", 1, 0)
+    store.end_run("run1", status="ok", items_ok=1, items_failed=0, error=None)
+    (listed,) = store.runs()
+    assert (listed["id"], listed["status"], listed["items_total"]) == ("run1", "ok", 2)
+    assert store.find_run("run")["id"] == "run1"  # a unique prefix
+    (item,) = store.rows("items", "run1")
+    assert (item["key"], item["status"], item["output"]) == ("a.eml", "ok", '{"label":"billing"}')
+    assert store.find_item("run1", "a.eml")["id"] == "run1.0"
+    (step,) = store.rows("steps", "run1")
+    assert (step["path"], step["kind"], step["status"]) == ("wf/classify", "llm", "ok")
+    (call,) = store.rows("model_calls", "run1")
+    assert (call["id"], call["status"], call["cost"], call["input_tokens"]) == (
+        "c1", "ok", "0.25", 10)  # fmt: skip
+    (cost,) = store.call_costs("run1")
+    assert (cost["workflow"], cost["step_path"], cost["cost"]) == ("wf", "wf/classify", "0.25")
+    assert len(store.call_costs()) == 1
+
+
+def test_an_item_run_again_keeps_one_record(store: Store) -> None:
+    _start(store)
+    store.start_item("run1.0", run_id="run1", key="a.eml")
+    store.end_item("run1.0", status="failed", output=None, error=RuntimeError("boom"))
+    store.start_item("run1.0", run_id="run1", key="a.eml")  # resumed
+    store.end_item("run1.0", status="ok", output="fine", error=None)
+    store.flush()
+    (item,) = store.rows("items", "run1")
+    assert (item["status"], item["error"]) == ("ok", None)
+
+
+def test_a_call_in_flight_is_replaced_when_it_ends_or_interrupted_on_resume(store: Store) -> None:
+    _start(store)
+    store.add_call(_call("c1", status="running", cost=None), run_id="run1", item_id=None,
+                   step_path="wf/a")  # fmt: skip
+    store.add_call(_call("c2", status="running", cost=None), run_id="run1", item_id=None,
+                   step_path="wf/b")  # fmt: skip
+    store.add_call(_call("c1"), run_id="run1", item_id=None, step_path="wf/a")
+    store.flush()
+    store.interrupt_calls("run1")
+    calls = {c["id"]: c for c in store.rows("model_calls", "run1")}
+    assert calls["c1"]["status"] == "ok"
+    assert calls["c2"]["status"] == "interrupted" and "died" in calls["c2"]["error"]
+
+
+def test_a_run_whose_process_died_reads_as_interrupted_and_counts_its_items(store: Store) -> None:
+    _start(store)
+    store.start_item("run1.0", run_id="run1", key="a")
+    store.end_item("run1.0", status="ok", output=None, error=None)
+    store.flush()
+    assert store.runs()[0]["status"] == "running"  # this process is alive
+    if isinstance(store, RunStore):  # pretend it was started by a process now gone
+        gone = os.fork()
+        if gone == 0:
+            os._exit(0)
+        os.waitpid(gone, 0)
+        with store.db:
+            store.db.execute("UPDATE runs SET pid = ?", (gone,))
+    run = store.runs()[0]
+    assert (run["status"], run["items_ok"]) == ("interrupted", 1)
+    store.resume_run("run1")
+    assert store.runs()[0]["status"] == "running"
+
+
+def test_latest_finished_run_of_a_workflow_on_a_model(store: Store) -> None:
+    _start(store, "r1")
+    store.end_run("r1", status="ok", items_ok=2, items_failed=0, error=None)
+    _start(store, "r2")  # newer, still running: not finished
+    latest = store.latest_run("wf", "openai:m")
+    assert latest is not None and latest["id"] == "r1"
+    assert store.latest_run("wf", "openai:other") is None
+
+
+def test_response_cache(store: Store) -> None:
+    assert store.cache_get("k") is None
+    store.cache_put("k", "m", '{"text": "hi"}')
+    store.flush()
+    assert store.cache_get("k") == '{"text": "hi"}'
+
+
+def test_corrections_join_the_recorded_decisions(store: Store) -> None:
+    _start(store)
+    store.start_item("run1.0", run_id="run1", key="a")
+    store.add_step(run_id="run1", item_id="run1.0", path="wf/category/llm", kind="llm",
+                   input="text", output="spam", error=None, started_at=time.time(),
+                   latency_s=0.0)  # fmt: skip
+    store.flush()
+    store.correct("run1.0", "category", "ham", note="not spam")
+    (decision,) = store.decisions("category", "wf")
+    assert (decision["output"], decision["correction"]) == ('"spam"', "ham")
