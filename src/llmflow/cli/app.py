@@ -6,16 +6,16 @@ import tempfile
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console, RenderableType
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 from typer.models import CommandInfo, TyperInfo
 
-from ..runtime.costs import CostSummary
-from ..runtime.runner import ItemResult
+if TYPE_CHECKING:  # `llmflow --help` must start fast: the runtime loads where it is used
+    from ..runtime.costs import CostSummary
+    from ..runtime.runner import ItemResult
 
 PANELS: dict[str, tuple[str, ...]] = {
     "Run": ("run", "resume"),
@@ -157,6 +157,14 @@ class BatchProgress:
     """A batch's progress bar on stderr: items done of the total, and how many failed."""
 
     def __init__(self, description: str, total: int, *, quiet: bool = False) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         self.bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

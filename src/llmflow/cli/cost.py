@@ -13,8 +13,6 @@ from rich.table import Table
 from ..errors import ConfigError
 from ..models.pricing import format_cost
 from ..runtime.costs import group, summarise
-from ..settings import Settings
-from ..store.sqlite import RunStore
 from .app import EXIT_OK, fail, out, print_table, usage_json
 
 
@@ -40,6 +38,9 @@ def cost(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> int:
     """Show what the recorded runs cost: money, tokens, calls and cache hits."""
+    from ..settings import Settings  # here, not at import: `llmflow --help` starts fast
+    from ..store.sqlite import RunStore
+
     try:
         store = RunStore(Settings().db_path)
         try:

@@ -14,11 +14,7 @@ from rich.table import Table
 
 from ..errors import ConfigError, RunError
 from ..ids import new_id
-from ..models.budget import Budget
-from ..models.cache import ResponseCache
 from ..runtime.costs import summarise
-from ..runtime.runner import BatchResult, RunInterrupted
-from ..store.sqlite import RunStore
 from .app import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -30,8 +26,10 @@ from .app import (
     out,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the commands import what they use: `llmflow --help` starts fast
     from ..durable.batch import RunSpec
+    from ..models.budget import Budget
+    from ..runtime.runner import BatchResult
     from .run import Job
 
 
@@ -95,6 +93,9 @@ def execute_durable(
 
 def _drive(job: Job, spec: RunSpec, *, resuming: bool, quiet: bool) -> BatchResult:
     from ..durable.batch import run_durable
+    from ..models.cache import ResponseCache
+    from ..runtime.runner import RunInterrupted
+    from ..store.sqlite import RunStore
 
     store = RunStore(job.settings.db_path)
     if job.cache:
@@ -162,6 +163,7 @@ def resume(
 
 def _full_run_id(run_id: str) -> str:
     from ..settings import Settings
+    from ..store.sqlite import RunStore
 
     store = RunStore(Settings().db_path)
     try:

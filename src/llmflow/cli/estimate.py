@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -13,10 +13,11 @@ from rich.table import Table
 from ..errors import ConfigError
 from ..models.pricing import Pricing, format_cost
 from ..runtime.forecast import Profile, estimate, learn
-from ..settings import Settings
-from ..store.sqlite import RunStore
 from .app import EXIT_FAILED, EXIT_OK, err, fail, out, usd, writable_folder
 from .run import execute, prepare
+
+if TYPE_CHECKING:
+    from ..store.sqlite import RunStore
 
 
 def register(app: typer.Typer) -> None:
@@ -42,6 +43,9 @@ def estimate_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> int:
     """Forecast the cost of a workflow on N inputs, from a sample run, on several models."""
+    from ..settings import Settings  # here, not at import: `llmflow --help` starts fast
+    from ..store.sqlite import RunStore
+
     targets = models or ["openai:gpt-4.1-mini", "openai:gpt-4.1"]
     settings = Settings()
     if run_id is None:

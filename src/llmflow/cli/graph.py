@@ -10,8 +10,6 @@ from typing import Annotated
 import typer
 
 from ..errors import ConfigError, LLMFlowError
-from ..graph import render
-from ..workflows import load_workflow
 from .app import EXIT_FAILED, EXIT_OK, err, fail
 
 
@@ -75,6 +73,9 @@ def graph(
             )
     if fmt is GraphFormat.png and out_file is None and sys.stdout.isatty():
         raise fail("a PNG is binary: write it to a file with --out graph.png")
+    from ..graph import render  # here, not at import: `llmflow --help` starts fast
+    from ..workflows import load_workflow
+
     try:
         drawing = render(load_workflow(workflow), fmt.value)
     except ConfigError as e:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -16,15 +16,8 @@ from rich.table import Table
 from ..errors import ConfigError
 from ..ids import new_id
 from ..models.budget import Budget
-from ..models.cache import ResponseCache
-from ..models.gateway import Gateway
-from ..models.pricing import Pricing, format_cost
+from ..models.pricing import format_cost
 from ..runtime.costs import CostSummary, summarise
-from ..runtime.runner import BatchResult, Item, RunInterrupted, Workflow, run_batch
-from ..settings import Settings
-from ..spec import FileWorkflow
-from ..store.sqlite import RunStore, to_json
-from ..workflows import load_workflow
 from .app import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -40,6 +33,13 @@ from .app import (
     usd,
     writable_folder,
 )
+
+if TYPE_CHECKING:  # the work loads when a command runs, so that `llmflow --help` starts fast
+    from ..models.gateway import Gateway
+    from ..models.pricing import Pricing
+    from ..runtime.runner import BatchResult, Item, Workflow
+    from ..settings import Settings
+    from ..store.sqlite import RunStore
 
 
 def register(app: typer.Typer) -> None:
@@ -190,6 +190,12 @@ def prepare(
 ) -> Job:
     """Resolve settings, model, workflow and inputs — every configuration error before any
     work starts (exit 2 with the message)."""
+    from ..models.gateway import Gateway
+    from ..settings import Settings
+    from ..spec import FileWorkflow
+    from ..store.sqlite import RunStore
+    from ..workflows import load_workflow
+
     try:
         overrides: dict[str, Any] = {}
         if model:
@@ -236,6 +242,9 @@ def execute(
     quiet: bool = False,
 ) -> BatchResult:
     """Run the job with a progress bar, recorded in the store; sets `job.summary`."""
+    from ..models.cache import ResponseCache
+    from ..store.sqlite import RunStore
+
     store = RunStore(job.settings.db_path)
     if job.cache:
         job.gateway.cache = ResponseCache(store)
@@ -279,6 +288,8 @@ async def _run_with_progress(
     *,
     quiet: bool,
 ) -> BatchResult:
+    from ..runtime.runner import RunInterrupted, run_batch
+
     with BatchProgress(f"{wf.name} on {model}", len(items), quiet=quiet) as progress:
         try:
             return await run_batch(
@@ -328,6 +339,8 @@ def _report(
     pricing: Pricing,
     compare: str,
 ) -> None:
+    from ..store.sqlite import to_json
+
     compared = summary.on(pricing, compare)
     if as_json:
         payload = {

@@ -6,7 +6,7 @@ import json
 import sqlite3
 import time
 from decimal import Decimal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -15,9 +15,10 @@ from rich.table import Table
 from ..errors import ConfigError
 from ..models.pricing import format_cost
 from ..runtime.costs import summarise
-from ..settings import Settings
-from ..store.sqlite import RunStore
 from .app import EXIT_OK, fail, out, print_table, usage_json, usd
+
+if TYPE_CHECKING:
+    from ..store.sqlite import RunStore
 
 SHORT_ID = 12
 """Characters of a run id shown in lists; `runs show` takes any unique prefix."""
@@ -30,6 +31,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _open() -> RunStore:
+    from ..settings import Settings  # here, not at import: `llmflow --help` starts fast
+    from ..store.sqlite import RunStore
+
     try:
         return RunStore(Settings().db_path)
     except ConfigError as e:

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from ..errors import ConfigError, LLMFlowError, SpecError
-from ..models.gateway import Gateway
-from ..runtime.context import RunContext
-from ..settings import Settings
-from ..spec import TEMPLATES, load_agent_file, templates, validate_file
-from ..spec.scope import Conversation
-from ..spec.source import did_you_mean
-from ..store.sqlite import to_json
 from .app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, endpoint, err, fail, out
+
+if TYPE_CHECKING:  # the commands import what they use: `llmflow --help` starts fast
+    from ..models.gateway import Gateway
 
 EXIT_COMMANDS = ("/exit", "/quit")
 
@@ -39,6 +34,10 @@ def validate(
     ],
 ) -> int:
     """Check a workflow file (or agent file): every mistake as file:line:column."""
+    from ..models.gateway import Gateway
+    from ..settings import Settings
+    from ..spec import load_agent_file, validate_file
+
     try:
         if file.suffix.lower() == ".md":
             agent = load_agent_file(file)
@@ -73,6 +72,8 @@ def validate(
 
 def list_templates() -> int:
     """List the workflow templates shipped with llmflow."""
+    from ..spec import templates
+
     found = templates()
     table = Table("template", "description", title="llmflow new <template> <dir>")
     for name, description in found.items():
@@ -86,6 +87,9 @@ def new(
     target: Annotated[Path, typer.Argument(help="A new (or empty) folder to copy it to.")],
 ) -> int:
     """Copy a template to a folder, to edit and run."""
+    from ..spec import TEMPLATES, templates
+    from ..spec.source import did_you_mean
+
     found = templates()
     if template not in found:
         hint = did_you_mean(template, found)
@@ -127,6 +131,12 @@ def chat(
     ] = None,
 ) -> int:
     """Talk with an agent: each line is a turn; /exit or Ctrl-D ends."""
+    import asyncio
+
+    from ..models.gateway import Gateway
+    from ..settings import Settings
+    from ..spec import load_agent_file
+
     try:
         agent = load_agent_file(agent_file)
         overrides: dict[str, Any] = {}
@@ -160,6 +170,12 @@ def _parse_input(text: str | None) -> Any:
 
 
 async def _converse(agent: Any, gateway: Gateway, input: Any) -> int:
+    import asyncio
+
+    from ..runtime.context import RunContext
+    from ..spec.scope import Conversation
+    from ..store.sqlite import to_json
+
     conversation = Conversation(input)
     ctx = RunContext(gateway=gateway)
     try:

@@ -11,37 +11,23 @@ next time it is built.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
 from rich.table import Table
 
 from ..errors import ConfigError, LLMFlowError
-from ..models.cache import ResponseCache
-from ..models.gateway import Gateway
 from ..models.pricing import format_cost
-from ..patterns.cascade import Cascade
-from ..runtime.evaluation import check_variants, plot, score, variant_names
-from ..runtime.tuning import (
-    TierAnswers,
-    answers,
-    calibrate_on,
-    cascades,
-    distill,
-    find_cascade,
-    save_version,
-    stored_by_model,
-)
-from ..settings import Settings
-from ..steps.ml import read_labelled
-from ..store.sqlite import RunStore
-from ..workflows import load_workflow
 from .app import EXIT_OK, endpoint, err, fail, out, usd, writable_folder
+
+if TYPE_CHECKING:  # the commands import what they use: `llmflow --help` starts fast
+    from ..patterns.cascade import Cascade
+    from ..runtime.tuning import TierAnswers
+    from ..settings import Settings
 
 Model = Annotated[
     str | None, typer.Option("--model", "-m", help="The model for LLM tiers (default: local).")
@@ -65,6 +51,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _settings(model: str | None, base_url: str | None) -> Settings:
+    from ..settings import Settings
+
     overrides: dict[str, Any] = {}
     if model:
         overrides["model"] = model
@@ -74,6 +62,9 @@ def _settings(model: str | None, base_url: str | None) -> Settings:
 
 
 def _cascade(workflow: str, step: str | None) -> tuple[str, Cascade]:
+    from ..runtime.tuning import cascades, find_cascade
+    from ..workflows import load_workflow
+
     wf = load_workflow(workflow)
     if step is None:
         found = cascades(wf.step)
@@ -86,6 +77,14 @@ def _cascade(workflow: str, step: str | None) -> tuple[str, Cascade]:
 
 def _answers(cascade: Cascade, data: Path, settings: Settings) -> tuple[TierAnswers, list[str]]:
     """Every tier's answer on the labelled rows of `data`, and the labels."""
+    import asyncio
+
+    from ..models.cache import ResponseCache
+    from ..models.gateway import Gateway
+    from ..runtime.tuning import answers
+    from ..steps.ml import read_labelled
+    from ..store.sqlite import RunStore
+
     texts, truth = read_labelled(data)
     gateway = Gateway(settings)
     gateway.resolve()  # a missing key fails before any work
@@ -123,6 +122,8 @@ def calibrate(
     as_json: Json = False,
 ) -> int:
     """Choose per-tier thresholds that reach a target accuracy at the lowest cost."""
+    from ..runtime.tuning import calibrate_on, save_version, stored_by_model
+
     try:
         settings = _settings(model, base_url)
         name, cascade = _cascade(workflow, step)
@@ -214,6 +215,10 @@ def distill_command(
     as_json: Json = False,
 ) -> int:
     """Train the ml tier from the LLM's recorded decisions (corrections take precedence)."""
+    from ..runtime.tuning import distill
+    from ..settings import Settings
+    from ..store.sqlite import RunStore
+
     try:
         settings = Settings()
         name, cascade = _cascade(workflow, step)
@@ -272,6 +277,8 @@ def evaluate(
     as_json: Json = False,
 ) -> int:
     """Accuracy, macro-F1, cost, latency and share per tier of each variant."""
+    from ..runtime.evaluation import check_variants, plot, score, variant_names
+
     try:
         settings = _settings(model, base_url)
         name, cascade = _cascade(workflow, step)
@@ -337,6 +344,9 @@ def correct(
     note: Annotated[str | None, typer.Option(help="Why, for the record.")] = None,
 ) -> int:
     """Record the right label for a decision; `distill` learns it over the model's."""
+    from ..settings import Settings
+    from ..store.sqlite import RunStore
+
     try:
         store = RunStore(Settings().db_path)
         try:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from genai_prices import Usage as PriceUsage
-from genai_prices import calc_price
-from genai_prices.types import ModelPrice
-
-from ..settings import Settings
 from .client import Usage
+
+if TYPE_CHECKING:  # genai-prices loads its price data on import: only when a price is looked up
+    from genai_prices.types import ModelPrice
+
+    from ..settings import Settings
 
 ZERO = Decimal(0)
 MILLION = Decimal(1_000_000)
@@ -28,6 +29,9 @@ unless genai-prices knows their host)."""
 
 @lru_cache(maxsize=256)
 def _hosted_price(provider: str, model_id: str, base_url: str | None) -> ModelPrice | None:
+    from genai_prices import Usage as PriceUsage
+    from genai_prices import calc_price
+
     try:
         if provider == "openai":
             found = calc_price(PriceUsage(input_tokens=0), model_ref=model_id, provider_id="openai")
@@ -58,6 +62,8 @@ class Pricing:
         price = _hosted_price(provider, model_id, self.base_url)
         if price is None:
             return None
+        from genai_prices import Usage as PriceUsage
+
         total = price.calc_price(
             PriceUsage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
         )["total_price"]
