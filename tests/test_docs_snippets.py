@@ -60,7 +60,7 @@ PARSE_ONLY = {
 EXIT_CODES: dict[str, int] = {
     # shell line -> the exit code the documentation says it ends with
 }
-SKIPPED_BLOCKS = 0
+SKIPPED_BLOCKS = 1
 """Blocks marked `<!-- skip-test: reason -->`; raise it only with such a mark."""
 PLACEHOLDERS = ("<run id>", "<run>")
 """Stand for a recorded run: executed lines get the id of a run the test makes first (and

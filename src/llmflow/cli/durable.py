@@ -3,7 +3,6 @@ list`, `approve`, `reject` and `worker`."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from .app import (
     fail,
     out,
 )
+from .signals import EXIT_TERMINATED, run_until_signal, terminated
 
 if TYPE_CHECKING:  # the commands import what they use: `llmflow --help` starts fast
     from ..durable.batch import RunSpec
@@ -117,7 +117,7 @@ def _drive(job: Job, spec: RunSpec, *, resuming: bool, quiet: bool) -> BatchResu
 
     try:
         with progress:
-            batch = asyncio.run(drive())
+            batch = run_until_signal(drive())
         job.summary = summarise(store.call_costs(spec.run_id))
     except ConfigError as e:
         raise fail(str(e)) from None
@@ -133,6 +133,8 @@ def resume(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> int:
     """Finish interrupted durable runs: completed model calls and effects are not repeated."""
+    import asyncio
+
     from ..durable import engine
     from ..durable.batch import find_spec, unfinished_runs
 
@@ -175,12 +177,11 @@ def _full_run_id(run_id: str) -> str:
 
 
 def _resume_one(spec: RunSpec, as_json: bool) -> int:
-    from ..durable.batch import attach
+    from ..durable.batch import attach, detach
     from .run import Job, _report
 
     live = attach(spec)  # loads the workflow and inputs, and checks the code and inputs
-    if live.store is not None:
-        live.store.close()
+    detach(spec.run_id)  # `_drive` runs it afresh, with this process's progress and store
     gateway = live.base.gateway
     job = Job(
         settings=gateway.settings,
@@ -191,12 +192,18 @@ def _resume_one(spec: RunSpec, as_json: bool) -> int:
         concurrency=spec.concurrency,
         cache=spec.cache,
     )
-    from ..durable.batch import _here, _live
-
-    _live.pop(_here(spec.run_id), None)
     err.print(f"resuming run {spec.run_id} ({spec.workflow} on {spec.source})")
     batch = _drive(job, spec, resuming=True, quiet=as_json)
+    if batch.status == "interrupted":
+        err.print(
+            f"[yellow]interrupted[/]{' by SIGTERM' if terminated() else ''}: finish it with: "
+            f"llmflow resume {spec.run_id}",
+            highlight=False,
+            soft_wrap=True,
+        )
     _report(batch, live.workflow, as_json, job.summary, gateway.pricing, "openai:gpt-4.1-mini")
+    if batch.status == "interrupted" and terminated():
+        return EXIT_TERMINATED
     return {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "interrupted": EXIT_INTERRUPTED}.get(
         batch.status, EXIT_FAILED
     )
@@ -225,17 +232,30 @@ def _pending(client: Any, run_id: str | None = None) -> list[tuple[str, str, dic
     """(item workflow id, step path, request) of every approval still waiting."""
     from ..durable.approval import EVENT
 
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
     found = []
-    rows = client.list_workflows(
-        status="PENDING", name="llmflow.item", load_input=False, load_output=False,
-        workflow_id_prefix=f"{run_id}/" if run_id else None,
-    )  # fmt: skip
-    for w in rows:
-        requests = client.get_event(w.workflow_id, EVENT, timeout_seconds=0) or {}
-        for path, request in requests.items():
-            if request.get("status") == "waiting":
-                found.append((w.workflow_id, path, request))
+    try:
+        rows = client.list_workflows(
+            status="PENDING", name="llmflow.item", load_input=False, load_output=False,
+            workflow_id_prefix=f"{run_id}/" if run_id else None,
+        )  # fmt: skip
+        for w in rows:
+            requests = client.get_event(w.workflow_id, EVENT, timeout_seconds=0) or {}
+            for path, request in requests.items():
+                if request.get("status") == "waiting":
+                    found.append((w.workflow_id, path, request))
+    except (OperationalError, ProgrammingError) as e:
+        # A durable database that a first run is creating right now (or that one left
+        # half-created) has no tables yet, or not all: nothing can be waiting in it.
+        if not _missing_table(e):
+            raise fail(f"cannot read the durable database: {e.orig}") from None
     return found
+
+
+def _missing_table(error: Exception) -> bool:
+    text = str(error).lower()
+    return "no such table" in text or ("relation" in text and "does not exist" in text)
 
 
 def approvals_list(

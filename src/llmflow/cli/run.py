@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from .app import (
     usd,
     writable_folder,
 )
+from .signals import EXIT_TERMINATED, run_until_signal, terminated
 
 if TYPE_CHECKING:  # the work loads when a command runs, so that `llmflow --help` starts fast
     from ..models.gateway import Gateway
@@ -149,10 +149,20 @@ def run(
         batch = execute(job, out_dir=out_dir, budget=budget, item_budget=item_budget,
                         quiet=as_json)  # fmt: skip
     if batch.status == "interrupted":
-        err.print(
-            f"[yellow]interrupted[/]: {len(batch.results)} of {len(job.items)} items finished "
-            f"and are recorded in run {batch.run_id}"
+        how = "by SIGTERM" if terminated() else ""
+        then = (
+            f"finish it with: llmflow resume {batch.run_id}"
+            if durable
+            else "it ran with --no-durable, so it cannot be resumed: run it again"
         )
+        err.print(
+            f"[yellow]interrupted[/]{' ' + how if how else ''}: {len(batch.results)} of "
+            f"{len(job.items)} items finished and are recorded in run {batch.run_id}; {then}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        _report(batch, job.workflow, as_json, job.summary, job.gateway.pricing, compare)
+        return EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED
     if batch.status == "stopped":
         err.print(f"[bold red]stopped:[/] {batch.error}", highlight=False)
     _report(batch, job.workflow, as_json, job.summary, job.gateway.pricing, compare)
@@ -251,7 +261,7 @@ def execute(
     run_id = new_id()
     target = out_dir or Path("llmflow-out") / job.workflow.name / run_id
     try:
-        batch = asyncio.run(
+        batch = run_until_signal(
             _run_with_progress(
                 job.workflow,
                 job.items,
