@@ -230,9 +230,9 @@ def _client() -> Any:
 
 def _pending(client: Any, run_id: str | None = None) -> list[tuple[str, str, dict[str, Any]]]:
     """(item workflow id, step path, request) of every approval still waiting."""
-    from ..durable.approval import EVENT
-
     from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from ..durable.approval import EVENT
 
     found = []
     try:
