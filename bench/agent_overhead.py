@@ -55,8 +55,8 @@ from openai.types.responses import (
 
 from llmflow.models.agents_adapter import GatewayModel
 from llmflow.models.client import ModelRequest, ModelResponse, ToolCall, Usage
-from llmflow.runtime.context import RunContext
 from llmflow.steps.agent import AgentStep, agent
+from llmflow.steps.context import RunContext
 from llmflow.testing import ScriptedModel, scripted_gateway
 
 TOOL_CALLS, RUNS, ROUNDS = 5, 25, 30

@@ -46,11 +46,11 @@ from simulated_llm import LATENCY_S, PRICED_AS, SimulatedLLM, simulated_gateway
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from llmflow import Settings
+from llmflow.analysis.calibration import NEVER, calibrate
+from llmflow.analysis.evaluation import VariantScore, score
+from llmflow.analysis.tuning import TierAnswers, answers
 from llmflow.models.gateway import Gateway
 from llmflow.patterns.cascade import Cascade
-from llmflow.runtime.calibration import NEVER, calibrate
-from llmflow.runtime.evaluation import VariantScore, score
-from llmflow.runtime.tuning import TierAnswers, answers
 from llmflow.steps.base import Step
 from llmflow.steps.classify import classify
 from llmflow.steps.label import Label

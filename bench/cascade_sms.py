@@ -17,7 +17,7 @@ import platform
 import random
 from pathlib import Path
 
-from llmflow.runtime.calibration import calibrate, simulate
+from llmflow.analysis.calibration import calibrate, simulate
 from llmflow.steps.label import Label
 from llmflow.steps.ml import MLStep
 

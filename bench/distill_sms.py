@@ -39,13 +39,13 @@ from typing import Any
 from simulated_llm import LATENCY_S, PRICED_AS, SimulatedLLM, simulated_gateway
 
 from llmflow import RunStore, Settings, Workflow, run_batch
+from llmflow.analysis.calibration import NEVER
+from llmflow.analysis.tuning import Distillation, distill, tuned
 from llmflow.models.gateway import Gateway, ModelCall
 from llmflow.patterns.cascade import Cascade, cascade
-from llmflow.runtime.calibration import NEVER
-from llmflow.runtime.context import RunContext, RunHooks
 from llmflow.runtime.runner import Item
-from llmflow.runtime.tuning import Distillation, distill, tuned
 from llmflow.steps.classify import classify
+from llmflow.steps.context import RunContext, RunHooks
 from llmflow.steps.ml import MLStep
 
 ROOT = Path(__file__).resolve().parent.parent

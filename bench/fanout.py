@@ -30,8 +30,8 @@ from pathlib import Path
 
 from llmflow.patterns.orchestrate import Plan, Subtask, Synthesis, orchestrate
 from llmflow.patterns.parallel import parallel
-from llmflow.runtime.context import RunContext
 from llmflow.steps.base import code
+from llmflow.steps.context import RunContext
 from llmflow.steps.llm import llm
 from llmflow.testing import ScriptedModel, scripted_gateway
 

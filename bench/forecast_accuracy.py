@@ -18,9 +18,9 @@ import tempfile
 from pathlib import Path
 
 from llmflow import Gateway, RunStore, Settings, run_batch
+from llmflow.analysis.forecast import learn
 from llmflow.apps.email_triage import SAMPLE_INBOX, build, load_inbox
 from llmflow.models.cache import ResponseCache
-from llmflow.runtime.forecast import learn
 
 RESULTS = Path(__file__).with_name("RESULTS-forecast.md")
 

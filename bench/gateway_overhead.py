@@ -24,8 +24,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from llmflow.patterns.chain import chain
-from llmflow.runtime.context import RunContext
 from llmflow.runtime.runner import Item, Workflow, run_batch
+from llmflow.steps.context import RunContext
 from llmflow.steps.llm import llm
 from llmflow.store.sqlite import RunStore
 from llmflow.testing import ScriptedModel, scripted_gateway

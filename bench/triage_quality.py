@@ -2,7 +2,7 @@
 runs on the embedded model.
 
 The 41 labelled sample mails (`sample_inbox/eval-{category,priority}.jsonl`, never used for
-training or calibration) go through every tier once (`runtime.tuning.answers`): the rules,
+training or calibration) go through every tier once (`analysis.tuning.answers`): the rules,
 the ml tier trained on the 525 example emails, and the real embedded SmolLM2-135M scoring the
 labels. Each variant is scored from those answers (`runtime.evaluation.score`); the cascade
 uses the thresholds a run on `local` uses (`calibrated.json`). The baseline is the embedded
@@ -21,11 +21,11 @@ from datetime import date
 from pathlib import Path
 
 from llmflow import Gateway, Settings
+from llmflow.analysis.evaluation import score, variant_names
+from llmflow.analysis.tuning import answers
 from llmflow.apps.email_triage import SAMPLE_INBOX
 from llmflow.apps.email_triage.classifier import cascades, label_sets
 from llmflow.apps.email_triage.workflow import Category, Priority
-from llmflow.runtime.evaluation import score, variant_names
-from llmflow.runtime.tuning import answers
 from llmflow.steps.ml import read_labelled
 
 RESULTS = Path(__file__).with_name("RESULTS-triage-quality.md")

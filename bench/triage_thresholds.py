@@ -25,10 +25,10 @@ from datetime import date
 from pathlib import Path
 
 from llmflow import Gateway, MLStep, Settings
+from llmflow.analysis.calibration import calibrate, simulate
+from llmflow.analysis.tuning import answers
 from llmflow.apps.email_triage.classifier import cascades, label_sets, training_rows
 from llmflow.apps.email_triage.workflow import Category, Priority
-from llmflow.runtime.calibration import calibrate, simulate
-from llmflow.runtime.tuning import answers
 from llmflow.steps.label import Label
 
 HERE = Path(__file__).parent

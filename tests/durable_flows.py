@@ -32,10 +32,10 @@ from llmflow.durable import (
     current_idempotency_key,
 )
 from llmflow.patterns.chain import chain
-from llmflow.runtime.context import RunContext
 from llmflow.runtime.runner import Item, Workflow
 from llmflow.steps.agent import agent, tool
 from llmflow.steps.base import CodeStep, Step
+from llmflow.steps.context import RunContext
 from llmflow.steps.llm import llm
 
 

@@ -10,10 +10,10 @@ from types import ModuleType
 
 import pytest
 
+from llmflow.analysis.tuning import answers
 from llmflow.errors import StepError
 from llmflow.patterns.cascade import Cascade
 from llmflow.runtime.runner import run
-from llmflow.runtime.tuning import answers
 from llmflow.steps.classify import classify
 from llmflow.steps.ml import read_labelled
 

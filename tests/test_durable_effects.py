@@ -315,7 +315,7 @@ async def test_a_tool_that_needs_approval_fails_clearly_outside_a_durable_run() 
 
 
 def test_an_agent_file_marks_a_tool_as_needing_approval(tmp_path: Path) -> None:
-    from llmflow.spec import load_agent_file
+    from llmflow.workflow_files import load_agent_file
 
     (tmp_path / "tools.py").write_text(
         'def pay(order: str) -> str:\n    """Pay an order back."""\n    return "paid"\n'
@@ -364,7 +364,7 @@ def test_support_chat_refund_made_again_with_its_key_answers_the_same_and_refund
 ) -> None:
     import sqlite3
 
-    from llmflow.runtime.idempotency import idempotency_key
+    from llmflow.steps.idempotency import idempotency_key
 
     from .test_templates_tools import load_tools
 

@@ -8,7 +8,7 @@ import pytest
 
 from llmflow import InputError
 from llmflow.apps.email_triage import load_inbox, parse_email
-from llmflow.apps.email_triage.parse import RawEmail, newest_message
+from llmflow.inputs.email import RawEmail, newest_message
 
 
 def good_files(inbox: Path) -> list[str]:

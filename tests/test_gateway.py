@@ -19,6 +19,7 @@ from llmflow import (
     TransientModelError,
     UnknownModelError,
 )
+from llmflow.errors import ProviderDownError, ProviderFault
 from llmflow.models.embedded import EmbeddedClient
 from llmflow.models.openai_compat import OpenAIClient
 from llmflow.testing import ScriptedModel, scripted_gateway
@@ -171,3 +172,118 @@ async def test_requests_per_minute_are_limited() -> None:
     # aiolimiter lets a full bucket through at once, then 2 requests per second.
     await asyncio.gather(*(gateway.complete(request()) for _ in range(122)))
     assert loop.time() - start >= 0.4
+
+
+# -- the circuit breaker ----------------------------------------------------------------------
+
+
+def refused() -> TransientModelError:
+    return TransientModelError(
+        "cannot connect", fault=ProviderFault(what="cannot connect (refused)", fix="start it")
+    )
+
+
+async def test_provider_faults_in_a_row_open_the_breaker_and_calls_then_fail_fast() -> None:
+    model = ScriptedModel(lambda r: refused())
+    gateway = scripted_gateway(model, limits=ProviderLimits(max_retries=4))
+    observer = Calls()
+    with pytest.raises(ProviderDownError) as info:
+        await gateway.complete(request(), observer=observer)
+    assert len(model.requests) == 3  # breaker_faults: not the 5 attempts retries would make
+    error = info.value
+    assert error.scope == "run"
+    assert (error.endpoint, error.fix) == ("scripted", "start it")
+    assert "provider scripted is down: cannot connect (refused), 3 times in a row" in str(error)
+    assert "Fix: start it" in str(error)
+    assert observer.calls[0].error is not None and "ProviderDownError" in observer.calls[0].error
+    # The next calls fail at once: no request, no record.
+    for _ in range(3):
+        with pytest.raises(ProviderDownError):
+            await gateway.complete(request("other"), observer=observer)
+    assert len(model.requests) == 3 and len(observer.calls) == 1
+
+
+async def test_a_share_of_failed_requests_opens_the_breaker() -> None:
+    model = ScriptedModel(lambda r: TransientModelError("HTTP 500: broken"))
+    limits = ProviderLimits(max_retries=4, breaker_window=10, breaker_share=0.6)
+    gateway = scripted_gateway(model, limits=limits)
+    with pytest.raises(ModelCallError, match="gave up after 5 attempts"):
+        await gateway.complete(request("a"))
+    with pytest.raises(ProviderDownError, match=r"6 of its last 6 requests failed \(the last: "):
+        await gateway.complete(request("b"))
+    assert len(model.requests) == 6
+
+
+async def test_intermittent_failures_and_rate_limits_leave_the_breaker_closed() -> None:
+    replies = iter([TransientModelError("500"), "ok", "ok", "ok", "ok"] * 20)
+    model = ScriptedModel(lambda r: next(replies))
+    gateway = scripted_gateway(model, limits=ProviderLimits(breaker_window=10, breaker_share=0.3))
+    for i in range(20):  # 20 % of the requests fail, the breaker wants 30 %
+        assert (await gateway.complete(request(str(i)))).text == "ok"
+    limited = ScriptedModel(
+        [TransientModelError("429", rate_limited=True, retry_after=0.0)] * 10 + ["ok"]
+    )
+    gateway = scripted_gateway(
+        limited, limits=ProviderLimits(max_retries=10, breaker_window=4, breaker_share=0.5)
+    )
+    assert (await gateway.complete(request())).text == "ok"  # load, not a provider down
+
+
+async def test_after_the_cooldown_one_call_probes_and_a_success_closes_the_breaker() -> None:
+    replies: list[Any] = [refused(), refused(), refused(), "back", "again"]
+    model = ScriptedModel(lambda r: replies.pop(0))
+    limits = ProviderLimits(max_retries=4, breaker_cooldown_s=0.05)
+    gateway = scripted_gateway(model, limits=limits)
+    with pytest.raises(ProviderDownError):
+        await gateway.complete(request())
+    with pytest.raises(ProviderDownError):
+        await gateway.complete(request())  # within the cooldown: no request
+    assert len(model.requests) == 3
+    await asyncio.sleep(0.06)
+    assert (await gateway.complete(request())).text == "back"
+    assert (await gateway.complete(request())).text == "again"
+
+
+async def test_a_key_refused_opens_the_breaker_without_retries() -> None:
+    fault = ProviderFault(what="HTTP 401 (the key was refused)", fix="set OPENAI_API_KEY")
+    model = ScriptedModel(lambda r: ModelCallError("HTTP 401", fault=fault))
+    gateway = scripted_gateway(model)
+    for _ in range(2):  # not retried: each call is one request
+        with pytest.raises(ModelCallError, match="401"):
+            await gateway.complete(request())
+    with pytest.raises(ProviderDownError, match=r"key was refused.*Fix: set OPENAI_API_KEY"):
+        await gateway.complete(request())
+    assert len(model.requests) == 3
+
+
+# -- only valid answers are cached ----------------------------------------------------------
+
+
+async def test_only_answers_that_pass_validate_are_cached(tmp_path: Path) -> None:
+    from llmflow.models.cache import ResponseCache, cache_key
+    from llmflow.store.sqlite import RunStore
+
+    def check(response: Any) -> None:
+        if response.text != "good":
+            raise ValueError("bad answer")
+
+    store = RunStore(tmp_path / "runs.db")
+    answers = ["bad", "good", "unused"]
+    model = ScriptedModel(lambda r: answers.pop(0))
+    gateway = scripted_gateway(model)
+    gateway.cache = ResponseCache(store)
+    assert (await gateway.complete(request(), validate=check)).text == "bad"  # returned, not kept
+    store.flush()
+    assert store.cache_get(cache_key("scripted", request())) is None
+    assert (await gateway.complete(request(), validate=check)).text == "good"
+    assert (await gateway.complete(request(), validate=check)).text == "good"  # cached
+    assert len(model.requests) == 2
+    # A cached answer that fails its check (cached by an older version, or under another
+    # output type) is dropped and the call made again.
+    stale = '{"text": "bad", "tool_calls": [], "usage": {}, "finish_reason": "stop", "model": ""}'
+    store.cache_put(cache_key("scripted", request("x")), "scripted", stale)
+    store.flush()
+    answers[:] = ["good"]
+    assert (await gateway.complete(request("x"), validate=check)).text == "good"
+    store.flush()
+    assert '"good"' in (store.cache_get(cache_key("scripted", request("x"))) or "")

@@ -80,13 +80,28 @@ async def test_an_invalid_output_is_retried_once_with_the_error() -> None:
     assert "integer" in (retry[-1].content or "")
 
 
-async def test_a_second_invalid_output_fails_naming_the_step() -> None:
-    model = ScriptedModel(["not json", "{still not"])
+async def test_an_output_still_invalid_after_its_repairs_fails_naming_the_step() -> None:
+    model = ScriptedModel(["not json", "{still not", '{"title": 1}'])
     with pytest.raises(OutputValidationError) as info:
         await run(llm("t", instructions="i", output=Ticket), "in", gateway=scripted_gateway(model))
     assert info.value.path == "t"
-    assert "after a retry" in str(info.value)
+    assert "after 2 retries" in str(info.value)
+    assert len(model.requests) == 3  # the answer, then two repairs (LLMFLOW_OUTPUT_REPAIRS)
+    assert len(model.requests[2].messages) == 6  # each repair sees every earlier answer
+
+
+async def test_the_number_of_repairs_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMFLOW_OUTPUT_REPAIRS", "1")
+    model = ScriptedModel(["not json", "{still not"])
+    with pytest.raises(OutputValidationError, match="after a retry"):
+        await run(llm("t", instructions="i", output=Ticket), "in", gateway=scripted_gateway(model))
     assert len(model.requests) == 2
+    monkeypatch.setenv("LLMFLOW_OUTPUT_REPAIRS", "4")
+    model = ScriptedModel(["x"] * 4 + [json_reply({"title": "x", "severity": 1})])
+    out = await run(
+        llm("t", instructions="i", output=Ticket), "in", gateway=scripted_gateway(model)
+    )
+    assert out.severity == 1 and len(model.requests) == 5
 
 
 async def test_a_cut_off_output_is_retried_with_more_tokens() -> None:

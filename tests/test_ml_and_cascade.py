@@ -129,7 +129,7 @@ async def test_the_cascade_escalates_only_unsure_items_and_records_the_tier() ->
 
 
 def test_calibration_picks_the_lowest_thresholds_that_reach_the_target() -> None:
-    from llmflow.runtime.calibration import NEVER, calibrate, simulate
+    from llmflow.analysis.calibration import NEVER, calibrate, simulate
 
     truth = ["a", "b", "a", "b"]
     cheap = [Label(label="a", confidence=c) for c in (0.9, 0.8, 0.7, 0.6)]  # right on 1 and 3
@@ -143,7 +143,7 @@ def test_calibration_picks_the_lowest_thresholds_that_reach_the_target() -> None
 
 
 def test_a_calibrated_ml_tier_meets_the_target_on_held_out_data() -> None:
-    from llmflow.runtime.calibration import calibrate, simulate
+    from llmflow.analysis.calibration import calibrate, simulate
 
     train_x, train_y, test_x, test_y = split()
     ml = MLStep.train("ml", train_x[:1000], train_y[:1000])

@@ -418,7 +418,7 @@ async def test_patterns_nest_and_record_their_paths() -> None:
 
 
 async def test_an_invalid_classifier_output_goes_to_the_default_branch() -> None:
-    model = ScriptedModel([json_reply({"value": "shipping"})] * 2)  # not a branch, twice
+    model = ScriptedModel([json_reply({"value": "shipping"})] * 3)  # not a branch, every try
     flow = route(
         "r", {"billing": const("billing", "B"), "general": const("general", "G")},
         instructions="Pick.", default="general",

@@ -20,12 +20,12 @@ from llmflow import (
     ToolCall,
     Usage,
 )
+from llmflow.analysis.tuning import find_cascade
 from llmflow.runtime.runner import BatchResult, run_batch
-from llmflow.runtime.tuning import find_cascade
-from llmflow.spec import load_agent_file, load_workflow_file
-from llmflow.spec.imports import resolve
 from llmflow.steps.ml import MLStep
 from llmflow.testing import ScriptedModel, scripted_gateway
+from llmflow.workflow_files import load_agent_file, load_workflow_file
+from llmflow.workflow_files.imports import resolve
 
 TOOLS = '''
 from pydantic import BaseModel

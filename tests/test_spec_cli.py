@@ -21,7 +21,7 @@ import pytest
 
 from llmflow.cli import main
 from llmflow.cli.run import prepare
-from llmflow.spec import TEMPLATES
+from llmflow.workflow_files import TEMPLATES
 
 from .fake_openai_server import serve
 

@@ -10,7 +10,7 @@ import pytest
 
 from llmflow import ConfigError, Gateway, Settings
 from llmflow.errors import SpecError
-from llmflow.spec import load_agent_file, load_workflow_file, validate_file
+from llmflow.workflow_files import load_agent_file, load_workflow_file, validate_file
 
 TOOLS = '''
 def lookup_order(order_id: str) -> str:

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmflow.errors import LLMFlowError, SpecError
-from llmflow.spec import TEMPLATES, WORKFLOW_FILE, load_agent_file, load_workflow_text
-from llmflow.spec.models import KINDS
+from llmflow.workflow_files import TEMPLATES, WORKFLOW_FILE, load_agent_file, load_workflow_text
+from llmflow.workflow_files.schema import KINDS
 
 VALID = """\
 name: support

@@ -131,6 +131,9 @@ def test_response_cache(store: Store) -> None:
     store.cache_put("k", "m", '{"text": "hi"}')
     store.flush()
     assert store.cache_get("k") == '{"text": "hi"}'
+    store.cache_drop("k")
+    store.flush()
+    assert store.cache_get("k") is None
 
 
 def test_corrections_join_the_recorded_decisions(store: Store) -> None:

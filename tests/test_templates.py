@@ -25,8 +25,8 @@ from llmflow import (
     run_batch,
 )
 from llmflow.cli import main
-from llmflow.spec import TEMPLATES, load_workflow_file
 from llmflow.testing import ScriptedModel, json_reply, scripted_gateway
+from llmflow.workflow_files import TEMPLATES, load_workflow_file
 
 from .fake_openai_server import serve
 from .test_templates_tools import load_tools

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from llmflow import BatchResult, Gateway, RunStore, Settings, Workflow, run_batch
-from llmflow.spec import TEMPLATES, load_workflow_file, load_workflow_text
+from llmflow.workflow_files import TEMPLATES, load_workflow_file, load_workflow_text
 
 from .test_templates_tools import load_tools
 

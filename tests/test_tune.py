@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from llmflow import ModelRequest, ModelResponse, RunStore, Settings, Workflow, run_batch
+from llmflow.analysis.calibration import NEVER
+from llmflow.analysis.tuning import distill, history, tuned
 from llmflow.apps.email_triage import SAMPLE_INBOX
 from llmflow.cli import main
 from llmflow.patterns.cascade import cascade
-from llmflow.runtime.calibration import NEVER
 from llmflow.runtime.runner import Item
-from llmflow.runtime.tuning import distill, history, tuned
 from llmflow.steps.classify import classify
 from llmflow.steps.ml import MLStep, read_labelled
 from llmflow.testing import ScriptedModel, scripted_gateway

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .errors import (
     BudgetExceededError,
     ConfigError,
+    DefinitionError,
     InputError,
     LLMFlowError,
     MissingCredentialsError,
@@ -46,7 +47,6 @@ if TYPE_CHECKING:  # the type checker sees plain imports; at run time they load 
     from .patterns.parallel import Failed, VoteResult, at_least, best_of, majority, parallel, vote
     from .patterns.refine import Candidate, Draft, Evaluation, RefineResult, refine
     from .patterns.route import RouteDecision, route
-    from .runtime.context import RunContext, RunHooks
     from .runtime.runner import (
         BatchResult,
         Item,
@@ -60,6 +60,7 @@ if TYPE_CHECKING:  # the type checker sees plain imports; at run time they load 
     from .steps.agent import AgentStep, Tool, agent, tool
     from .steps.base import CodeStep, Step, code
     from .steps.classify import LLMClassifier, classify
+    from .steps.context import RunContext, RunHooks
     from .steps.label import Label
     from .steps.llm import LLMStep, llm
     from .steps.ml import MLStep, RulesStep, rules
@@ -99,7 +100,7 @@ _LAZY: dict[str, tuple[str, ...]] = {  # the names imported above, by module
     ),
     ".patterns.refine": ("Candidate", "Draft", "Evaluation", "RefineResult", "refine"),
     ".patterns.route": ("RouteDecision", "route"),
-    ".runtime.context": ("RunContext", "RunHooks"),
+    ".steps.context": ("RunContext", "RunHooks"),
     ".runtime.runner": (
         "BatchResult",
         "Item",
@@ -130,6 +131,7 @@ __all__ = [
     "CascadeResult",
     "CodeStep",
     "ConfigError",
+    "DefinitionError",
     "Divert",
     "Draft",
     "Evaluation",

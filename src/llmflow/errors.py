@@ -9,10 +9,11 @@ LLMFlowError
 │   └── SpecError               a workflow or agent file is wrong (file:line:column)
 └── RunError                    a run failed while executing
     ├── StepError               a step failed; carries the step path
-    │   └── OutputValidationError  an LLM output failed its type, after the retry
+    │   └── OutputValidationError  an LLM output failed its type, after its repairs
     ├── BudgetExceededError     a money, token or request budget would be exceeded
+    ├── ProviderDownError       a provider keeps failing: calls fail fast, the run stops
     └── ModelCallError          a provider call failed
-        ├── TransientModelError retryable: rate limit, timeout, 5xx, cut-off output
+        ├── TransientModelError retryable: rate limit, timeout, 5xx, malformed answer
         └── ModelTimeoutError   the gateway's timeout expired (after retries)
 ```
 
@@ -23,6 +24,7 @@ message names the fix where there is one.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
@@ -45,6 +47,12 @@ class LLMFlowError(Exception):
 
 class ConfigError(LLMFlowError):
     """The user or their configuration is at fault: the message says what to change."""
+
+
+class DefinitionError(ConfigError, ValueError):
+    """A workflow put together wrongly in code (a chain with no steps, a cascade whose tiers
+    share a name): raised when the step is built, before anything runs. A `ValueError` too,
+    as argument errors are in Python."""
 
 
 class UnknownModelError(ConfigError):
@@ -94,7 +102,8 @@ class StepError(RunError):
 
 
 class OutputValidationError(StepError):
-    """An LLM output did not match the step's output type, even after one retry."""
+    """An LLM output did not match the step's output type, even after its repairs
+    (`LLMFLOW_OUTPUT_REPAIRS`)."""
 
 
 class BudgetExceededError(RunError):
@@ -107,12 +116,47 @@ class BudgetExceededError(RunError):
         """What the budget covers: `run` (the whole batch) or `item`."""
 
 
-class ModelCallError(RunError):
-    """A model provider call failed for good."""
+@dataclass(frozen=True, slots=True)
+class ProviderFault:
+    """A failure that says a provider is unusable as configured, not just busy: connection
+    refused, key refused (401/403), endpoint or model not found (404). The gateway's circuit
+    breaker opens after a few in a row."""
 
-    def __init__(self, message: str, *, model: str | None = None) -> None:
+    what: str
+    """What failed, e.g. `connection refused` or `HTTP 401 (the key was refused)`."""
+    fix: str
+    """What the user should do, e.g. `set OPENAI_API_KEY to a valid key`."""
+
+
+class ProviderDownError(RunError):
+    """A provider keeps failing (connection refused, key refused, endpoint not found, or most
+    recent requests failing): the gateway's circuit breaker is open and calls to it fail fast
+    with this one error. It stops the whole run (`scope` is `run`, as for a run's budget):
+    what finished is kept, and `llmflow resume` continues once the cause is fixed."""
+
+    scope = "run"
+    """What the error stops: the whole run, not just the item it happened in."""
+
+    def __init__(self, endpoint: str, what: str, fix: str) -> None:
+        super().__init__(f"provider {endpoint} is down: {what}. Fix: {fix}")
+        self.endpoint = endpoint
+        """The provider's URL (credentials removed), or its name."""
+        self.what = what
+        """What failed."""
+        self.fix = fix
+        """What to do about it."""
+
+
+class ModelCallError(RunError):
+    """A model provider call failed for good. `fault` is set when the failure says the
+    provider is unusable as configured (see `ProviderFault`)."""
+
+    def __init__(
+        self, message: str, *, model: str | None = None, fault: ProviderFault | None = None
+    ) -> None:
         super().__init__(f"{model}: {message}" if model else message)
         self.model = model
+        self.fault = fault
 
 
 class TransientModelError(ModelCallError):
@@ -122,10 +166,18 @@ class TransientModelError(ModelCallError):
     """
 
     def __init__(
-        self, message: str, *, model: str | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        model: str | None = None,
+        retry_after: float | None = None,
+        fault: ProviderFault | None = None,
+        rate_limited: bool = False,
     ) -> None:
-        super().__init__(message, model=model)
+        super().__init__(message, model=model, fault=fault)
         self.retry_after = retry_after
+        self.rate_limited = rate_limited
+        """The provider said "slow down" (429): a sign of load, not of a provider down."""
 
 
 class ModelTimeoutError(ModelCallError):

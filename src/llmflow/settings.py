@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     """Requests per minute to one remote provider (unlimited when unset)."""
     tpm: int | None = Field(default=None, ge=1, validation_alias="LLMFLOW_TPM")
     """Tokens per minute to one remote provider (unlimited when unset)."""
+    output_repairs: int = Field(default=2, ge=0, le=10, validation_alias="LLMFLOW_OUTPUT_REPAIRS")
+    """Times an llm step sends an invalid structured output back with the validation error
+    before it fails."""
+    breaker_window: int = Field(default=20, ge=0, validation_alias="LLMFLOW_BREAKER_WINDOW")
+    """A provider's circuit breaker opens when `breaker_share` of its last `breaker_window`
+    requests failed (0: only connection refused and 401/403/404 open it)."""
+    breaker_share: float = Field(default=0.8, gt=0, le=1, validation_alias="LLMFLOW_BREAKER_SHARE")
+    """The share of failed requests among the last `breaker_window` that opens the breaker."""
 
     local_price_per_mtok: Decimal | None = Field(
         default=None, ge=0, validation_alias="LLMFLOW_LOCAL_PRICE_PER_MTOK"

@@ -28,7 +28,7 @@ def load_workflow(name: str, **options: Any) -> Workflow:
 
     The target is a `Workflow` or a function returning one (called with `options`).
     """
-    from .spec import find_workflow_file, load_workflow_file
+    from .workflow_files import find_workflow_file, load_workflow_file
 
     registered = {ep.name: ep for ep in entry_points(group=GROUP)}
     file = None if name in registered else find_workflow_file(name)

@@ -13,15 +13,16 @@ from collections.abc import Sequence
 import typer
 
 from ..errors import pydantic_message
+from . import chat as _chat
 from . import cost as _cost
 from . import doctor as _doctor
 from . import durable as _durable
 from . import estimate as _estimate
+from . import files as _files
 from . import graph as _graph
 from . import models as _models
 from . import run as _run
 from . import runs as _runs
-from . import spec as _spec
 from . import tune as _tune
 from .app import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, app, arrange, err
 
@@ -35,7 +36,8 @@ _run.register(app)
 _runs.register(app)
 _graph.register(app)
 _models.register(app)
-_spec.register(app)
+_files.register(app)
+_chat.register(app)
 _tune.register(app)
 arrange(app)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +16,7 @@ from typer.core import TyperGroup
 from typer.models import CommandInfo, TyperInfo
 
 if TYPE_CHECKING:  # `llmflow --help` must start fast: the runtime loads where it is used
-    from ..runtime.costs import CostSummary
+    from ..analysis.costs import CostSummary
     from ..runtime.runner import ItemResult
 
 PANELS: dict[str, tuple[str, ...]] = {
@@ -73,10 +74,27 @@ def _flags_without_types() -> None:
 
 _flags_without_types()
 
+class _Redacted:
+    """`sys.stdout` or `sys.stderr` (whichever it is at the time of writing, so that tests and
+    redirections see the output) with every credential removed (`llmflow.redact`)."""
 
-out = Console()
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def write(self, text: str) -> int:
+        from ..redact import redact
+
+        stream = getattr(sys, self._name)
+        stream.write(redact(text))
+        return len(text)
+
+    def __getattr__(self, attr: str) -> Any:  # isatty, fileno, flush, encoding...
+        return getattr(getattr(sys, self._name), attr)
+
+
+out = Console(file=_Redacted("stdout"))  # type: ignore[arg-type]
 """Results go to stdout."""
-err = Console(stderr=True)
+err = Console(file=_Redacted("stderr"))  # type: ignore[arg-type]
 """Progress, warnings and errors go to stderr."""
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130

@@ -10,9 +10,9 @@ import typer
 from rich import box
 from rich.table import Table
 
+from ..analysis.costs import group, summarise
 from ..errors import ConfigError
 from ..models.pricing import format_cost
-from ..runtime.costs import group, summarise
 from .app import EXIT_OK, fail, out, print_table, usage_json
 
 

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
+from ..analysis.costs import summarise
 from ..errors import ConfigError, RunError
 from ..ids import new_id
-from ..runtime.costs import summarise
 from .app import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -83,7 +83,9 @@ def execute_durable(
         max_cost_per_item=str(per_item) if per_item is not None else None,
     )
     try:
-        engine.launch()
+        from ..workflows import load_workflow
+
+        engine.launch(load_workflow=load_workflow)
         return _drive(job, spec, resuming=False, quiet=quiet)
     except ConfigError as e:
         raise fail(str(e)) from None
@@ -139,7 +141,9 @@ def resume(
     from ..durable.batch import find_spec, unfinished_runs
 
     try:
-        engine.launch()
+        from ..workflows import load_workflow
+
+        engine.launch(load_workflow=load_workflow)
         if run_id is not None:
             run_ids = [_full_run_id(run_id)]
         else:
@@ -178,7 +182,7 @@ def _full_run_id(run_id: str) -> str:
 
 def _resume_one(spec: RunSpec, as_json: bool) -> int:
     from ..durable.batch import attach, detach
-    from .run import Job, _report
+    from .run import Job, report
 
     live = attach(spec)  # loads the workflow and inputs, and checks the code and inputs
     detach(spec.run_id)  # `_drive` runs it afresh, with this process's progress and store
@@ -201,7 +205,7 @@ def _resume_one(spec: RunSpec, as_json: bool) -> int:
             highlight=False,
             soft_wrap=True,
         )
-    _report(batch, live.workflow, as_json, job.summary, gateway.pricing, "openai:gpt-4.1-mini")
+    report(batch, live.workflow, as_json, job.summary, gateway.pricing, "openai:gpt-4.1-mini")
     if batch.status == "interrupted" and terminated():
         return EXIT_TERMINATED
     return {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "interrupted": EXIT_INTERRUPTED}.get(
@@ -352,7 +356,9 @@ def worker(
         period_s=period, heartbeat_s=heartbeat_s, dead_after_s=dead_after_s,
     )  # fmt: skip
     try:
-        serve(options)
+        from ..workflows import load_workflow
+
+        serve(options, load_workflow=load_workflow)
     except ConfigError as e:
         raise fail(str(e)) from None
     except RunError as e:  # declared dead by another worker while it was too busy to beat

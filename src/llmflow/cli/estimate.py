@@ -10,9 +10,9 @@ import typer
 from rich import box
 from rich.table import Table
 
+from ..analysis.forecast import Profile, estimate, learn
 from ..errors import ConfigError
 from ..models.pricing import Pricing, format_cost
-from ..runtime.forecast import Profile, estimate, learn
 from .app import EXIT_FAILED, EXIT_OK, err, fail, out, usd, writable_folder
 from .run import execute, prepare
 
@@ -138,11 +138,7 @@ def _recorded(store: RunStore, workflow: str, models: list[str]) -> dict[str, Pr
     """Profiles from the latest finished run of `workflow` on each target model, if any."""
     found = {}
     for model in models:
-        row = store.db.execute(
-            "SELECT id, items_total FROM runs WHERE workflow = ? AND model = ? "
-            "AND status IN ('ok', 'partial') ORDER BY started_at DESC LIMIT 1",
-            (workflow, model),
-        ).fetchone()
+        row = store.latest_run(workflow, model)
         if row is not None:
             found[model] = learn(store.rows("model_calls", row["id"]), row["items_total"])
     return found

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
+from ..analysis.costs import CostSummary, summarise
 from ..errors import ConfigError
 from ..ids import new_id
 from ..models.budget import Budget
 from ..models.pricing import format_cost
-from ..runtime.costs import CostSummary, summarise
 from .app import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -161,11 +161,11 @@ def run(
             highlight=False,
             soft_wrap=True,
         )
-        _report(batch, job.workflow, as_json, job.summary, job.gateway.pricing, compare)
+        report(batch, job.workflow, as_json, job.summary, job.gateway.pricing, compare)
         return EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED
     if batch.status == "stopped":
         err.print(f"[bold red]stopped:[/] {batch.error}", highlight=False)
-    _report(batch, job.workflow, as_json, job.summary, job.gateway.pricing, compare)
+    report(batch, job.workflow, as_json, job.summary, job.gateway.pricing, compare)
     return {
         "ok": EXIT_OK,
         "partial": EXIT_PARTIAL,
@@ -202,8 +202,8 @@ def prepare(
     work starts (exit 2 with the message)."""
     from ..models.gateway import Gateway
     from ..settings import Settings
-    from ..spec import FileWorkflow
     from ..store.sqlite import RunStore
+    from ..workflow_files import FileWorkflow
     from ..workflows import load_workflow
 
     try:
@@ -341,7 +341,7 @@ def _cell(value: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _report(
+def report(
     batch: BatchResult,
     wf: Workflow,
     as_json: bool,
@@ -349,6 +349,7 @@ def _report(
     pricing: Pricing,
     compare: str,
 ) -> None:
+    """Print a finished run: its items, its cost line and where its files are (or JSON)."""
     from ..store.sqlite import to_json
 
     compared = summary.on(pricing, compare)

@@ -12,9 +12,9 @@ import typer
 from rich import box
 from rich.table import Table
 
+from ..analysis.costs import summarise
 from ..errors import ConfigError
 from ..models.pricing import format_cost
-from ..runtime.costs import summarise
 from .app import EXIT_OK, fail, out, print_table, usage_json, usd
 
 if TYPE_CHECKING:

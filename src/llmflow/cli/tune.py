@@ -25,8 +25,8 @@ from ..models.pricing import format_cost
 from .app import EXIT_OK, endpoint, err, fail, out, usd, writable_folder
 
 if TYPE_CHECKING:  # the commands import what they use: `llmflow --help` starts fast
+    from ..analysis.tuning import TierAnswers
     from ..patterns.cascade import Cascade
-    from ..runtime.tuning import TierAnswers
     from ..settings import Settings
 
 Model = Annotated[
@@ -62,7 +62,7 @@ def _settings(model: str | None, base_url: str | None) -> Settings:
 
 
 def _cascade(workflow: str, step: str | None) -> tuple[str, Cascade]:
-    from ..runtime.tuning import cascades, find_cascade
+    from ..analysis.tuning import cascades, find_cascade
     from ..workflows import load_workflow
 
     wf = load_workflow(workflow)
@@ -79,9 +79,9 @@ def _answers(cascade: Cascade, data: Path, settings: Settings) -> tuple[TierAnsw
     """Every tier's answer on the labelled rows of `data`, and the labels."""
     import asyncio
 
+    from ..analysis.tuning import answers
     from ..models.cache import ResponseCache
     from ..models.gateway import Gateway
-    from ..runtime.tuning import answers
     from ..steps.ml import read_labelled
     from ..store.sqlite import RunStore
 
@@ -122,7 +122,7 @@ def calibrate(
     as_json: Json = False,
 ) -> int:
     """Choose per-tier thresholds that reach a target accuracy at the lowest cost."""
-    from ..runtime.tuning import calibrate_on, save_version, stored_by_model
+    from ..analysis.tuning import calibrate_on, save_version, stored_by_model
 
     try:
         settings = _settings(model, base_url)
@@ -215,7 +215,7 @@ def distill_command(
     as_json: Json = False,
 ) -> int:
     """Train the ml tier from the LLM's recorded decisions (corrections take precedence)."""
-    from ..runtime.tuning import distill
+    from ..analysis.tuning import distill
     from ..settings import Settings
     from ..store.sqlite import RunStore
 
@@ -277,7 +277,7 @@ def evaluate(
     as_json: Json = False,
 ) -> int:
     """Accuracy, macro-F1, cost, latency and share per tier of each variant."""
-    from ..runtime.evaluation import check_variants, plot, score, variant_names
+    from ..analysis.evaluation import check_variants, plot, score, variant_names
 
     try:
         settings = _settings(model, base_url)

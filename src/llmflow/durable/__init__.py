@@ -12,12 +12,14 @@ The CLI (`llmflow run`) runs durably by default; `llmflow resume`, `llmflow appr
 `llmflow approve|reject` and `llmflow worker` operate on durable runs. See docs/deploy.md.
 """
 
+from ..steps.effects import Decision
 from .actions import ActionStep, action, append_line_once, write_once
-from .approval import ApprovalRejectedError, ApproveStep, Decision, approve, request_approval
+from .approval import ApprovalRejectedError, ApproveStep, approve, request_approval
 from .batch import CodeChangedError, RunSpec, fingerprint, keys_digest, run_durable
+from .effects import DurableEffects, current_idempotency_key, idempotency_key, in_durable_run
 from .engine import DurableSettings, launch, shutdown
+from .gateway import DurableGateway
 from .serialization import JsonSerializer, RecordedError, new_encryption_key
-from .steps import DurableGateway, current_idempotency_key, idempotency_key, in_durable_run
 
 __all__ = [
     "ActionStep",
@@ -25,6 +27,7 @@ __all__ = [
     "ApproveStep",
     "CodeChangedError",
     "Decision",
+    "DurableEffects",
     "DurableGateway",
     "DurableSettings",
     "JsonSerializer",

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ..runtime.context import RunContext
 from ..steps.base import CodeStep
-from .steps import current_idempotency_key, run_effect
+from ..steps.context import RunContext
+from .effects import current_idempotency_key, run_effect
 
 
 class ActionStep(CodeStep[Any, Any]):

@@ -11,34 +11,23 @@ from __future__ import annotations
 
 import getpass
 import time
-from typing import Any, Literal
+from typing import Any
 
 from dbos import DBOS
-from pydantic import BaseModel
 
 from ..errors import ConfigError, RunError
-from ..runtime.context import RunContext
 from ..steps.base import Step
+from ..steps.context import RunContext
+from ..steps.effects import Decision, Outcome
 from ..steps.prompt import PromptTemplate
-from .steps import in_durable_run
+from .effects import in_durable_run
 
 EVENT = "llmflow.approvals"
 """The DBOS event (per item workflow) holding its approval requests, by step path."""
-Outcome = Literal["approve", "reject"]
 
 
 def topic(path: str) -> str:
     return f"approval:{path}"
-
-
-class Decision(BaseModel):
-    """Someone's answer to an approval request (or the default, at the timeout)."""
-
-    approved: bool
-    comment: str | None = None
-    by: str | None = None
-    """Who decided (the OS user of `llmflow approve`), or `timeout`."""
-    at: float = 0.0
 
 
 class ApprovalRejectedError(RunError):

@@ -31,7 +31,6 @@ from ..errors import BudgetExceededError, ConfigError, RunError
 from ..models.budget import Budget
 from ..models.cache import ResponseCache
 from ..models.gateway import Gateway
-from ..runtime.context import RunContext, RunHooks
 from ..runtime.recording import StoreRecorder
 from ..runtime.runner import (
     BatchResult,
@@ -44,10 +43,12 @@ from ..runtime.runner import (
 )
 from ..settings import Settings
 from ..steps.base import Step
+from ..steps.context import RunContext, RunHooks
 from ..store.sqlite import RunStore
 from .dbos_api import UnexpectedStepError, recover_pending_workflows
+from .effects import DURABLE
+from .gateway import DurableGateway
 from .serialization import RecordedError
-from .steps import DurableGateway
 
 RUN_QUEUE = "llmflow-runs"
 """The queue workers take items from (shared mode)."""
@@ -190,6 +191,7 @@ def _durable_run(
             hooks=(*recorder, *hooks),
             out_dir=Path(spec.out_dir) if spec.out_dir else None,
             budgets=(budget,) if budget is not None else (),
+            effects=DURABLE,
         ),
         store=store,
         item_budget=spec.item_budget(),
@@ -201,9 +203,9 @@ def attach(spec: RunSpec) -> DurableRun:
     live = _live.get(_here(spec.run_id))
     if live is not None:
         return live
-    from ..workflows import load_workflow
+    from .engine import workflow_loader
 
-    workflow = load_workflow(spec.workflow)
+    workflow = workflow_loader()(spec.workflow)
     if workflow.load is None or spec.source is None:
         raise ConfigError(f"workflow {spec.workflow!r} does not read inputs from files")
     items = workflow.load(Path(spec.source))

@@ -13,7 +13,9 @@ import socket
 import sqlite3
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dbos import DBOS
 from pydantic import Field, SecretStr
@@ -21,6 +23,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..errors import ConfigError
 from .serialization import JsonSerializer
+
+if TYPE_CHECKING:
+    from ..runtime.runner import Workflow
 
 APP_NAME = "llmflow"
 APP_VERSION = "llmflow-durable-1"
@@ -96,6 +101,12 @@ def executor_alive(executor_id: str) -> bool | None:
 
 
 _launched: DurableSettings | None = None
+_loader: WorkflowLoader | None = None
+
+WorkflowLoader = Callable[[str], "Workflow"]
+"""Finds a workflow by the reference a run was started with (a registered name, a workflow
+file, `module:attr`): `llmflow.workflows.load_workflow`, handed in by whoever launches the
+engine, so that the engine does not depend on the layers that define workflows."""
 
 
 def launch(
@@ -103,13 +114,17 @@ def launch(
     *,
     executor_id: str | None = None,
     listen_queues: list[str] | None = None,
+    load_workflow: WorkflowLoader | None = None,
 ) -> DurableSettings:
     """Start DBOS in this process (once; later calls return the running configuration).
 
     `listen_queues`: the queues this process takes runs from (None: none, as for the CLI;
-    a worker names the run queue).
+    a worker names the run queue). `load_workflow` rebuilds the workflow of a run this
+    process did not start (a resume, a worker's item); without it only runs started here run.
     """
-    global _launched
+    global _launched, _loader
+    if load_workflow is not None:
+        _loader = load_workflow
     if _launched is not None:
         return _launched
     settings = settings or DurableSettings()
@@ -153,6 +168,16 @@ def shutdown() -> None:
 
 def launched() -> DurableSettings | None:
     return _launched
+
+
+def workflow_loader() -> WorkflowLoader:
+    """How to rebuild a run's workflow from its reference (see `launch`)."""
+    if _loader is None:
+        raise ConfigError(
+            "the durable engine cannot rebuild this run's workflow: launch it with "
+            "launch(load_workflow=llmflow.workflows.load_workflow)"
+        )
+    return _loader
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

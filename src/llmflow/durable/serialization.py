@@ -12,6 +12,8 @@ serializer. Plain JSON values are stored as they are; other values carry a small
 
 With `LLMFLOW_ENCRYPTION_KEY` set (a Fernet key: `llmflow.durable.new_encryption_key()`),
 every stored value is encrypted; reading an encrypted value without the key is a clear error.
+Every stored value is first stripped of credentials (`llmflow.redact`): API keys, bearer
+tokens and URL passwords never reach the durable database, in errors, inputs or outputs.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pydantic
 from cryptography.fernet import Fernet, InvalidToken
 
 from ..errors import ConfigError, RunError
+from ..redact import redact
 from .dbos_api import Serializer
 
 SERIALIZER_NAME = "llmflow_json"
@@ -150,7 +153,7 @@ class JsonSerializer(Serializer):
         return SERIALIZER_NAME
 
     def serialize(self, data: Any) -> str:
-        text = json.dumps(encode(data), ensure_ascii=False, separators=(",", ":"))
+        text = redact(json.dumps(encode(data), ensure_ascii=False, separators=(",", ":")))
         if self._fernet is None:
             return text
         return _ENCRYPTED + self._fernet.encrypt(text.encode()).decode()

@@ -23,7 +23,14 @@ from dbos import DBOS, DBOSClient
 from ..errors import ConfigError, RunError
 from .batch import RUN_QUEUE
 from .dbos_api import recover_pending_workflows
-from .engine import APP_NAME, DurableSettings, launch, process_executor_id, shutdown
+from .engine import (
+    APP_NAME,
+    DurableSettings,
+    WorkflowLoader,
+    launch,
+    process_executor_id,
+    shutdown,
+)
 
 _workers = sa.Table(
     "llmflow_workers",
@@ -163,7 +170,12 @@ def _register_queue_before_launch(settings: DurableSettings, limits: dict[str, A
         DBOS.logger.debug(f"queue limits not written before launch: {e}")
 
 
-def serve(options: WorkerOptions, stop: threading.Event | None = None) -> None:
+def serve(
+    options: WorkerOptions,
+    stop: threading.Event | None = None,
+    *,
+    load_workflow: WorkflowLoader | None = None,
+) -> None:
     """Run a worker until `stop` is set (or SIGTERM/SIGINT)."""
     settings = DurableSettings()
     if not settings.shared:
@@ -186,7 +198,8 @@ def serve(options: WorkerOptions, stop: threading.Event | None = None) -> None:
     # first poll runs under another process's limits, e.g. all items at once), and again
     # after the launch (a fresh database has no DBOS tables before it).
     _register_queue_before_launch(settings, limits)
-    launch(settings, executor_id=executor_id, listen_queues=[RUN_QUEUE])
+    launch(settings, executor_id=executor_id, listen_queues=[RUN_QUEUE],
+           load_workflow=load_workflow)  # fmt: skip
     DBOS.register_queue(RUN_QUEUE, **limits)
     heart = Heartbeat(settings.system_database_url, executor_id, options)
 

@@ -2,7 +2,9 @@
 
 The key covers everything that decides an answer: the model, the messages (instructions and
 input), the output schema, the tools and the sampling parameters. Only deterministic calls
-(temperature 0, or a fixed seed) are cached: a sampled answer is meant to vary.
+(temperature 0, or a fixed seed) are cached: a sampled answer is meant to vary. Only valid
+answers are kept: the gateway stores an answer only when the caller's check passes (an llm
+step's output type), and drops a stored one that fails it (`Gateway.complete(validate=...)`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ class ResponseCache:
             model=data["model"],
             choice_probs=data.get("choice_probs"),
         )
+
+    def drop(self, key: str) -> None:
+        """Forget the answer stored under `key` (it failed its caller's check)."""
+        self._pending.pop(key, None)
+        self.store.cache_drop(key)
 
     def put(self, key: str, model: str, response: ModelResponse) -> None:
         self._pending[key] = response

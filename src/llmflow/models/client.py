@@ -130,6 +130,8 @@ class ModelClient(abc.ABC):
 
     provider: str = "unknown"
     """Key for per-provider limits and records, e.g. `local`, `openai`, a host name."""
+    endpoint: str | None = None
+    """Where the provider is, for messages: a URL without credentials (None: `provider`)."""
 
     @abc.abstractmethod
     async def complete(self, model: str, request: ModelRequest) -> ModelResponse:

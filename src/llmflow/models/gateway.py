@@ -4,20 +4,24 @@ It resolves a model name to a provider client, and around every call it applies 
 provider's limits (concurrency, requests and tokens per minute), a timeout, and retries of
 transient errors with backoff (honouring the provider's Retry-After). It measures each call
 (tokens, latency, attempts) and hands the record to the caller's observer, which is how runs
-record their model calls. Single LLM steps call `Gateway.complete` directly; agent loops reach
-it through the Agents SDK adapter, so both paths share limits and records.
+record their model calls. A circuit breaker per provider stops calling a provider that keeps
+failing (connection refused, key refused, or most recent requests failing): calls then fail
+fast with one `ProviderDownError` that names the endpoint, what failed and the fix. Single
+LLM steps call `Gateway.complete` directly; agent loops reach it through the Agents SDK
+adapter, so both paths share limits and records.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol, TypeVar
-from urllib.parse import urlsplit
 
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
@@ -27,10 +31,13 @@ from ..errors import (
     MissingCredentialsError,
     ModelCallError,
     ModelTimeoutError,
+    ProviderDownError,
     TransientModelError,
     UnknownModelError,
 )
 from ..ids import new_id
+from ..redact import redact, register_secret, register_url
+from ..redact import redact_url as redact_url
 from ..settings import Settings
 from .budget import Budget, Reservation
 from .cache import ResponseCache, cache_key, cacheable
@@ -52,6 +59,16 @@ class ProviderLimits:
     """Timeout of one attempt, in seconds."""
     max_retries: int = 4
     """Retries of a transient error after the first attempt."""
+    breaker_window: int = 20
+    """The circuit breaker opens when `breaker_share` of the last `breaker_window` requests
+    failed (0: never on that count)."""
+    breaker_share: float = 0.8
+    """The share of the last `breaker_window` requests that must fail to open the breaker."""
+    breaker_faults: int = 3
+    """The breaker opens after this many provider faults in a row (connection refused,
+    401/403/404), whatever the window says."""
+    breaker_cooldown_s: float = 30.0
+    """Seconds an open breaker fails calls fast before it lets one call probe the provider."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -93,19 +110,132 @@ class CallObserver(Protocol):
     def on_model_call(self, call: ModelCall) -> None: ...
 
 
+class CircuitBreaker:
+    """Whether a provider is worth calling, from the outcomes of its recent requests.
+
+    It opens after `breaker_faults` provider faults in a row (connection refused, 401/403/404:
+    the provider is unusable as configured), or when `breaker_share` of the last
+    `breaker_window` requests failed (every request answered 500, or timed out). Rate limits
+    (429) count neither way: they are load, which the gateway's waits handle. While open,
+    `check` raises `ProviderDownError`; after `breaker_cooldown_s` one call probes the
+    provider, and its success closes the breaker again.
+    """
+
+    __slots__ = ("_down", "_failures", "_faults", "_opened", "_opened_at", "_probing", "_recent",
+                 "endpoint", "limits")  # fmt: skip
+
+    def __init__(self, endpoint: str, limits: ProviderLimits) -> None:
+        self.endpoint = endpoint
+        """The provider's URL (no credentials) or name, for the error."""
+        self.limits = limits
+        self._recent: deque[bool] = deque(maxlen=max(1, limits.breaker_window))
+        self._failures = 0  # failed requests among `_recent`
+        self._faults = 0  # provider faults in a row
+        self._down: tuple[str, str] | None = None  # (what failed, the fix) while open
+        self._opened_at = 0.0
+        self._probing = False
+        self._opened: asyncio.Future[None] | None = None  # resolved when the breaker opens
+
+    @property
+    def is_open(self) -> bool:
+        return self._down is not None
+
+    def check(self) -> bool:
+        """Raise `ProviderDownError` while the breaker is open; after the cooldown, let one
+        call through to probe the provider (True: the caller is that probe)."""
+        if self._down is None:
+            return False
+        now = time.monotonic()
+        if now - self._opened_at >= self.limits.breaker_cooldown_s:
+            # This call probes the provider; the others still fail fast. Should it never
+            # report back (cancelled), another call probes after another cooldown.
+            self._probing, self._opened_at = True, now
+            return True
+        raise self.error()
+
+    def error(self) -> ProviderDownError:
+        assert self._down is not None
+        what, fix = self._down
+        return ProviderDownError(self.endpoint, what, fix)
+
+    def succeeded(self) -> None:
+        self._faults = 0
+        if self._failures:
+            self._push(False)
+        if self._down is not None:
+            self._down, self._probing = None, False
+
+    def failed(self, error: ModelCallError) -> None:
+        """Count a failed request; raise `ProviderDownError` when it opens the breaker."""
+        if isinstance(error, TransientModelError) and error.rate_limited:
+            return
+        self._push(True)
+        fault = error.fault
+        self._faults = self._faults + 1 if fault is not None else 0
+        limits = self.limits
+        if fault is not None and (self._faults >= limits.breaker_faults or self._probing):
+            what = (
+                fault.what if self._faults < 2 else f"{fault.what}, {self._faults} times in a row"
+            )
+            self._open(what, fault.fix)
+        elif self._probing or (
+            limits.breaker_window
+            and self._failures >= math.ceil(limits.breaker_share * limits.breaker_window)
+        ):
+            last = _brief(error)
+            self._open(
+                f"{self._failures} of its last {len(self._recent)} requests failed (the last: "
+                f"{last})",
+                "check the server (its logs, its load) or wait until it answers again",
+            )
+        if self._down is not None:
+            raise self.error() from error
+
+    def _push(self, failed: bool) -> None:
+        recent = self._recent
+        if len(recent) == recent.maxlen and recent[0]:
+            self._failures -= 1
+        recent.append(failed)
+        self._failures += failed
+
+    def _open(self, what: str, fix: str) -> None:
+        self._down = (what, fix)
+        self._opened_at = time.monotonic()
+        self._probing = False
+        if self._opened is not None and not self._opened.done():
+            self._opened.set_result(None)  # wake the calls waiting to retry: they fail now
+        self._opened = None
+
+    async def pause(self, seconds: float) -> None:
+        """Wait `seconds` before a retry, or until the breaker opens, whichever comes first."""
+        if self._down is not None:
+            return
+        loop = asyncio.get_running_loop()
+        if self._opened is None or self._opened.get_loop() is not loop:
+            self._opened = loop.create_future()
+        sleeper = asyncio.ensure_future(asyncio.sleep(seconds))
+        try:
+            await asyncio.wait((sleeper, self._opened), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+
+
 @dataclass(slots=True)
 class _Lane:
-    """Per-provider concurrency and rate state."""
+    """Per-provider concurrency and rate state, and its circuit breaker."""
 
     limits: ProviderLimits
+    endpoint: str
     semaphore: asyncio.Semaphore = field(init=False)
     rpm: AsyncLimiter | None = field(init=False)
     tpm: AsyncLimiter | None = field(init=False)
+    breaker: CircuitBreaker = field(init=False)
 
     def __post_init__(self) -> None:
         self.semaphore = asyncio.Semaphore(self.limits.max_concurrency)
         self.rpm = AsyncLimiter(self.limits.rpm, 60) if self.limits.rpm else None
         self.tpm = AsyncLimiter(self.limits.tpm, 60) if self.limits.tpm else None
+        self.breaker = CircuitBreaker(self.endpoint, self.limits)
 
 
 Backoff = Callable[[int], float]
@@ -135,6 +265,9 @@ class Gateway:
         cache: ResponseCache | None = None,
     ) -> None:
         self.settings = settings or Settings()
+        key = self.settings.openai_api_key
+        register_secret(key.get_secret_value() if key else None)
+        register_url(self.settings.base_url)
         self.pricing = Pricing(self.settings)
         self.cache = cache
         """Answers deterministic calls seen before; None: no caching."""
@@ -214,7 +347,7 @@ class Gateway:
         # Self-hosted servers (vLLM, Ollama, llama.cpp) accept any key.
         return OpenAIClient(api_key=key.get_secret_value() if key else "unused", base_url=base_url)
 
-    def _lane(self, provider: str) -> _Lane:
+    def _lane(self, provider: str, endpoint: str | None = None) -> _Lane:
         lane = self._lanes.get(provider)
         if lane is None:
             limits = self._limits.get(provider) or ProviderLimits(
@@ -224,8 +357,10 @@ class Gateway:
                 tpm=self.settings.tpm,
                 timeout_s=self.settings.timeout_s,
                 max_retries=self.settings.max_retries,
+                breaker_window=self.settings.breaker_window,
+                breaker_share=self.settings.breaker_share,
             )
-            lane = self._lanes[provider] = _Lane(limits)
+            lane = self._lanes[provider] = _Lane(limits, endpoint or provider)
         return lane
 
     # -- calls ------------------------------------------------------------------------------
@@ -238,9 +373,16 @@ class Gateway:
         observer: CallObserver | None = None,
         use_cache: bool = True,
         call_id: str | None = None,
+        validate: Callable[[ModelResponse], object] | None = None,
     ) -> ModelResponse:
         """Run one model call: from the cache when it can, else under its provider's limits
-        and the observer's budgets; report it to `observer` (under `call_id`, when given)."""
+        and the observer's budgets; report it to `observer` (under `call_id`, when given).
+
+        `validate` checks an answer the way the caller will use it (it raises when the answer
+        is unusable): only an answer that passes is stored in the response cache, and a cached
+        answer that fails is dropped and the call made again. The answer is returned either
+        way; the caller decides what an invalid one means.
+        """
         name = model or self.settings.model
         client, model_id = self.resolve(name)
         started_at = time.time()
@@ -248,6 +390,9 @@ class Gateway:
         if use_cache and self.cache is not None and cacheable(request):
             key = cache_key(name, request)
             hit = self.cache.get(key)
+            if hit is not None and validate is not None and not _passes(validate, hit):
+                self.cache.drop(key)
+                hit = None
             if hit is not None:
                 if observer is not None:
                     observer.on_model_call(
@@ -256,7 +401,10 @@ class Gateway:
                                   latency_s=0.0, attempts=0, cached=True)
                     )  # fmt: skip
                 return hit
-        lane = self._lane(client.provider)
+        lane = self._lane(client.provider, client.endpoint)
+        breaker = lane.breaker
+        # Fails fast, before any budget or record, while the provider is down.
+        probe = breaker.check() if breaker.is_open else False
         holds = self._reserve(observer.budgets if observer else (), client, model_id, request)
         t0: float | None = None  # set when the first attempt gets its slot: queueing is not latency
         attempts = 0
@@ -264,24 +412,36 @@ class Gateway:
         error: BaseException | None = None
 
         async def attempt() -> ModelResponse:
-            nonlocal attempts, t0
-            attempts += 1
+            nonlocal attempts, t0, probe
+            if not probe:
+                probe = breaker.check()
             if lane.rpm is not None:
                 await lane.rpm.acquire()
             if lane.tpm is not None:
                 await lane.tpm.acquire(min(_token_estimate(client, request), lane.tpm.max_rate))
             async with lane.semaphore:
+                if not probe:  # it may have opened while this call waited for its slot
+                    probe = breaker.check()
+                attempts += 1
                 if t0 is None:
                     t0 = time.perf_counter()
                 try:
                     async with asyncio.timeout(lane.limits.timeout_s):
-                        return await client.complete(model_id, request)
+                        answer = await client.complete(model_id, request)
                 except TimeoutError as e:
-                    raise TransientModelError(
+                    timeout = TransientModelError(
                         f"no answer within {lane.limits.timeout_s:g}s "
                         "(raise LLMFLOW_TIMEOUT to wait longer)",
                         model=name,
-                    ) from e
+                    )
+                    timeout.__cause__ = e
+                    breaker.failed(timeout)
+                    raise timeout from e
+                except ModelCallError as e:
+                    breaker.failed(e)  # raises ProviderDownError when this opens the breaker
+                    raise
+                breaker.succeeded()
+                return answer
 
         try:
             try:
@@ -291,8 +451,9 @@ class Gateway:
             except TransientModelError as first:
                 if lane.limits.max_retries == 0:
                     raise
-                await asyncio.sleep(self._wait(first, 1))
+                await breaker.pause(self._wait(first, 1))
                 retrying = AsyncRetrying(
+                    sleep=breaker.pause,
                     retry=retry_if_exception_type(TransientModelError),
                     stop=stop_after_attempt(lane.limits.max_retries),
                     wait=lambda state: self._wait(
@@ -307,7 +468,9 @@ class Gateway:
             error = e
             if isinstance(e.__cause__, TimeoutError):
                 raise ModelTimeoutError(f"{e} after {attempts} attempts", model=name) from e
-            raise ModelCallError(f"{e} (gave up after {attempts} attempts)", model=name) from e
+            raise ModelCallError(
+                f"{e} (gave up after {attempts} attempts)", model=name, fault=e.fault
+            ) from e
         except BaseException as e:
             error = e
             raise
@@ -322,7 +485,12 @@ class Gateway:
             tokens = response.usage.total_tokens if response is not None else 0
             for budget, held in holds:
                 budget.settle(held, cost, tokens)
-            if response is not None and key is not None and self.cache is not None:
+            if (
+                response is not None
+                and key is not None
+                and self.cache is not None
+                and (validate is None or _passes(validate, response))
+            ):
                 self.cache.put(key, name, response)
             if observer is not None:
                 observer.on_model_call(
@@ -389,12 +557,17 @@ def _token_estimate(client: ModelClient, request: ModelRequest) -> int:
 def _describe(error: BaseException) -> str:
     if isinstance(error, asyncio.CancelledError):
         return "cancelled"
-    return f"{type(error).__name__}: {error}"
+    return redact(f"{type(error).__name__}: {error}")
 
 
-def redact_url(url: str) -> str:
-    """A URL without user or password, for records and messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+def _brief(error: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(error).split())
+    return redact(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def _passes(validate: Callable[[ModelResponse], object], response: ModelResponse) -> bool:
+    try:
+        validate(response)
+    except Exception:
+        return False
+    return True

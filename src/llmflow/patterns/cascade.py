@@ -18,8 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..runtime.context import RunContext
+from ..errors import DefinitionError
 from ..steps.base import Step
+from ..steps.context import RunContext
 from ..steps.label import read_label
 
 
@@ -55,16 +56,18 @@ class Cascade(Step[Any, CascadeResult]):
     ) -> None:
         super().__init__(name, timeout_s=timeout_s)
         if not tiers:
-            raise ValueError(f"cascade {name!r} needs at least one tier")
+            raise DefinitionError(f"cascade {name!r} needs at least one tier")
         names = [step.name for step, _ in tiers]
         if len(set(names)) != len(names):
-            raise ValueError(f"cascade {name!r}: tier names must be unique: {names}")
+            raise DefinitionError(f"cascade {name!r}: tier names must be unique: {names}")
         self.tiers = list(tiers)
         self.by_model = {m: list(t) for m, t in (by_model or {}).items()}
         """Thresholds per model of the last tier (calibrated for it)."""
         for model, thresholds in self.by_model.items():
             if len(thresholds) != len(self.tiers):
-                raise ValueError(f"cascade {name!r}: {model!r} needs {len(self.tiers)} thresholds")
+                raise DefinitionError(
+                    f"cascade {name!r}: {model!r} needs {len(self.tiers)} thresholds"
+                )
 
     def thresholds(self, ctx: RunContext) -> list[float]:
         """The thresholds for the model the last tier runs on in `ctx`."""
@@ -98,7 +101,7 @@ class Cascade(Step[Any, CascadeResult]):
     def with_thresholds(self, thresholds: Sequence[float]) -> Cascade:
         """A copy with new thresholds (e.g. from `runtime.calibration.calibrate`)."""
         if len(thresholds) != len(self.tiers):
-            raise ValueError(f"cascade {self.name!r} has {len(self.tiers)} tiers")
+            raise DefinitionError(f"cascade {self.name!r} has {len(self.tiers)} tiers")
         tiers = [(step, t) for (step, _), t in zip(self.tiers, thresholds, strict=True)]
         return Cascade(self.name, tiers, by_model=self.by_model, timeout_s=self.timeout_s)
 

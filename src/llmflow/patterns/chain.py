@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..errors import StepError
-from ..runtime.context import RunContext
+from ..errors import DefinitionError, StepError
 from ..steps.base import Step
+from ..steps.context import RunContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +75,13 @@ class Chain(Step[Any, Any]):
     def __init__(self, name: str, steps: Sequence[Step[Any, Any]]) -> None:
         super().__init__(name)
         if not steps:
-            raise ValueError(f"chain {name!r} needs at least one step")
+            raise DefinitionError(f"chain {name!r} needs at least one step")
         names = [s.name for s in steps]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"chain {name!r}: step names must be unique, repeated: {duplicates}")
+            raise DefinitionError(
+                f"chain {name!r}: step names must be unique, repeated: {duplicates}"
+            )
         self.steps = list(steps)
 
     def children(self) -> list[tuple[str, Step[Any, Any]]]:

@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ..errors import StepError
-from ..runtime.context import RunContext
+from ..errors import DefinitionError, StepError
 from ..steps.base import Step
+from ..steps.context import RunContext
 from ..steps.llm import llm
 from .parallel import Failed, OnError, gather_bounded
 
@@ -37,28 +37,36 @@ class Plan(BaseModel):
     """The planner's output."""
 
     subtasks: list[Subtask]
+    """The parts, in order (at most the orchestrate step's `max_subtasks`)."""
 
 
 class WorkItem(BaseModel):
     """What a worker receives: its subtask and the whole task's input."""
 
     task: Subtask
+    """The part this worker does."""
     input: Any
+    """The orchestrate step's own input, for context."""
 
 
 class WorkResult(BaseModel):
     """A subtask and what its worker produced (or why it failed)."""
 
     task: Subtask
+    """The part."""
     output: Any = None
+    """What the worker produced; None when it failed."""
     error: str | None = None
+    """Why the worker failed, when it did."""
 
 
 class Synthesis(BaseModel):
     """What the synthesiser receives."""
 
     input: Any
+    """The orchestrate step's input."""
     results: list[WorkResult]
+    """Every part's result, in plan order (failed ones carry their error)."""
 
 
 class Orchestrate(Step[Any, Any]):
@@ -146,7 +154,7 @@ def orchestrate(
     (`on_error="collect"`) or fails the step (`"fail_fast"`)."""
     if planner is None:
         if instructions is None:
-            raise ValueError(f"orchestrate {name!r} needs a planner or instructions for one")
+            raise DefinitionError(f"orchestrate {name!r} needs a planner or instructions for one")
 
         class BoundedPlan(Plan):
             subtasks: list[Subtask] = Field(min_length=1, max_length=max_subtasks)

@@ -21,9 +21,9 @@ from typing import Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel
 
-from ..errors import StepError
-from ..runtime.context import RunContext
+from ..errors import DefinitionError, ProviderDownError, StepError
 from ..steps.base import Step
+from ..steps.context import RunContext
 from ..steps.llm import LLMStep
 
 T = TypeVar("T")
@@ -57,8 +57,8 @@ async def gather_bounded(
             try:
                 results[index] = await jobs[index]()
             except Exception as e:
-                if on_error == "fail_fast":
-                    raise
+                if on_error == "fail_fast" or isinstance(e, ProviderDownError):
+                    raise  # a provider down stops the run: no section can do without it
                 results[index] = Failed(str(e))
 
     try:
@@ -67,7 +67,7 @@ async def gather_bounded(
                 group.create_task(one(index))
     except ExceptionGroup as group_error:
         first = group_error.exceptions[0]
-        if isinstance(first, StepError):
+        if isinstance(first, StepError | ProviderDownError):
             raise first from None
         raise StepError(path, f"{type(first).__name__}: {first}") from first
     return results
@@ -90,7 +90,7 @@ class Parallel(Step[Any, Any]):
     ) -> None:
         super().__init__(name, timeout_s=timeout_s)
         if not sections:
-            raise ValueError(f"parallel {name!r} needs at least one section")
+            raise DefinitionError(f"parallel {name!r} needs at least one section")
         self.sections = dict(sections)
         self.merge = merge
         self.on_error: OnError = on_error
@@ -139,7 +139,7 @@ def parallel(
         names = [s.name for s in sections]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
-            raise ValueError(
+            raise DefinitionError(
                 f"parallel {name!r}: section names must be unique, repeated: {repeated} "
                 "(pass a mapping {key: step} to name them)"
             )
@@ -228,7 +228,7 @@ class Vote(Step[Any, VoteResult]):
         super().__init__(name, timeout_s=timeout_s)
         runs = len(models) if models else n
         if runs < 1:
-            raise ValueError(f"vote {name!r} needs at least one run")
+            raise DefinitionError(f"vote {name!r} needs at least one run")
         self.step = step
         self.aggregate = aggregate or majority()
         self.max_concurrency = max_concurrency
@@ -239,7 +239,7 @@ class Vote(Step[Any, VoteResult]):
                 # Identical greedy runs would agree by construction: sample, with a seed each.
                 self.variants.append(step.variant(model=model, temperature=temperature, seed=index))
             elif models:
-                raise ValueError(f"vote {name!r}: models= needs an llm step")
+                raise DefinitionError(f"vote {name!r}: models= needs an llm step")
             else:
                 self.variants.append(step)
 

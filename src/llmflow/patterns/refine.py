@@ -14,8 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ..runtime.context import RunContext
+from ..errors import DefinitionError
 from ..steps.base import Step
+from ..steps.context import RunContext
 
 
 class Draft(BaseModel):
@@ -85,7 +86,7 @@ class Refine(Step[Any, RefineResult]):
     ) -> None:
         super().__init__(name, timeout_s=timeout_s)
         if max_rounds < 1:
-            raise ValueError(f"refine {name!r}: max_rounds must be at least 1")
+            raise DefinitionError(f"refine {name!r}: max_rounds must be at least 1")
         self.generator = generator
         self.evaluator = evaluator
         self.max_rounds = max_rounds

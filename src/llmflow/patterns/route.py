@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from ..errors import OutputValidationError, StepError
-from ..runtime.context import RunContext
+from ..errors import DefinitionError, OutputValidationError, StepError
 from ..steps.base import Step
+from ..steps.context import RunContext
 from ..steps.label import read_label
 from ..steps.llm import llm
 
@@ -51,9 +51,11 @@ class Route(Step[Any, Any]):
     ) -> None:
         super().__init__(name, timeout_s=timeout_s)
         if not branches:
-            raise ValueError(f"route {name!r} needs at least one branch")
+            raise DefinitionError(f"route {name!r} needs at least one branch")
         if default is not None and default not in branches:
-            raise ValueError(f"route {name!r}: default {default!r} is not one of {list(branches)}")
+            raise DefinitionError(
+                f"route {name!r}: default {default!r} is not one of {list(branches)}"
+            )
         self.classifier = classifier
         self.branches = dict(branches)
         self.default = default
@@ -113,7 +115,7 @@ def route(
     step whose output is constrained to the branch names."""
     if classifier is None:
         if instructions is None:
-            raise ValueError(f"route {name!r} needs a classifier or instructions for one")
+            raise DefinitionError(f"route {name!r} needs a classifier or instructions for one")
         labels = tuple(branches)
         classifier = llm(
             "classify",

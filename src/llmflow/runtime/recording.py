@@ -7,9 +7,9 @@ from typing import Any
 
 from ..models.gateway import ModelCall
 from ..steps.base import Step
+from ..steps.context import RunContext, RunHooks
 from ..store.base import CallRecord, Store
 from ..store.sqlite import to_json
-from .context import RunContext, RunHooks
 
 
 class StoreRecorder(RunHooks):

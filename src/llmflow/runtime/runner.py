@@ -19,8 +19,8 @@ from ..ids import new_id
 from ..models.budget import Budget
 from ..models.gateway import Gateway
 from ..steps.base import Step
+from ..steps.context import RunContext, RunHooks
 from ..store.sqlite import RunStore
-from .context import RunContext, RunHooks
 from .recording import StoreRecorder
 
 

@@ -27,6 +27,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
 from agents import (
     Agent,
     FunctionTool,
@@ -43,8 +44,8 @@ from agents.tool_context import ToolContext
 
 from ..errors import ConfigError, StepError
 from ..models.agents_adapter import GatewayModel
-from ..runtime.context import RunContext
 from .base import Step
+from .context import RunContext
 from .prompt import PromptTemplate, read_instructions
 
 NO_TRACING = RunConfig(tracing_disabled=True)
@@ -118,10 +119,9 @@ def tool(
 class _ToolCall(Step[str, Any]):
     """One call of a tool, as a recorded step (`ctx.path` is `agent/tool[n]`).
 
-    A side-effect tool runs as a durable effect (`llmflow.durable.steps.run_effect`): in a
-    durable run its result is checkpointed, and `current_idempotency_key()` inside it is
+    A side-effect tool runs as an effect of the run (`ctx.effects`): in a durable run its
+    result is checkpointed, and `current_idempotency_key()` inside it is
     `<run id>/<item>/<agent>/<tool>[n]`, the same when a call cut off by a crash runs again.
-    The durable engine is imported only when such a tool is called.
     """
 
     def __init__(self, tool: Tool, tool_ctx: ToolContext[Any]) -> None:
@@ -137,27 +137,22 @@ class _ToolCall(Step[str, Any]):
                 return refusal
         if not self.tool.side_effect:
             return await self.tool.invoke(input, self.tool_ctx, ctx)
-        from ..durable.serialization import encode
-        from ..durable.steps import run_effect
 
         async def effect() -> Any:
             result = await self.tool.invoke(input, self.tool_ctx, ctx)
             try:  # checkpointed as JSON: what cannot be, the model hears as text anyway
-                encode(result)
-            except TypeError:
+                pydantic_core.to_json(result)
+            except pydantic_core.PydanticSerializationError:
                 return str(result)
             return result
 
-        return await run_effect(effect, run_id=ctx.run_id, item_id=ctx.item_id, path=ctx.path)
+        return await ctx.effects.run(effect, ctx)
 
 
 async def _approval(t: Tool, args: str, ctx: RunContext) -> str | None:
     """Wait for a person's decision on this call of `t`: None when approved, else the
     refusal the model gets instead of the tool's result."""
-    from ..durable.approval import request_approval
-    from ..durable.steps import in_durable_run
-
-    if not in_durable_run():
+    if not ctx.effects.durable:
         raise ConfigError(
             f"{ctx.path}: the tool {t.name!r} needs approval (needs_approval=True), and a run "
             "waits for one only when it is durable: use `llmflow run` (durable unless "
@@ -171,7 +166,7 @@ async def _approval(t: Tool, args: str, ctx: RunContext) -> str | None:
     shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items()) if isinstance(
         arguments, dict
     ) else args  # fmt: skip
-    decision = await request_approval(
+    decision = await ctx.effects.approval(
         ctx, f"{t.name}({shown})", details={"tool": t.name, "arguments": arguments}
     )
     if decision.approved:

@@ -16,8 +16,8 @@ from typing import Any, Generic, Self, cast
 
 from typing_extensions import TypeVar
 
-from ..errors import BudgetExceededError, ConfigError, StepError
-from ..runtime.context import RunContext
+from ..errors import BudgetExceededError, ConfigError, DefinitionError, ProviderDownError, StepError
+from .context import RunContext
 
 # Defaults (PEP 696): a step built without type information is a Step[Any, Any].
 In = TypeVar("In", default=Any)
@@ -35,7 +35,7 @@ class Step(abc.ABC, Generic[In, Out]):
 
     def __init__(self, name: str, *, timeout_s: float | None = None) -> None:
         if not name or "/" in name:
-            raise ValueError(f"a step name must be non-empty and contain no '/': {name!r}")
+            raise DefinitionError(f"a step name must be non-empty and contain no '/': {name!r}")
         self.name = name
         if timeout_s is not None:
             self.timeout_s = timeout_s
@@ -68,6 +68,7 @@ class Step(abc.ABC, Generic[In, Out]):
             StepError,
             ConfigError,
             BudgetExceededError,
+            ProviderDownError,
         ) as e:  # named already, or not the step's
             error = e
             raise

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import DefinitionError
 from ..models.client import Message, ModelRequest, Sampling
-from ..runtime.context import RunContext
 from .base import Step
+from .context import RunContext
 from .label import Label
 from .prompt import PromptTemplate, read_instructions
 
@@ -41,9 +42,9 @@ class LLMClassifier(Step[Any, Label]):
         super().__init__(name, timeout_s=timeout_s)
         self.labels = list(dict.fromkeys(labels))
         if len(self.labels) < 2:
-            raise ValueError(f"classifier {name!r} needs at least two labels")
+            raise DefinitionError(f"classifier {name!r} needs at least two labels")
         if votes < 1:
-            raise ValueError(f"classifier {name!r}: votes must be at least 1")
+            raise DefinitionError(f"classifier {name!r}: votes must be at least 1")
         listing = ", ".join(self.labels)
         self.instructions = (
             f"{read_instructions(instructions)}\n\n"

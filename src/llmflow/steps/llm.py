@@ -2,8 +2,10 @@
 
 The output type may be `str` (free text), a pydantic model, a `Literal[...]`, an enum or any
 type pydantic validates. Non-object types are wrapped as `{"value": ...}` on the wire, since
-providers constrain objects best. An output that fails validation is sent back once with the
-validation error; a second failure raises `OutputValidationError` naming the step.
+providers constrain objects best. An output that fails validation is sent back with the
+validation error, up to `LLMFLOW_OUTPUT_REPAIRS` times (2 by default; a structured output cut
+off at max_tokens is asked again with twice the tokens); then `OutputValidationError` names
+the step. Only valid outputs are kept in the response cache.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from typing_extensions import TypeVar
 
 from ..errors import OutputValidationError, pydantic_message
 from ..models.client import Message, ModelRequest, ModelResponse, Sampling
-from ..runtime.context import RunContext
 from .base import In, Step
+from .context import RunContext
 from .prompt import PromptTemplate, read_instructions
 
 Out = TypeVar("Out", default=Any)
@@ -90,7 +92,8 @@ class LLMStep(Step[In, Out], Generic[In, Out]):
     async def run(self, input: In, ctx: RunContext) -> Out:
         messages = [Message("system", self.instructions), Message("user", self.render(input))]
         sampling = self.sampling
-        for attempt in (1, 2):
+        repairs = ctx.gateway.settings.output_repairs
+        for attempt in range(repairs + 1):
             request = ModelRequest(
                 messages=messages,
                 output_schema=self.schema,
@@ -98,15 +101,16 @@ class LLMStep(Step[In, Out], Generic[In, Out]):
                 sampling=sampling,
             )
             response = await ctx.gateway.complete(
-                request, model=self.model or ctx.model, observer=ctx
+                request, model=self.model or ctx.model, observer=ctx, validate=self.parse
             )
             try:
                 return self.parse(response)
             except (ValidationError, ValueError) as e:
                 problem = _describe_problem(e, response, sampling)
-                if attempt == 2:
+                if attempt == repairs:
+                    after = {0: "", 1: " after a retry"}.get(repairs, f" after {repairs} retries")
                     raise OutputValidationError(
-                        ctx.path, f"the model's output is invalid after a retry: {problem}"
+                        ctx.path, f"the model's output is invalid{after}: {problem}"
                     ) from e
                 messages = [
                     *messages,

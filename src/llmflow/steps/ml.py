@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, InputError
-from ..runtime.context import RunContext
 from .base import Step
+from .context import RunContext
 from .label import Label
 
 TRUSTED_TYPES = frozenset(

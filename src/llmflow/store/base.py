@@ -4,7 +4,8 @@
 store (PostgreSQL, for runs recorded by workers on several machines) implements the same
 protocol and passes the same contract tests (`tests/test_store_contract.py`). The store
 knows only its own record types, never the gateway's or the steps': the recorder
-(`runtime.recording`) turns those into `CallRecord`s and plain values.
+(`runtime.recording`) turns those into `CallRecord`s and plain values. A store writes every
+text through `llmflow.redact.redact`, so that no credential reaches it.
 """
 
 from __future__ import annotations
@@ -110,6 +111,8 @@ class Store(Protocol):
     def cache_get(self, key: str) -> str | None: ...
 
     def cache_put(self, key: str, model: str, response: str) -> None: ...
+
+    def cache_drop(self, key: str) -> None: ...
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import pydantic_core
 
 from ..errors import ConfigError
 from ..ids import new_id
+from ..redact import redact
 from .base import CallRecord
 from .migrations import migrate
 
@@ -97,8 +98,9 @@ class RunStore:
     # -- writing ----------------------------------------------------------------------------
 
     def add(self, sql: str, params: tuple[Any, ...]) -> None:
-        """Queue a write for the next `flush`."""
-        self._pending.append((sql, params))
+        """Queue a write for the next `flush`; every text in it without credentials
+        (`llmflow.redact`): no key reaches the database, whatever a provider echoed."""
+        self._pending.append((sql, tuple(redact(p) if isinstance(p, str) else p for p in params)))
 
     def flush(self) -> None:
         """Commit queued writes in one transaction."""
@@ -240,6 +242,10 @@ class RunStore:
             "VALUES (?, ?, ?, ?)",
             (key, model, response, time.time()),
         )
+
+    def cache_drop(self, key: str) -> None:
+        """Forget a cached response (lands with the next `flush`)."""
+        self.add("DELETE FROM response_cache WHERE key = ?", (key,))
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """The email-triage workflow (the main job) and its sample inbox."""
 
-from .parse import Email, RawEmail, load_inbox, parse_email
+from ...inputs.email import Email, RawEmail, load_inbox, parse_email
 from .workflow import SAMPLE_INBOX, Classification, Extraction, Triage, build
 
 __all__ = [

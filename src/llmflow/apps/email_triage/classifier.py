@@ -16,9 +16,9 @@ import json
 from pathlib import Path
 from typing import Any, get_args
 
+from ...analysis.tuning import save_version, tuned
 from ...errors import InputError
 from ...patterns.cascade import Cascade, cascade
-from ...runtime.tuning import save_version, tuned
 from ...steps.classify import classify
 from ...steps.ml import MLStep, rules
 from ...store.classifiers import ClassifierVersions

@@ -20,16 +20,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from ...inputs.email import Email, RawEmail, load_inbox, parse_email
 from ...patterns.cascade import CascadeResult
 from ...patterns.chain import Divert, assign, chain, gate
 from ...patterns.parallel import parallel
-from ...runtime.context import RunContext
 from ...runtime.runner import BatchResult, Workflow
 from ...settings import Settings
 from ...steps.base import CodeStep
+from ...steps.context import RunContext
 from ...steps.llm import llm
 from .classifier import cascades, classification_text, label_sets
-from .parse import Email, RawEmail, load_inbox, parse_email
 
 INSTRUCTIONS = Path(__file__).parent / "instructions"
 SAMPLE_INBOX = Path(__file__).parent / "sample_inbox"

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from llmflow import InputError, Plan, Subtask
-from llmflow.apps.email_triage.parse import load_inbox, parse_email
+from llmflow.inputs.email import load_inbox, parse_email
 
 MAX_EMAILS = 40
 """One digest covers at most this many emails: a day's inbox, not an archive."""

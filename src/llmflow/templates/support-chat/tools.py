@@ -28,7 +28,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from llmflow import Settings
-from llmflow.runtime.idempotency import current_idempotency_key
+from llmflow.steps.idempotency import current_idempotency_key
 
 SEED = Path(__file__).parent / "seed.sql"
 REFUNDABLE = "delivered"

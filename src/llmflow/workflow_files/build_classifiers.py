@@ -14,7 +14,7 @@ from ..errors import ConfigError
 from ..steps.base import Step
 from ..steps.classify import LLMClassifier
 from ..steps.ml import MLStep, rules
-from . import models as m
+from . import schema as m
 from .check import Checker, Where
 from .scope import Scope, TextOf, scope_of, template_text
 from .source import Path_

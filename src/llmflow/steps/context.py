@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..models.budget import Budget
 from ..models.gateway import Gateway, ModelCall
+from .effects import DIRECT, Effects
 
 if TYPE_CHECKING:
-    from ..steps.base import Step
+    from .base import Step
 
 
 class RunHooks:
@@ -80,6 +81,8 @@ class RunContext:
     """Budgets every model call in this context must fit (the run's, the item's)."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Run parameters for user steps (shared by the whole run)."""
+    effects: Effects = DIRECT
+    """How side effects and approvals are carried out (durable runs install their own)."""
 
     def child(self, name: str) -> RunContext:
         """The context of a sub-step called `name`."""
@@ -95,6 +98,7 @@ class RunContext:
             out_dir=self.out_dir,
             budgets=self.budgets,
             extras=self.extras,
+            effects=self.effects,
         )
 
     def for_item(self, item_id: str, *extra_budgets: Budget) -> RunContext:

@@ -15,7 +15,7 @@ from agents.agent_output import AgentOutputSchema
 
 from ..steps.agent import AgentStep, Tool, tool
 from ..steps.base import Step
-from . import models as m
+from . import schema as m
 from .check import (
     Checker,
     Folders,

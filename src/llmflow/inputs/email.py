@@ -17,8 +17,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from ...errors import InputError
-from ...runtime.runner import Item
+from ..errors import InputError
+from ..runtime.runner import Item
 
 EXCERPT_CHARS = 1500
 """How much of the newest message text goes into prompts (small models have small contexts)."""

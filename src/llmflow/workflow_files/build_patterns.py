@@ -9,15 +9,15 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ..analysis.tuning import tuned
 from ..patterns.cascade import cascade
 from ..patterns.orchestrate import Plan, Subtask, orchestrate
 from ..patterns.parallel import at_least, best_of, majority, parallel, vote
 from ..patterns.refine import Evaluation, refine
 from ..patterns.route import route
-from ..runtime.tuning import tuned
 from ..settings import Settings
 from ..steps.base import Step
-from . import models as m
+from . import schema as m
 from .check import (
     Checker,
     Where,

@@ -26,9 +26,9 @@ from ..patterns.chain import Assign, Chain
 from ..patterns.orchestrate import Synthesis, WorkItem
 from ..patterns.parallel import Parallel
 from ..patterns.refine import Candidate, Draft
-from ..runtime.context import RunContext
 from ..steps.agent import AgentStep
 from ..steps.base import Step
+from ..steps.context import RunContext
 from ..steps.llm import LLMStep
 from ..steps.prompt import render_input
 from .expressions import lenient
@@ -215,10 +215,8 @@ class ToolCallStep(Step[Any, Any]):
 
         if self.kind != "action":
             return await call()
-        # A side effect: exactly once per durable run (see llmflow.durable.steps).
-        from ..durable.steps import run_effect
-
-        return await run_effect(call, run_id=ctx.run_id, item_id=ctx.item_id, path=ctx.path)
+        # A side effect: exactly once per durable run (the run's `ctx.effects`).
+        return await ctx.effects.run(call, ctx)
 
 
 class TextOf:

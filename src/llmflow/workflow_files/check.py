@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import pydantic_message
 from ..steps.base import Step
 from . import expressions as ex
-from . import models as m
+from . import schema as m
 from .imports import ImportProblem, resolve, resolve_tool
 from .schemas import SchemaProblem, output_type
 from .scope import (

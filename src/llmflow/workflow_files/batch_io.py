@@ -19,12 +19,12 @@ import jinja2
 import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
-from ..apps.email_triage.parse import load_inbox, parse_email
 from ..errors import InputError, pydantic_message
-from ..runtime.context import RunContext
+from ..inputs.email import load_inbox, parse_email
 from ..runtime.runner import BatchResult, Item
+from ..steps.context import RunContext
 from . import expressions as ex
-from .models import InputSpec, OutputFiles
+from .schema import InputSpec, OutputFiles
 
 Loader = Callable[[Path], list[Item]]
 

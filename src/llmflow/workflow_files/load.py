@@ -16,7 +16,7 @@ from . import batch_io as io
 from . import expressions as ex
 from .build import Builder
 from .check import BASE_VARIABLES, ModelUse, Where, shown
-from .models import ReportSpec, WorkflowSpec
+from .schema import ReportSpec, WorkflowSpec
 from .schemas import SchemaProblem, output_type
 from .scope import ScopedAgent
 from .source import Path_, Source, fail, read_yaml

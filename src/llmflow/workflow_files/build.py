@@ -15,7 +15,7 @@ from typing import Any
 
 from ..patterns.chain import Divert, Stop, assign, chain, gate
 from ..steps.base import Step
-from . import models as m
+from . import schema as m
 from .agents import AgentBuilder
 from .build_classifiers import ClassifierBuilder
 from .build_patterns import PatternBuilder

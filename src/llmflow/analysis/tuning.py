@@ -23,14 +23,14 @@ from typing import Any
 from ..errors import ConfigError
 from ..models.gateway import Gateway, ModelCall
 from ..patterns.cascade import Cascade
+from ..runtime.runner import run
 from ..steps.base import Step
+from ..steps.context import RunContext, RunHooks
 from ..steps.label import Label, read_label
 from ..steps.ml import MLStep
 from ..store.classifiers import ClassifierVersions
 from ..store.sqlite import RunStore
 from .calibration import Calibration, calibrate, simulate
-from .context import RunContext, RunHooks
-from .runner import run
 
 
 def walk(root: Step[Any, Any]) -> Iterator[Step[Any, Any]]:

@@ -1,0 +1,1 @@
+"""Learning from run records: costs, forecasts, evaluation, calibration and tuning of cascades."""

@@ -1,0 +1,84 @@
+"""Side effects and approvals of durable runs, as DBOS steps and events.
+
+A side effect (an `action` step, a tool declared `side_effect=True`, a workflow file's
+action) runs as a DBOS step: once it completed, a resumed run gets its recorded result and
+does not run it again; the one cut off mid-way by a crash runs again with the same
+idempotency key, for the service it calls to recognise. `DurableEffects` is what durable runs
+install in their context (`RunContext.effects`), so that steps reach these without importing
+the durable engine.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from dbos import DBOS
+
+from ..steps.context import RunContext
+from ..steps.effects import Decision, Effects, Outcome
+from ..steps.idempotency import current_idempotency_key as current_idempotency_key
+from ..steps.idempotency import idempotency_key as idempotency_key
+from .dbos_api import has_context, in_workflow
+
+T = TypeVar("T")
+
+
+def in_durable_run() -> bool:
+    """Whether this code runs in a durable workflow (and not inside one of its steps)."""
+    return in_workflow()
+
+
+def effect_key(run_id: str | None, item_id: str | None, path: str) -> str:
+    """The key of the effect at `path`: durable runs use the workflow id (stable across
+    resumes); others the run and item ids (unique to that execution)."""
+    workflow_id = DBOS.workflow_id if has_context() else None
+    if workflow_id:
+        return f"{workflow_id}/{path}"
+    if not run_id and not item_id:  # `run(step, input)`: no ids, yet each run is another
+        run_id = f"local-{uuid.uuid4().hex}"
+    return "/".join(p for p in (run_id, item_id, path) if p)
+
+
+async def run_effect(
+    fn: Callable[[], Awaitable[T]], *, run_id: str | None, item_id: str | None, path: str
+) -> T:
+    """Run a side effect once: as a DBOS step in a durable run (not repeated on resume once
+    it completed), with its idempotency key set for the one that was cut off mid-way."""
+    key = effect_key(run_id, item_id, path)
+
+    async def effect() -> T:
+        with idempotency_key(key):
+            return await fn()
+
+    if in_durable_run():
+        return await DBOS.run_step_async({"name": f"effect:{path}"}, effect)
+    return await effect()
+
+
+class DurableEffects(Effects):
+    """Effects checkpointed as DBOS steps; approvals that wait durably for a person."""
+
+    durable = True
+
+    async def run(self, fn: Callable[[], Awaitable[T]], ctx: RunContext) -> T:
+        return await run_effect(fn, run_id=ctx.run_id, item_id=ctx.item_id, path=ctx.path)
+
+    async def approval(
+        self,
+        ctx: RunContext,
+        prompt: str,
+        *,
+        timeout_s: float | None = None,
+        default: Outcome = "reject",
+        details: dict[str, Any] | None = None,
+    ) -> Decision:
+        from .approval import request_approval
+
+        return await request_approval(
+            ctx, prompt, timeout_s=timeout_s, default=default, details=details
+        )
+
+
+DURABLE = DurableEffects()

@@ -1,0 +1,1 @@
+"""Reading inputs: emails (.eml, mbox, folders) into batch items."""
