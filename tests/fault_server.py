@@ -153,7 +153,7 @@ def serve_faults(
             if status is not None:
                 with log.lock:
                     log.requests += 1
-                    log.bodies.append(body)
+                    log.bodies.append({**body, "_auth": self.headers.get("Authorization")})
                 self._status(status)
                 return
             key, fault = choose(body)

@@ -180,22 +180,28 @@ def test_no_key_is_stored_or_printed_when_the_provider_echoes_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", CANARY_KEY)
+    basic = base64.b64encode(f"user:{CANARY_PASSWORD}".encode()).decode()
     with serve_faults(answer, status=401) as log:
-        url = log.url.replace("http://", f"http://user:{CANARY_PASSWORD}@")
-        code = main(
-            ["run", str(workflow), str(items(tmp_path, 6)), "--base-url", url, "--model",
-             "fake-model", "--out", str(tmp_path / "out"),
-             *([] if durable else ["--no-durable"])]
-        )  # fmt: skip
-    assert code not in (0, 2)
-    assert log.requests >= 1
+        # The key as a bearer token, then credentials in the base URL (sent as basic auth):
+        # the server says each back in its 401 body.
+        for n, url in enumerate(
+            [log.url, log.url.replace("http://", f"http://user:{CANARY_PASSWORD}@")]
+        ):
+            code = main(
+                ["run", str(workflow), str(items(tmp_path, 6)), "--base-url", url, "--model",
+                 "fake-model", "--out", str(tmp_path / f"out{n}"),
+                 *([] if durable else ["--no-durable"])]
+            )  # fmt: skip
+            assert code not in (0, 2)
+    auth = {b["_auth"] for b in log.bodies}
+    assert auth == {f"Bearer {CANARY_KEY}", f"Basic {basic}"}  # what was echoed
     store = RunStore(tmp_path / "home" / "llmflow.db")
-    run_id = store.runs()[0]["id"]
+    run_ids = [r["id"] for r in store.runs()]
     store.close()
     assert main(["runs", "list"]) == 0
-    assert main(["runs", "show", run_id]) == 0
+    for run_id in run_ids:
+        assert main(["runs", "show", run_id]) == 0
     captured = capsys.readouterr()
-    basic = base64.b64encode(f"user:{CANARY_PASSWORD}".encode()).decode()
     canaries = [CANARY_KEY, CANARY_PASSWORD, basic]
     shown = captured.out + captured.err
     assert "HTTP 401 (the key was refused)" in shown

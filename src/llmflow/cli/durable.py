@@ -61,6 +61,7 @@ def execute_durable(
     """`llmflow run`, durably: each item a DBOS workflow, resumable with `llmflow resume`."""
     from ..durable import engine
     from ..durable.batch import RunSpec, fingerprint, keys_digest
+    from ..redact import redact_url
 
     run_id = new_id()
     target = out_dir or Path("llmflow-out") / job.workflow.name / run_id
@@ -73,7 +74,7 @@ def execute_durable(
         keys_digest=keys_digest(job.items),
         code=fingerprint(job.workflow.step),
         model=job.settings.model,
-        base_url=job.settings.base_url,
+        base_url=redact_url(job.settings.base_url) if job.settings.base_url else None,
         concurrency=job.concurrency,
         out_dir=str(target.resolve()),
         cache=job.cache,

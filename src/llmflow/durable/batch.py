@@ -31,6 +31,7 @@ from ..errors import BudgetExceededError, ConfigError, RunError
 from ..models.budget import Budget
 from ..models.cache import ResponseCache
 from ..models.gateway import Gateway
+from ..redact import redact_url
 from ..runtime.recording import StoreRecorder
 from ..runtime.runner import (
     BatchResult,
@@ -73,6 +74,7 @@ class RunSpec(BaseModel):
     """A fingerprint of the workflow's step tree (`fingerprint`)."""
     model: str | None = None
     base_url: str | None = None
+    """The endpoint, without credentials (a resume takes them from OPENAI_BASE_URL)."""
     concurrency: int = 4
     out_dir: str | None = None
     cache: bool = True
@@ -160,9 +162,15 @@ def _gateway(spec: RunSpec) -> Gateway:
     overrides: dict[str, Any] = {}
     if spec.model:
         overrides["model"] = spec.model
+    settings = Settings()
     if spec.base_url:
-        overrides["base_url"] = spec.base_url
-    settings = Settings().model_copy(update=overrides)
+        # The spec holds no credentials: those of a user:KEY@ URL come from the environment
+        # when its OPENAI_BASE_URL is the same endpoint.
+        here = settings.base_url
+        overrides["base_url"] = (
+            here if here is not None and redact_url(here) == spec.base_url else spec.base_url
+        )
+    settings = settings.model_copy(update=overrides)
     if spec.gateway:
         module, _, attr = spec.gateway.partition(":")
         gateway: Gateway = getattr(importlib.import_module(module), attr)(settings)

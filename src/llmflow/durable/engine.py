@@ -22,6 +22,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..errors import ConfigError
+from ..redact import redact
 from .serialization import JsonSerializer
 
 if TYPE_CHECKING:
@@ -193,12 +194,20 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+class _RedactingFormatter(logging.Formatter):
+    """Log lines (and their tracebacks) without credentials: DBOS logs the errors of steps,
+    whose messages may quote what a provider said."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 def _quiet_console_log() -> None:
     """DBOS's console log through llmflow's handler (DBOS adds its own only when none is set)."""
     logger = logging.getLogger("dbos")
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
         handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s dbos: %(message)s"))
+        handler.setFormatter(_RedactingFormatter("%(levelname)s dbos: %(message)s"))
         handler.name = "__dbos_console_log_handler__"
         logger.addHandler(handler)
         logger.propagate = False
