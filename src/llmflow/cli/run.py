@@ -130,6 +130,16 @@ def run(
     job = prepare(workflow, inputs, model=model, base_url=base_url, concurrency=concurrency,
                   cache=not no_cache)  # fmt: skip
     writable_folder(out_dir or Path("llmflow-out"), "choose another folder with --out")
+    if max_cost is not None or max_cost_per_item is not None:
+        client, model_id = job.gateway.resolve()
+        if job.gateway.pricing.hosted_yet_free(client.provider, model_id):
+            raise fail(
+                f"--max-cost on {model_id!r} at {client.provider}: that endpoint is priced as "
+                f"self-hosted ($0), yet {model_id!r} is the name of a hosted model, so the "
+                "budget would never stop anything: set what it costs you with "
+                "LLMFLOW_LOCAL_PRICE_PER_MTOK (or LLMFLOW_LOCAL_PRICE_PER_HOUR), or drop "
+                "--max-cost"
+            )
     budget = None
     if max_cost is not None or max_tokens is not None or max_requests is not None:
         budget = Budget(max_cost=max_cost, max_tokens=max_tokens, max_requests=max_requests)

@@ -316,7 +316,10 @@ async def run_durable(
                 store.interrupt_calls(spec.run_id)
             execute = _in_process(live, data, recovered)
             concurrency = spec.concurrency
-        return await live.drive(execute, concurrency=concurrency)
+        # Items on the shared queue run on other machines: their use is not measured here.
+        return await live.drive(
+            execute, concurrency=concurrency, admits_by_item=not settings.shared
+        )
     finally:
         _live.pop(_here(spec.run_id), None)
 

@@ -79,6 +79,18 @@ class Pricing:
             return self.cost("openai", model_id, usage, 0.0)
         return None
 
+    def hosted_yet_free(self, provider: str, model_id: str) -> bool:
+        """A model priced $0 as self-hosted (served at a base URL, no local price set) whose
+        name is a hosted model's, e.g. `gpt-4.1-mini` behind `--base-url`: a money budget on
+        it would never stop anything, so budgets refuse it."""
+        if provider in SELF_HOSTED or provider == "openai":
+            return False
+        if self.per_mtok is not None or self.per_hour is not None:
+            return False
+        if self.cost(provider, model_id, Usage(input_tokens=1_000_000), 0.0) != ZERO:
+            return False
+        return _hosted_price("openai", model_id, None) is not None
+
     def _priced_host(self, model_id: str) -> bool:
         return _hosted_price("compatible", model_id, self.base_url) is not None
 

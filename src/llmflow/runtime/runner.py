@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from ..models.gateway import Gateway
 from ..steps.base import Step
 from ..steps.context import RunContext, RunHooks
 from ..store.sqlite import RunStore
+from .admission import Admission
 from .recording import StoreRecorder
 
 
@@ -72,6 +74,8 @@ class BatchResult:
     """Where the run wrote its files."""
     artifacts: dict[str, Path] = field(default_factory=dict)
     """Files the workflow's finish step wrote (e.g. `digest`)."""
+    not_started: int = 0
+    """Items never started because the run's budget could not hold them (status `stopped`)."""
 
     @property
     def failed(self) -> list[ItemResult]:
@@ -133,16 +137,28 @@ class BatchRun:
     """Called with each item's result as it ends (progress bars)."""
     stop: BudgetExceededError | None = None
     """The run's budget is spent: no further item starts."""
+    admission: Admission | None = None
+    """Admits items against the run's budget, so that it is spent on whole items (set by
+    `drive` when the run has a budget)."""
+    not_started: int = 0
+    """Items left unstarted because the budget could not hold them."""
 
     @property
     def run_id(self) -> str:
         assert self.base.run_id is not None
         return self.base.run_id
 
+    @property
+    def run_budget(self) -> Budget | None:
+        """The run's own budget (money, tokens, requests), if it has one."""
+        return next((b for b in self.base.budgets if b.scope == "run"), None)
+
     async def run_item(self, index: int, item: Item) -> ItemResult:
         """The item lifecycle: its hooks, its step on its input, its error kept, never raised
         (cancellation excepted, recorded as interrupted and re-raised)."""
         budgets = [self.item_budget()] if self.item_budget is not None else []
+        if self.admission is not None:
+            budgets.append(self.admission.meter(index))
         ctx = self.base.for_item(item_id(self.run_id, index), *budgets)
         started_at = time.time()
         for hook in ctx.hooks:
@@ -170,25 +186,43 @@ class BatchRun:
             self.stop = self.stop or error
 
     def start(self, *, model: str | None, source: str | None, resuming: bool = False) -> None:
-        """Record the run's start (or, resuming, that it runs again)."""
+        """Record the run's start (or, resuming, that it runs again, its budget charged
+        with what it spent before)."""
         if self.store is None:
             return
         out_dir = str(self.base.out_dir) if self.base.out_dir else None
         if resuming:
             self.store.resume_run(self.run_id)
+            budget = self.run_budget
+            if budget is not None:
+                for call in self.store.call_costs(self.run_id):
+                    if not call["cached"]:
+                        budget.requests += 1
+                        budget.spent_tokens += call["input_tokens"] + call["output_tokens"]
+                        budget.spent_cost += Decimal(call["cost"] or 0)
         else:
             self.store.start_run(
                 self.run_id, workflow=self.workflow.name, model=model, source=source,
                 out_dir=out_dir, items_total=len(self.items),
             )  # fmt: skip
 
-    async def drive(self, execute: ItemExecutor, *, concurrency: int) -> BatchResult:
+    async def drive(
+        self, execute: ItemExecutor, *, concurrency: int, admits_by_item: bool = True
+    ) -> BatchResult:
         """Execute every item, at most `concurrency` at once, in input order; then the
-        workflow's finish step and the run's end. Cancellation raises `RunInterrupted`."""
+        workflow's finish step and the run's end. Cancellation raises `RunInterrupted`.
+
+        With a run budget, items are admitted by what an item uses (`admission.py`), so the
+        budget is spent on whole items; `admits_by_item=False` when items run where their use
+        cannot be measured here (workers on other machines)."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         slots: list[ItemResult | None] = [None] * len(self.items)
         queue = iter(enumerate(self.items))
+        budget = self.run_budget
+        if budget is not None and self.admission is None and admits_by_item:
+            self.admission = Admission(budget)
+        admission = self.admission
 
         async def worker() -> None:
             # `concurrency` workers pull items in order: a batch of 100,000 items holds
@@ -196,7 +230,14 @@ class BatchRun:
             for index, item in queue:
                 if self.stop is not None:  # the run's budget is spent: start nothing more
                     return
-                result = await execute(index, item)
+                if admission is not None and not await admission.admit(index):
+                    self.not_started += sum(1 for _ in queue) + 1
+                    return
+                try:
+                    result = await execute(index, item)
+                finally:
+                    if admission is not None:
+                        await admission.done(index)
                 slots[index] = result
                 if self.on_item_done is not None and not skipped(result):
                     self.on_item_done(result)
@@ -208,6 +249,8 @@ class BatchRun:
                     group.create_task(worker())
         except asyncio.CancelledError:
             interrupted = True
+        if admission is not None and self.not_started and self.stop is None:
+            self.stop = admission.refusal(self.not_started)
         ran = [r for r in slots if r is not None]
         results = [r for r in ran if not skipped(r)]
         if self.stop is None:  # items that ran in another process may have been stopped there
@@ -224,6 +267,7 @@ class BatchRun:
             status="stopped" if stopped else _status(results, interrupted),
             out_dir=self.base.out_dir,
             error=str(self.stop) if self.stop is not None else None,
+            not_started=self.not_started,
         )
         error: str | None = batch.error
         try:

@@ -1,0 +1,112 @@
+"""Budgets are spent on whole items: at 100 items in flight a budget finishes as many items
+as at 4 (within one), leaves none half-done, says how many it did not start and what they
+would need, and a resumed run's budget counts what it spent before."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmflow import Budget, Item, RunStore, Workflow, chain, llm, run_batch
+from llmflow.models.client import ModelRequest, ModelResponse, Usage
+from llmflow.runtime.runner import BatchRun
+from llmflow.steps.context import RunContext
+from llmflow.testing import ScriptedModel, scripted_gateway
+
+TOKENS_PER_CALL = 30
+CALLS_PER_ITEM = 3
+
+
+def _answer(request: ModelRequest) -> ModelResponse:
+    return ModelResponse(text="ok", usage=Usage(input_tokens=20, output_tokens=10))
+
+
+class SlowModel(ScriptedModel):
+    """Answers after a moment, so that many items are in flight at once."""
+
+    async def complete(self, model: str, request: ModelRequest) -> ModelResponse:
+        await asyncio.sleep(0.002)
+        return await super().complete(model, request)
+
+
+def _workflow() -> Workflow:
+    steps = [llm(f"s{i}", instructions=f"Step {i}.", max_tokens=10) for i in range(CALLS_PER_ITEM)]
+    return Workflow(name="three", step=chain("three", *steps))
+
+
+async def _completed(concurrency: int, items: int = 300, worth: int = 50) -> tuple[int, Any]:
+    model = SlowModel(_answer)
+    # Reserving a call books prompt + max_tokens; the budget holds `worth` items as spent.
+    budget = Budget(max_tokens=worth * CALLS_PER_ITEM * TOKENS_PER_CALL + 5)
+    batch = await run_batch(
+        _workflow(), [Item(str(i), f"text {i}") for i in range(items)],
+        gateway=scripted_gateway(model), concurrency=concurrency, budget=budget,
+    )  # fmt: skip
+    assert not batch.failed, [str(r.error) for r in batch.failed][:3]  # nothing half-done
+    return len(batch.results), batch
+
+
+async def test_a_budget_finishes_whole_items_whatever_the_concurrency() -> None:
+    wide, batch = await _completed(100)
+    narrow, _ = await _completed(4)
+    assert abs(wide - narrow) <= 1, (wide, narrow)
+    assert wide >= 49
+    assert batch.status == "stopped"
+    assert batch.not_started == 300 - wide
+    assert f"{batch.not_started} items were not started" in (batch.error or "")
+    assert "--max-tokens" in (batch.error or "")
+
+
+async def test_without_a_budget_every_item_runs() -> None:
+    batch = await run_batch(
+        _workflow(), [Item(str(i), "x") for i in range(20)],
+        gateway=scripted_gateway(ScriptedModel(_answer)), concurrency=8,
+    )  # fmt: skip
+    assert len(batch.results) == 20 and batch.status == "ok" and batch.not_started == 0
+
+
+async def test_a_resumed_run_counts_what_it_spent_before(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    first = await run_batch(
+        _workflow(), [Item("a", "x")], gateway=scripted_gateway(ScriptedModel(_answer)),
+        store=store, run_id="r1",
+    )  # fmt: skip
+    assert first.status == "ok"
+    budget = Budget(max_tokens=1000)
+    resumed = BatchRun(
+        workflow=_workflow(), items=[Item("a", "x")],
+        base=RunContext(gateway=scripted_gateway(ScriptedModel(_answer)), run_id="r1",
+                        budgets=(budget,)),
+        store=store,
+    )  # fmt: skip
+    resumed.start(model="scripted", source=None, resuming=True)
+    assert budget.requests == CALLS_PER_ITEM
+    assert budget.spent_tokens == CALLS_PER_ITEM * TOKENS_PER_CALL
+    store.close()
+
+
+@pytest.fixture(autouse=True)
+def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LLMFLOW_MODEL", raising=False)
+
+
+def test_a_money_budget_on_a_hosted_name_priced_as_self_hosted_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmflow.cli import main
+
+    from .fake_openai_server import serve
+
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    (inbox / "a.eml").write_text("From: a@b.c\nSubject: hi\n\nhello\n")
+    with serve(lambda body: "ok") as (url, received):
+        args = ["run", "email-triage", str(inbox), "--base-url", url, "--model", "gpt-4.1-mini"]
+        code = main([*args, "--max-cost", "0.001", "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert received == []
+    err = capsys.readouterr().err
+    assert "LLMFLOW_LOCAL_PRICE_PER_MTOK" in err and "gpt-4.1-mini" in err
