@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     """Requests per minute to one remote provider (unlimited when unset)."""
     tpm: int | None = Field(default=None, ge=1, validation_alias="LLMFLOW_TPM")
     """Tokens per minute to one remote provider (unlimited when unset)."""
+    max_item_mb: float = Field(default=20.0, gt=0, validation_alias="LLMFLOW_MAX_ITEM_MB")
+    """The largest input item, in megabytes of text: a bigger one fails with a clear error
+    (the batch goes on)."""
     output_repairs: int = Field(default=2, ge=0, le=10, validation_alias="LLMFLOW_OUTPUT_REPAIRS")
     """Times an llm step sends an invalid structured output back with the validation error
     before it fails."""

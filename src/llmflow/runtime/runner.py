@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import BudgetExceededError
+from ..errors import BudgetExceededError, InputError
 from ..ids import new_id
 from ..models.budget import Budget
 from ..models.gateway import Gateway
@@ -165,6 +165,7 @@ class BatchRun:
             hook.on_item_start(ctx, key=item.key)
         result = ItemResult(key=item.key)
         try:
+            _check_size(item, self.base.gateway.settings.max_item_mb)
             result.output = await self.workflow.step(item.value, ctx)
         except Exception as e:
             result.error = e
@@ -342,6 +343,28 @@ async def run_batch(
     )
     batch.start(model=model or gateway.settings.model, source=source)
     return await batch.drive(batch.run_item, concurrency=concurrency)
+
+
+def _check_size(item: Item, limit_mb: float) -> None:
+    """Fail an item whose text is over the limit (counted until the limit is passed)."""
+    limit = int(limit_mb * 1_000_000)
+    total, stack, seen = 0, [item.value], 0
+    while stack and total <= limit and seen < 100_000:
+        value = stack.pop()
+        seen += 1
+        if isinstance(value, str | bytes):
+            total += len(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple | set):
+            stack.extend(value)
+        elif hasattr(value, "__dict__"):  # pydantic models, dataclasses, plain objects
+            stack.extend(vars(value).values())
+    if total > limit:
+        raise InputError(
+            f"the item is over {limit_mb:g} MB of text: split it, or raise LLMFLOW_MAX_ITEM_MB",
+            source=item.key,
+        )
 
 
 def _status(results: list[ItemResult], interrupted: bool) -> RunStatus:

@@ -108,6 +108,17 @@ MIGRATIONS: list[tuple[str, str]] = [
                                                            -- process is gone was interrupted
         """,
     ),
+    (
+        "m005_blobs",
+        """
+        CREATE TABLE blobs (
+            sha TEXT PRIMARY KEY,          -- sha256 of the text
+            text TEXT NOT NULL             -- a long text that steps and calls refer to by sha
+        );
+        CREATE INDEX steps_item ON steps (item_id);
+        CREATE INDEX model_calls_item ON model_calls (item_id);
+        """,
+    ),
 ]
 
 

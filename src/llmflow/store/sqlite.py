@@ -7,6 +7,8 @@ per row, and an item's records land together.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
 import sqlite3
@@ -35,6 +37,22 @@ def error_text(error: BaseException | None) -> str | None:
         return None
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+PACK_OVER = 16_384
+"""JSON longer than this is searched for long strings to store once, by content."""
+BLOB_OVER = 4_096
+"""A string longer than this is stored once in `blobs` and referred to as {"$blob": sha}."""
+
+
+def _walk(value: Any, leaf: Any) -> Any:
+    if isinstance(value, dict):
+        if len(value) == 1 and "$blob" in value:
+            return leaf(value)
+        return {k: _walk(v, leaf) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_walk(v, leaf) for v in value]
+    return leaf(value)
 
 
 def _process_gone(host: str | None, pid: int | None) -> bool:
@@ -175,7 +193,7 @@ class RunStore:
     ) -> None:
         self.add(
             "UPDATE items SET status = ?, output = ?, error = ?, ended_at = ? WHERE id = ?",
-            (status, to_json(output), error_text(error), time.time(), item_id),
+            (status, self._pack(to_json(output)), error_text(error), time.time(), item_id),
         )
 
     def add_step(
@@ -200,9 +218,9 @@ class RunStore:
                 item_id,
                 path,
                 kind,
-                "failed" if error else "ok",
-                to_json(input),
-                to_json(output),
+                (getattr(error, "record_status", None) or "failed") if error else "ok",
+                self._pack(to_json(input)),
+                self._pack(to_json(output)),
                 error_text(error),
                 started_at,
                 latency_s * 1000,
@@ -219,12 +237,62 @@ class RunStore:
             "status, error, started_at, cost, cached) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                call.id, run_id, item_id, step_path, call.model, call.provider, call.prompt,
+                call.id, run_id, item_id, step_path, call.model, call.provider,
+                self._pack(call.prompt),
                 call.response, call.finish_reason, call.input_tokens, call.output_tokens,
                 call.latency_ms, call.attempts, call.status, call.error, call.started_at,
                 call.cost, int(call.cached),
             ),
         )  # fmt: skip
+
+    # -- long texts, stored once -------------------------------------------------------------
+
+    def _pack(self, text: str | None) -> str | None:
+        """`text` (JSON) with its long strings stored once in `blobs` and referred to by their
+        sha256: an item's 50 MB body, in the input of each of its steps and the prompt of each
+        of its calls, is stored once."""
+        if text is None or len(text) <= PACK_OVER:
+            return text
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return text
+
+        def leaf(v: Any) -> Any:
+            if isinstance(v, str) and len(v) > BLOB_OVER:
+                sha = hashlib.sha256(v.encode()).hexdigest()
+                self.add("INSERT OR IGNORE INTO blobs (sha, text) VALUES (?, ?)", (sha, v))
+                return {"$blob": sha}
+            return v
+
+        return json.dumps(_walk(value, leaf), ensure_ascii=False, separators=(",", ":"))
+
+    def _unpack(self, text: str | None) -> str | None:
+        if text is None or '{"$blob":' not in text:
+            return text
+        self.flush()
+
+        def leaf(v: Any) -> Any:
+            if isinstance(v, dict):
+                row = self.db.execute("SELECT text FROM blobs WHERE sha = ?", (v["$blob"],))
+                found = row.fetchone()
+                return found[0] if found else v
+            return v
+
+        return json.dumps(_walk(json.loads(text), leaf), ensure_ascii=False, separators=(",", ":"))
+
+    def _unpacked(self, rows: list[sqlite3.Row], *columns: str) -> list[Any]:
+        """Rows with their packed columns restored (rows that need it become dicts)."""
+        out: list[Any] = []
+        for row in rows:
+            if any(row[c] is not None and '{"$blob":' in row[c] for c in columns):
+                d = dict(row)
+                for c in columns:
+                    d[c] = self._unpack(d[c])
+                out.append(d)
+            else:
+                out.append(row)
+        return out
 
     # -- the response cache -----------------------------------------------------------------
 
@@ -314,7 +382,7 @@ class RunStore:
         """Recorded outputs of LLM steps at or inside classifier step `step`, with their input
         and any correction of the item's decision: rows of (path, input, output, correction)."""
         self.flush()
-        return self.db.execute(
+        rows = self.db.execute(
             "SELECT s.path, s.input, s.output, c.label AS correction FROM steps s "
             "JOIN runs r ON r.id = s.run_id "
             "LEFT JOIN corrections c ON c.item_id = s.item_id AND c.step = ? "
@@ -322,11 +390,16 @@ class RunStore:
             "AND ('/' || s.path || '/') LIKE ? ORDER BY s.started_at",
             (step, workflow, workflow, f"%/{step}/%"),
         ).fetchall()
+        return self._unpacked(rows, "input", "output")
 
     def rows(self, table: str, run_id: str) -> list[sqlite3.Row]:
         if table not in {"items", "steps", "model_calls"}:
             raise ValueError(table)
         order = "started_at, rowid"
-        return self.db.execute(
+        rows = self.db.execute(
             f"SELECT * FROM {table} WHERE run_id = ? ORDER BY {order}", (run_id,)
         ).fetchall()
+        packed = {"steps": ("input", "output"), "model_calls": ("prompt",), "items": ("output",)}[
+            table
+        ]
+        return self._unpacked(rows, *packed) if packed else rows
