@@ -31,6 +31,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -119,9 +120,11 @@ def serve_faults(
     max_in_a_row: int = 2,
     status: int | None = None,
     retry_after: str = "0.1",
+    latency_s: float = 0.0,
     models: Sequence[str] = ("fake-model",),
 ) -> Iterator[FaultLog]:
-    """Serve on 127.0.0.1; yields the `FaultLog` (its `url` is the base URL)."""
+    """Serve on 127.0.0.1; yields the `FaultLog` (its `url` is the base URL). `latency_s`:
+    how long the model takes to answer (faults come at once)."""
     log = FaultLog()
     seen: Counter[str] = Counter()  # bodies received so far, by digest
     in_a_row: Counter[str] = Counter()  # faults in a row, by digest
@@ -192,6 +195,8 @@ def serve_faults(
             elif fault == "invalid_output":
                 self._send(200, completion(body, '{"unexpected": true}' if structured else ""))
             else:
+                if latency_s:
+                    time.sleep(latency_s)
                 self._send(200, completion(body, answer(body)))
                 with log.lock:
                     log.answered[key] += 1
