@@ -287,3 +287,115 @@ async def test_only_answers_that_pass_validate_are_cached(tmp_path: Path) -> Non
     assert (await gateway.complete(request("x"), validate=check)).text == "good"
     store.flush()
     assert '"good"' in (store.cache_get(cache_key("scripted", request("x"))) or "")
+
+
+# -- adaptive concurrency (issue 15) --------------------------------------------------------
+
+
+class _Remote(ScriptedModel):
+    provider = "remote"
+
+
+class _Counting(_Remote):
+    """Counts the calls in flight at once; answers after 20 ms (or what `reply` says)."""
+
+    def __init__(self, reply: Any = "ok") -> None:
+        super().__init__(self._answer)
+        self.reply = reply
+        self.now = self.peak = 0
+
+    async def complete(self, model: str, request: ModelRequest) -> Any:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        try:
+            await asyncio.sleep(0.02)
+            return await super().complete(model, request)
+        finally:
+            self.now -= 1
+
+    def _answer(self, request: ModelRequest) -> Any:
+        return self.reply(request) if callable(self.reply) else self.reply
+
+
+def _remote_gateway(model: ScriptedModel, settings: Settings | None = None) -> Gateway:
+    gateway = Gateway((settings or Settings()).model_copy(update={"model": "remote"}),
+                      backoff=lambda retry: 0.0)  # fmt: skip
+    gateway.register("remote", model)
+    return gateway
+
+
+async def test_a_remote_provider_without_limits_takes_a_fan_out_of_200_at_once() -> None:
+    model = _Counting()
+    gateway = _remote_gateway(model, Settings(max_concurrency=None))
+    await asyncio.gather(*(gateway.complete(request()) for _ in range(200)))
+    assert model.peak == 200  # not waves of 16
+
+
+async def test_an_explicit_concurrency_limit_wins() -> None:
+    model = _Counting()
+    gateway = _remote_gateway(model, Settings(max_concurrency=7))
+    await asyncio.gather(*(gateway.complete(request()) for _ in range(40)))
+    assert model.peak == 7
+    explicit = Gateway(
+        Settings(model="remote"), limits={"remote": ProviderLimits(max_concurrency=3)}
+    )
+    counted = _Counting()
+    explicit.register("remote", counted)
+    await asyncio.gather(*(explicit.complete(request()) for _ in range(12)))
+    assert counted.peak == 3
+
+
+async def test_rate_limits_halve_the_adaptive_limit_once_per_round_and_successes_grow_it() -> None:
+    limited = {"on": True}
+
+    def reply(r: ModelRequest) -> Any:
+        if limited["on"]:
+            return TransientModelError("HTTP 429", rate_limited=True, retry_after=0.0)
+        return "ok"
+
+    model = _Counting(reply)
+    gateway = _remote_gateway(model, Settings(max_concurrency=None, max_retries=0))
+    results = await asyncio.gather(
+        *(gateway.complete(request()) for _ in range(100)), return_exceptions=True
+    )
+    assert all(isinstance(r, ModelCallError) for r in results)
+    slots = gateway._lane("remote").semaphore
+    assert slots.limit == 128  # 100 calls of one round rate-limited: halved once, not 100 times
+    await asyncio.gather(  # a second round
+        *(gateway.complete(request()) for _ in range(10)), return_exceptions=True
+    )
+    assert slots.limit == 64
+    limited["on"] = False
+    await asyncio.gather(*(gateway.complete(request()) for _ in range(200)))
+    assert 64 < slots.limit <= 256  # growing back, never past where it started
+    assert model.now == 0 and slots.in_flight == 0
+
+
+async def test_low_rate_limit_headroom_backs_off_like_a_429() -> None:
+    from llmflow.models.client import ModelResponse
+    from llmflow.models.openai_compat import _headroom
+
+    model = _Counting(lambda r: ModelResponse(text="ok", headroom=0.01))
+    gateway = _remote_gateway(model, Settings(max_concurrency=None))
+    await asyncio.gather(*(gateway.complete(request()) for _ in range(10)))
+    assert gateway._lane("remote").semaphore.limit == 128
+    headers = {
+        "x-ratelimit-limit-requests": "500",
+        "x-ratelimit-remaining-requests": "400",
+        "x-ratelimit-limit-tokens": "1000",
+        "x-ratelimit-remaining-tokens": "10",
+    }
+    assert _headroom(headers) == pytest.approx(0.01)
+    assert _headroom({}) is None
+
+
+async def test_a_cancelled_waiter_gives_its_slot_back() -> None:
+    model = _Counting()
+    gateway = _remote_gateway(model, Settings(max_concurrency=1))
+    first = asyncio.ensure_future(gateway.complete(request()))
+    second = asyncio.ensure_future(gateway.complete(request()))
+    await asyncio.sleep(0)
+    second.cancel()
+    await first
+    await gateway.complete(request())  # would hang if the cancelled waiter kept the slot
+    assert gateway._lane("remote").semaphore.in_flight == 0

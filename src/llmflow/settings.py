@@ -47,8 +47,11 @@ class Settings(BaseSettings):
     """Timeout of one model call, in seconds."""
     max_retries: int = Field(default=4, ge=0, le=20, validation_alias="LLMFLOW_MAX_RETRIES")
     """Retries of a transient provider error (rate limit, timeout, 5xx)."""
-    max_concurrency: int = Field(default=16, ge=1, validation_alias="LLMFLOW_MAX_CONCURRENCY")
-    """Calls in flight at once to one remote provider."""
+    max_concurrency: int | None = Field(
+        default=None, ge=1, validation_alias="LLMFLOW_MAX_CONCURRENCY"
+    )
+    """Calls in flight at once to one remote provider; unset: adaptive, from 256 down when
+    the provider rate-limits (`models.gateway.AdaptiveLimit`)."""
     rpm: int | None = Field(default=None, ge=1, validation_alias="LLMFLOW_RPM")
     """Requests per minute to one remote provider (unlimited when unset)."""
     tpm: int | None = Field(default=None, ge=1, validation_alias="LLMFLOW_TPM")

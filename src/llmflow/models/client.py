@@ -123,6 +123,10 @@ class ModelResponse:
     """For a request with `choices`: choice probabilities from the model's token
     log-probabilities, where the provider gives them. The embedded model scores every
     choice (they sum to 1); a hosted model scores only the choice it answered."""
+    headroom: float | None = None
+    """The smaller share of the provider's request and token rate limits left after this
+    call, from its rate-limit headers (None: it sent none). The gateway backs off when it
+    runs low."""
 
 
 class ModelClient(abc.ABC):

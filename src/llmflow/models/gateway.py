@@ -49,8 +49,9 @@ from .pricing import ZERO, Pricing
 class ProviderLimits:
     """Limits applied to every call to one provider."""
 
-    max_concurrency: int = 16
-    """Calls in flight at once."""
+    max_concurrency: int | None = None
+    """Calls in flight at once; None: adaptive (`AdaptiveLimit`), starting at
+    `ADAPTIVE_START` and halving on rate limits."""
     rpm: int | None = None
     """Requests per minute; None is unlimited."""
     tpm: int | None = None
@@ -220,19 +221,97 @@ class CircuitBreaker:
             sleeper.cancel()
 
 
+ADAPTIVE_START = 256
+"""Calls in flight at once to a remote provider whose limit nobody set: generous, so that a
+fan-out runs at once where the provider takes it; `AdaptiveLimit` backs off from there."""
+LOW_HEADROOM = 0.05
+"""A response whose rate-limit headers say less than this share of the provider's requests
+or tokens is left counts as a rate limit (the limit backs off before the 429s come)."""
+
+
+class AdaptiveLimit:
+    """Calls in flight to one provider: a semaphore whose size adapts to the provider (AIMD).
+
+    Fixed (`adaptive=False`) it is a plain semaphore of `limit` slots: explicit limits win.
+    Adaptive, it starts at `limit` and halves (down to 1) when the provider rate-limits a call
+    (HTTP 429) or says in its rate-limit headers that little is left - once per round: calls
+    already in flight when it halved do not halve it again. Each `ceil(limit / 4)` calls that
+    succeed since then add one slot, back up to where it started.
+    """
+
+    __slots__ = ("_credit", "_waiters", "adaptive", "ceiling", "epoch", "in_flight", "limit")
+
+    def __init__(self, limit: int, *, adaptive: bool = False) -> None:
+        self.limit = limit
+        """Calls allowed in flight now."""
+        self.ceiling = limit
+        self.adaptive = adaptive
+        self.in_flight = 0
+        self.epoch = 0
+        """Bumped at each back-off: a call remembers the epoch it started in."""
+        self._credit = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self) -> int:
+        """Wait for a slot; returns the epoch the call starts in (for `rate_limited`)."""
+        if self.in_flight < self.limit and not self._waiters:
+            self.in_flight += 1
+            return self.epoch
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # granted, then cancelled: hand the slot on
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
+        return self.epoch
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters = self._waiters
+        while waiters and self.in_flight < self.limit:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)
+
+    def succeeded(self) -> None:
+        if self.adaptive and self.limit < self.ceiling:
+            self._credit += 1
+            if self._credit * 4 >= self.limit:
+                self._credit = 0
+                self.limit += 1
+                self._wake()
+
+    def rate_limited(self, epoch: int) -> None:
+        """The provider pushed back on a call that started in `epoch`: halve the limit, once
+        per round."""
+        if self.adaptive and epoch == self.epoch:
+            self.epoch += 1
+            self._credit = 0
+            self.limit = max(1, self.limit // 2)
+
+
 @dataclass(slots=True)
 class _Lane:
     """Per-provider concurrency and rate state, and its circuit breaker."""
 
     limits: ProviderLimits
     endpoint: str
-    semaphore: asyncio.Semaphore = field(init=False)
+    semaphore: AdaptiveLimit = field(init=False)
     rpm: AsyncLimiter | None = field(init=False)
     tpm: AsyncLimiter | None = field(init=False)
     breaker: CircuitBreaker = field(init=False)
 
     def __post_init__(self) -> None:
-        self.semaphore = asyncio.Semaphore(self.limits.max_concurrency)
+        fixed = self.limits.max_concurrency
+        self.semaphore = AdaptiveLimit(fixed or ADAPTIVE_START, adaptive=fixed is None)
         self.rpm = AsyncLimiter(self.limits.rpm, 60) if self.limits.rpm else None
         self.tpm = AsyncLimiter(self.limits.tpm, 60) if self.limits.tpm else None
         self.breaker = CircuitBreaker(self.endpoint, self.limits)
@@ -419,7 +498,9 @@ class Gateway:
                 await lane.rpm.acquire()
             if lane.tpm is not None:
                 await lane.tpm.acquire(min(_token_estimate(client, request), lane.tpm.max_rate))
-            async with lane.semaphore:
+            slots = lane.semaphore
+            epoch = await slots.acquire()
+            try:
                 if not probe:  # it may have opened while this call waited for its slot
                     probe = breaker.check()
                 attempts += 1
@@ -438,10 +519,19 @@ class Gateway:
                     breaker.failed(timeout)
                     raise timeout from e
                 except ModelCallError as e:
+                    if isinstance(e, TransientModelError) and e.rate_limited:
+                        slots.rate_limited(epoch)
                     breaker.failed(e)  # raises ProviderDownError when this opens the breaker
                     raise
                 breaker.succeeded()
+                headroom = answer.headroom
+                if headroom is not None and headroom < LOW_HEADROOM:
+                    slots.rate_limited(epoch)
+                else:
+                    slots.succeeded()
                 return answer
+            finally:
+                slots.release()
 
         try:
             try:

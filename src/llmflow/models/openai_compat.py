@@ -79,7 +79,8 @@ class OpenAIClient(ModelClient):
                 for t in request.tools
             ]
         try:
-            completion = await self._client.chat.completions.create(**kwargs)
+            raw = await self._client.chat.completions.with_raw_response.create(**kwargs)
+            completion = raw.parse()
         except openai.APIConnectionError as e:  # timeouts, refused, reset, truncated bodies
             raise self._connection_error(e, model) from e
         except openai.APIStatusError as e:
@@ -115,6 +116,7 @@ class OpenAIClient(ModelClient):
             ) from e
         if request.choices:
             _read_choice(response, request.choices, choice)
+        response.headroom = _headroom(raw.headers)
         return response
 
     async def aclose(self) -> None:
@@ -256,6 +258,21 @@ def _finish(reason: str | None) -> Any:
     return {"length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls"}.get(
         reason or "stop", "stop"
     )
+
+
+def _headroom(headers: Any) -> float | None:
+    """The smaller share left of the request and token limits, from OpenAI-style rate-limit
+    headers (`x-ratelimit-remaining-requests` / `-limit-requests`, the same for tokens)."""
+    shares = []
+    for kind in ("requests", "tokens"):
+        try:
+            limit = float(headers.get(f"x-ratelimit-limit-{kind}") or 0)
+            left = float(headers.get(f"x-ratelimit-remaining-{kind}") or "nan")
+        except (TypeError, ValueError):
+            continue
+        if limit > 0 and left == left:
+            shares.append(max(0.0, left) / limit)
+    return min(shares) if shares else None
 
 
 def _retry_after(error: openai.APIError) -> float | None:
