@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DefinitionError
-from ..models.client import Message, ModelRequest, Sampling
+from ..models.client import Message, ModelRequest, ModelResponse, Sampling
 from .base import Step
 from .context import RunContext
 from .label import Label
@@ -71,7 +71,9 @@ class LLMClassifier(Step[Any, Label]):
 
     async def run(self, input: Any, ctx: RunContext) -> Label:
         model = self.model or ctx.model
-        response = await ctx.gateway.complete(self.request(input), model=model, observer=ctx)
+        response = await ctx.gateway.complete(
+            self.request(input), model=model, observer=ctx, validate=self._check
+        )
         if response.choice_probs:
             label = max(response.choice_probs, key=lambda c: response.choice_probs[c])  # type: ignore[index]
             return Label(label=label, confidence=response.choice_probs[label])
@@ -86,7 +88,7 @@ class LLMClassifier(Step[Any, Label]):
                 self.sampling, temperature=self.vote_temperature, seed=seed
             )
             response = await ctx.gateway.complete(
-                self.request(input, sampling), model=model, observer=ctx
+                self.request(input, sampling), model=model, observer=ctx, validate=self._check
             )
             said.append(self._match(response.text))
         counts = Counter(label for label in said if label is not None)
@@ -94,6 +96,12 @@ class LLMClassifier(Step[Any, Label]):
             return Label(label=None, confidence=0.0)
         label, agreeing = counts.most_common(1)[0]
         return Label(label=label, confidence=agreeing / len(said))
+
+    def _check(self, response: ModelResponse) -> None:
+        """An answer worth caching names a label (one that does not counts as no vote, and
+        is asked again next time rather than kept)."""
+        if not response.choice_probs and self._match(response.text) is None:
+            raise ValueError(f"the answer names none of the labels: {response.text!r}")
 
     def _match(self, text: str | None) -> str | None:
         """The label an answer names (case and surrounding punctuation ignored), else None."""
