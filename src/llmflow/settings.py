@@ -37,8 +37,8 @@ class Settings(BaseSettings):
     )
     """The state directory: the run store and other local state."""
     model: str = Field(default=DEFAULT_MODEL, validation_alias="LLMFLOW_MODEL")
-    """Default model for steps that name none: `local`, `openai:<model>`, or a model served
-    at `base_url`."""
+    """Default model for steps that name none: `local`, `local:<name-or-path.gguf>`,
+    `openai:<model>`, or a model served at `base_url`."""
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
     """Key for OpenAI or an OpenAI-compatible endpoint. Never stored or logged."""
     base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")

@@ -377,7 +377,7 @@ class Gateway:
         if sep and prefix == "local" and rest:
             # Each local model (a catalogue name or a GGUF path) is a client of its own; the
             # `local` a test registers does not serve them.
-            return self._cached(name, lambda: self._make_local(name)), name
+            return self._cached(name, lambda: self._make_local_model(name)), name
         if sep and prefix in self._clients:
             return self._clients[prefix], rest
         if name == "local":
@@ -397,11 +397,14 @@ class Gateway:
             self._clients[key] = make()
         return self._clients[key]
 
-    def _make_local(self, name: str = "local") -> ModelClient:
+    def _make_local(self) -> ModelClient:
         from .embedded import EmbeddedClient
 
-        if name == "local":
-            return EmbeddedClient(prefix_reuse=self.settings.embedded_prefix_reuse)
+        return EmbeddedClient(prefix_reuse=self.settings.embedded_prefix_reuse)
+
+    def _make_local_model(self, name: str) -> ModelClient:
+        """`local:<name-or-path>`: a catalogue model or a GGUF file."""
+        from .embedded import EmbeddedClient
         from .local_models import resolve_local
 
         # Joins and verifies a chunked model on its first use (once per state directory).
