@@ -102,9 +102,10 @@ def test_a_money_budget_on_a_hosted_name_priced_as_self_hosted_is_refused(
 
     inbox = tmp_path / "in"
     inbox.mkdir()
-    (inbox / "a.eml").write_text("From: a@b.c\nSubject: hi\n\nhello\n")
+    (inbox / "a.txt").write_text("i0|refund")
     with serve(lambda body: "ok") as (url, received):
-        args = ["run", "email-triage", str(inbox), "--base-url", url, "--model", "gpt-4.1-mini"]
+        flow = "tests.durable_flows:build"
+        args = ["run", flow, str(inbox), "--base-url", url, "--model", "gpt-4.1-mini"]
         code = main([*args, "--max-cost", "0.001", "--out", str(tmp_path / "o")])
     assert code == 2
     assert received == []

@@ -37,14 +37,14 @@ class Admission:
     """Per item in flight, an unlimited meter of what it has used so far."""
     most: Use | None = None
     """The most any finished item used, per dimension; None before the first finishes."""
-    finished: int = 0
+    ran: set[int] = field(default_factory=set)
+    """Items in flight that run here (a resumed run's finished items only replay)."""
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     def meter(self, index: int) -> Budget:
         """The meter item `index` runs with (one of its context's budgets)."""
-        meter = Budget(scope="item")
-        self.in_flight[index] = meter
-        return meter
+        self.ran.add(index)
+        return self.in_flight.setdefault(index, Budget(scope="item"))
 
     async def admit(self, index: int) -> bool:
         """Wait until item `index` may start; False when the rest of the budget cannot hold
@@ -52,20 +52,24 @@ class Admission:
         async with self.changed:
             while True:
                 if self.most is None:  # the probe: one item alone, until one has finished
-                    if not self.in_flight:
-                        return True
+                    admitted = not self.in_flight
                 elif self._fits(len(self.in_flight) + 1):
-                    return True
+                    admitted = True
                 elif not self.in_flight:
                     return False
+                else:
+                    admitted = False
+                if admitted:  # its place is taken now, before it starts
+                    self.in_flight[index] = Budget(scope="item")
+                    return True
                 await self.changed.wait()
 
     async def done(self, index: int) -> None:
         """Item `index` ended: learn from what it used."""
         async with self.changed:
             meter = self.in_flight.pop(index, None)
-            if meter is not None:
-                self.finished += 1
+            if meter is not None and index in self.ran:
+                self.ran.discard(index)
                 used = Use(meter.spent_cost, meter.spent_tokens, meter.requests)
                 most = self.most or Use()
                 self.most = Use(
