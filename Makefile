@@ -87,6 +87,7 @@ bench: setup  ## Run the benchmarks and rewrite their committed results.
 	$(BIN)/python bench/triage_quality.py
 	$(BIN)/python bench/durable_overhead.py
 	$(BIN)/python bench/durable_workers.py
+	$(BIN)/python bench/default_path.py
 	$(BIN)/python bench/startup.py
 
 clean:

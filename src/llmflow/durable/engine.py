@@ -15,9 +15,9 @@ import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from dbos import DBOS
+from dbos import DBOS, DBOSConfig
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -50,6 +50,10 @@ class DurableSettings(BaseSettings):
         default=None, validation_alias="LLMFLOW_ENCRYPTION_KEY"
     )
     """A Fernet key: encrypt every stored prompt, output and input."""
+    fsync: bool = Field(default=False, validation_alias="LLMFLOW_DURABLE_FSYNC")
+    """SQLite: flush every checkpoint to the disk before going on, so that checkpoints survive
+    a power cut or an OS crash too. Off, checkpoints survive the process being killed (kill
+    -9, a crash), which is what resuming needs, and cost less (WAL, synchronous=NORMAL)."""
 
     @property
     def sqlite_path(self) -> Path:
@@ -135,17 +139,18 @@ def launch(
     # Importing registers llmflow's workflows before launch, as DBOS requires.
     from . import approval, batch  # noqa: F401
 
-    DBOS(
-        config={
-            "name": APP_NAME,
-            "system_database_url": settings.system_database_url,
-            "application_version": APP_VERSION,
-            "executor_id": executor_id or process_executor_id(),
-            "serializer": settings.serializer(),
-            "log_level": os.environ.get("LLMFLOW_DBOS_LOG_LEVEL", "WARNING"),
-            "notification_listener_polling_interval_sec": 0.1,
-        }
-    )
+    config: DBOSConfig = {
+        "name": APP_NAME,
+        "system_database_url": settings.system_database_url,
+        "application_version": APP_VERSION,
+        "executor_id": executor_id or process_executor_id(),
+        "serializer": settings.serializer(),
+        "log_level": os.environ.get("LLMFLOW_DBOS_LOG_LEVEL", "WARNING"),
+        "notification_listener_polling_interval_sec": 0.1,
+    }
+    if not settings.shared:
+        config["db_engine_kwargs"] = _sqlite_engine_kwargs(fsync=settings.fsync)
+    DBOS(config=config)
     DBOS.listen_queues(listen_queues or [])
     try:
         DBOS.launch()
@@ -211,6 +216,25 @@ def _quiet_console_log() -> None:
         handler.name = "__dbos_console_log_handler__"
         logger.addHandler(handler)
         logger.propagate = False
+
+
+class _NormalSyncConnection(sqlite3.Connection):
+    """A SQLite connection that syncs the WAL at checkpoints only (synchronous=NORMAL): a
+    commit survives the process being killed, without an fsync per commit."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.execute("PRAGMA synchronous=NORMAL")
+
+
+def _sqlite_engine_kwargs(*, fsync: bool) -> dict[str, Any]:
+    """DBOS's SQLAlchemy engine options for the SQLite system database: no liveness ping
+    before each transaction (a local file has no connection to lose: the ping was one more
+    statement per checkpoint), and synchronous=NORMAL unless `fsync`."""
+    options: dict[str, Any] = {"pool_pre_ping": False}
+    if not fsync:
+        options["connect_args"] = {"factory": _NormalSyncConnection}
+    return options
 
 
 def _prepare_sqlite(path: Path) -> None:
