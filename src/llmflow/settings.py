@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     requests failed (0: only connection refused and 401/403/404 open it)."""
     breaker_share: float = Field(default=0.8, gt=0, le=1, validation_alias="LLMFLOW_BREAKER_SHARE")
     """The share of failed requests among the last `breaker_window` that opens the breaker."""
+    reply_signature: str = Field(
+        default="Northwind Outfitters", validation_alias="LLMFLOW_REPLY_SIGNATURE"
+    )
+    """How drafted replies are signed (the email-triage app): our name, never the sender's."""
 
     local_price_per_mtok: Decimal | None = Field(
         default=None, ge=0, validation_alias="LLMFLOW_LOCAL_PRICE_PER_MTOK"

@@ -1,7 +1,11 @@
 """Reading mail: a folder of .eml files or an mbox into items, and one message into an `Email`.
 
-Parsing is plain code (stdlib `email`): headers, the text of plain or HTML parts, attachments
-listed. A file that is not an email raises `InputError` naming the file.
+Parsing is plain code (stdlib `email`): headers, the text of plain or HTML parts in any
+transfer encoding and charset, attachments listed. What code can tell from the headers and the
+structure it tells: auto-replies and bulk mail (`kind`), a forwarded message (analysed on the
+forwarded mail, not the wrapper), an empty mail (a valid item, `kind="empty"`). A long message
+keeps its head and its tail in the excerpt (the request is often at the end). A file that is
+not an email raises `InputError` naming the file.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from email.message import EmailMessage
 from email.utils import getaddresses, parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -21,7 +26,13 @@ from ..errors import InputError
 from ..runtime.runner import Item
 
 EXCERPT_CHARS = 1500
-"""How much of the newest message text goes into prompts (small models have small contexts)."""
+"""How much of the newest message text goes into prompts (small models have small contexts):
+a longer message keeps its head and its tail, with a marked gap between them."""
+GAP = "\n[…]\n"
+"""What marks the cut in a long message's excerpt."""
+
+Kind = Literal["message", "auto-reply", "bulk", "empty"]
+"""What the headers and structure say a mail is: code files the last three without a model."""
 
 
 class RawEmail(BaseModel):
@@ -39,6 +50,14 @@ class Attachment(BaseModel):
     """Decoded size in bytes."""
 
 
+class Forwarded(BaseModel):
+    """The message a forward carries (a message/rfc822 part), as its own headers say."""
+
+    sender: str
+    subject: str
+    date: str | None = None
+
+
 class Email(BaseModel):
     """A parsed email."""
 
@@ -54,8 +73,16 @@ class Email(BaseModel):
     body: str
     """The text: the plain part, else the HTML part as text."""
     excerpt: str
-    """The newest message (quoted replies removed), cut to a prompt-friendly length."""
+    """The newest message (quoted replies and signature removed; for a forward, the forwarded
+    message), its head and tail kept within `EXCERPT_CHARS`."""
     attachments: list[Attachment] = Field(default_factory=list)
+    kind: Kind = "message"
+    """"auto-reply" and "bulk" from the headers, "empty" for a mail with no text: filed by
+    code, never sent to a model, never replied to."""
+    kind_reason: str | None = None
+    """The header or fact that set `kind`, e.g. "Auto-Submitted: auto-replied"."""
+    forwarded: Forwarded | None = None
+    """The forwarded message's headers, when this mail forwards one as an attachment."""
     raw: bytes = Field(default=b"", exclude=True, repr=False)
     """The original bytes (for filing), not recorded."""
 
@@ -99,22 +126,84 @@ def _tidy(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
+_QUOTE_HEAD = re.compile(
+    r"^(On|Am|El|Le|Il|Op) .{5,200}(wrote|schrieb|escribió|écrit|scritto|geschreven)",
+)
+_FORWARD = re.compile(r"^-{2,}\s*(Original Message|Forwarded message|Weitergeleitete)", re.I)
+_HEADER_LINE = re.compile(r"^(From|To|Cc|Date|Sent|Subject|Von|An|Datum|Betreff|De|À|Objet):")
+
+
 def newest_message(body: str) -> str:
-    """The text above the first quoted reply ('On ... wrote:' or '>' lines)."""
-    kept = []
-    for line in body.splitlines():
-        if line.startswith(">") or re.match(
-            r"^(On|Am|El|Le) .{5,200}(wrote|schrieb|escribió|écrit)", line
-        ):
+    """The text above the first quoted reply ('On ... wrote:' or '>' lines), without its
+    signature ('-- '). An inline forward with little or no note of its own keeps the
+    forwarded text (its header lines dropped): that is the message to read."""
+    kept: list[str] = []
+    lines = body.splitlines()
+    for n, line in enumerate(lines):
+        if line.startswith(">") or _QUOTE_HEAD.match(line):
             break
-        if re.match(r"^-{2,}\s*(Original Message|Forwarded message)", line, re.IGNORECASE):
+        if line.rstrip() == "--":  # the signature delimiter ("-- ")
+            break
+        if _FORWARD.match(line):
+            if len(" ".join(kept).strip()) < 200:  # a bare forward: read the forwarded mail
+                rest = lines[n + 1 :]
+                while rest and (_HEADER_LINE.match(rest[0]) or not rest[0].strip()):
+                    rest = rest[1:]
+                inner = newest_message("\n".join(rest))
+                return "\n".join([*kept, "", inner]).strip() if inner else body
             break
         kept.append(line)
     return "\n".join(kept).strip() or body
 
 
+def head_and_tail(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """`text` within `limit` characters: all of it, or its head and its tail cut at line or
+    word boundaries with `GAP` between them (a long mail's request is often at the end)."""
+    if len(text) <= limit:
+        return text
+    room = limit - len(GAP)
+    head, tail = text[: room * 3 // 5], text[len(text) - (room - room * 3 // 5) :]
+    cut = max(head.rfind("\n"), head.rfind(" "))
+    head = head[:cut] if cut > len(head) // 2 else head
+    cut = min((i for i in (tail.find("\n"), tail.find(" ")) if i >= 0), default=-1)
+    tail = tail[cut + 1 :] if 0 <= cut < len(tail) // 2 else tail
+    return head.rstrip() + GAP + tail.lstrip()
+
+
+_AUTO_SUBJECT = re.compile(
+    r"^(automatic reply|auto(matic)?[- ]?reply|out of (the )?office|abwesenheitsnotiz|"
+    r"automatische antwort|réponse automatique|respuesta automática|absence)\b",
+    re.I,
+)
+_HEADERS = ("from", "to", "subject", "date", "message-id", "received", "mime-version")
+
+
+def mail_kind(msg: EmailMessage, subject: str) -> tuple[Kind, str | None]:
+    """Auto-reply or bulk mail, from the headers (RFC 3834, RFC 2369, Precedence), or a
+    plain message. `Auto-Submitted: auto-generated` (receipts, notices) stays a message: it
+    may carry a charge or a chargeback that needs us."""
+    auto = str(msg.get("Auto-Submitted", "") or "").strip().lower()
+    if auto.startswith("auto-replied"):
+        return "auto-reply", f"Auto-Submitted: {auto}"
+    for name in ("X-Autoreply", "X-Autorespond"):
+        if value := str(msg.get(name, "") or "").strip():
+            return "auto-reply", f"{name}: {value}"
+    precedence = str(msg.get("Precedence", "") or "").strip().lower()
+    if precedence == "auto_reply":
+        return "auto-reply", "Precedence: auto_reply"
+    if _AUTO_SUBJECT.match(subject) and (auto or precedence):
+        return "auto-reply", f"Subject: {subject}"
+    if precedence in ("bulk", "list", "junk"):
+        return "bulk", f"Precedence: {precedence}"
+    for name in ("List-Unsubscribe", "List-Id"):
+        if msg.get(name):
+            return "bulk", f"{name} header"
+    return "message", None
+
+
 def parse_email(raw: RawEmail | Path) -> Email:
-    """Parse one message. Raises `InputError` (naming the source) if it is not an email."""
+    """Parse one message. Raises `InputError` (naming the source) if it is not an email;
+    an email with no text is a valid one (`kind="empty"`)."""
     if isinstance(raw, Path):
         try:
             raw = RawEmail(source=raw.name, data=raw.read_bytes())
@@ -126,12 +215,30 @@ def parse_email(raw: RawEmail | Path) -> Email:
     assert isinstance(msg, EmailMessage)
     sender = str(msg.get("From", "") or "").strip()
     subject = str(msg.get("Subject", "") or "").strip()
-    if not sender and not subject:
+    if not any(msg.get(h) for h in _HEADERS) or (msg.defects and not (sender or subject)):
         raise InputError("not an email: no From or Subject header", source=raw.source)
-    plain, html, attachments = _walk(msg)
+    plain, html, attachments, inner = _walk(msg)
     body = _tidy(plain) if plain.strip() else html_to_text(html)
-    if not body and not subject:
-        raise InputError("not an email: no subject and no text", source=raw.source)
+    excerpt = newest_message(body) if body else ""
+    forwarded = None
+    if inner is not None:  # a forward as an attachment: analyse the forwarded mail
+        i_plain, i_html, i_attachments, _ = _walk(inner)
+        i_body = _tidy(i_plain) if i_plain.strip() else html_to_text(i_html)
+        forwarded = Forwarded(
+            sender=str(inner.get("From", "") or "").strip() or "(unknown sender)",
+            subject=str(inner.get("Subject", "") or "").strip() or "(no subject)",
+            date=_iso_date(inner.get("Date")),
+        )
+        block = f"Forwarded message\nFrom: {forwarded.sender}\nSubject: {forwarded.subject}"
+        note = excerpt if len(excerpt) < 400 else ""
+        body = "\n\n".join(x for x in (body, block, i_body) if x)
+        excerpt = "\n\n".join(
+            x for x in (note, block, newest_message(i_body) if i_body else "") if x
+        )
+        attachments += i_attachments
+    kind, reason = mail_kind(msg, subject)
+    if kind == "message" and not body and not subject and not attachments:
+        kind, reason = "empty", "no subject, no text and no attachments"
     return Email(
         source=raw.source,
         message_id=str(msg.get("Message-ID") or "") or None,
@@ -140,35 +247,78 @@ def parse_email(raw: RawEmail | Path) -> Email:
         subject=subject or "(no subject)",
         date=_iso_date(msg.get("Date")),
         body=body,
-        excerpt=newest_message(body)[:EXCERPT_CHARS],
+        excerpt=head_and_tail(excerpt),
         attachments=attachments,
+        kind=kind,
+        kind_reason=reason,
+        forwarded=forwarded,
         raw=raw.data,
     )
 
 
-def _walk(msg: EmailMessage) -> tuple[str, str, list[Attachment]]:
+_CHARSET_ALIASES = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "ks_c_5601-1987": "cp949",
+    "iso-8859-1": "cp1252",
+    "latin-1": "cp1252",
+    "us-ascii": "utf-8",
+    "ascii": "utf-8",
+    "unknown-8bit": "utf-8",
+    "x-unknown": "utf-8",
+}
+
+
+def decode_text(part: EmailMessage) -> str:
+    """A text part's text: its transfer encoding undone (base64, quoted-printable), then its
+    bytes decoded by the declared charset, else UTF-8, else Windows-1252 (which decodes any
+    byte), so a wrong or unknown label loses nothing."""
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return str(part.get_payload())
+    declared = (part.get_content_charset() or "utf-8").lower()
+    for charset in dict.fromkeys([_CHARSET_ALIASES.get(declared, declared), "utf-8", "cp1252"]):
+        try:
+            return payload.decode(charset)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return payload.decode("utf-8", "replace")
+
+
+def _walk(msg: EmailMessage) -> tuple[str, str, list[Attachment], EmailMessage | None]:
+    """The plain and HTML text of `msg`, its attachments, and the first message it forwards
+    as a message/rfc822 part (not walked into: the caller reads it on its own)."""
     plain: list[str] = []
     html: list[str] = []
     attachments: list[Attachment] = []
-    for part in msg.walk():
-        if part.is_multipart():
-            continue
-        filename = part.get_filename()
+    inner: EmailMessage | None = None
+
+    def visit(part: EmailMessage) -> None:
+        nonlocal inner
         ctype = part.get_content_type()
+        if ctype == "message/rfc822":
+            payload = part.get_payload()
+            forwarded = payload[0] if isinstance(payload, list) and payload else None
+            if inner is None and isinstance(forwarded, EmailMessage):
+                inner = forwarded
+                return
+        if part.is_multipart():
+            for sub in part.iter_parts():
+                assert isinstance(sub, EmailMessage)
+                visit(sub)
+            return
+        filename = part.get_filename()
         if filename or part.get_content_disposition() == "attachment":
-            payload = part.get_payload(decode=True)
-            size = len(payload) if isinstance(payload, bytes) else 0
+            data = part.get_payload(decode=True)
+            size = len(data) if isinstance(data, bytes) else 0
             attachments.append(
                 Attachment(filename=filename or "(unnamed)", content_type=ctype, size=size)
             )
         elif ctype in ("text/plain", "text/html"):
-            try:
-                text = part.get_content()
-            except (LookupError, UnicodeDecodeError):  # unknown charset: decode leniently
-                payload = part.get_payload(decode=True)
-                text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-            (plain if ctype == "text/plain" else html).append(str(text))
-    return "\n".join(plain), "\n".join(html), attachments
+            (plain if ctype == "text/plain" else html).append(decode_text(part))
+
+    visit(msg)
+    return "\n".join(plain), "\n".join(html), attachments, inner
 
 
 def _iso_date(value: object) -> str | None:

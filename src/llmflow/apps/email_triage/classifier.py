@@ -42,6 +42,20 @@ SPAM_RULES = [
     (r"\b(bitcoin|crypto(currency)?) (investment|opportunity|profits?)\b", "spam"),
     (r"\b(guaranteed|double) (returns?|profits?)\b", "spam"),
 ]
+# The ml tier learnt from mails in Latin script: a mail in Chinese, Japanese, Korean, Arabic
+# or Hebrew is words it never saw, and it called a double-charge complaint spam. Money and
+# order words in those scripts answer by rule instead (billing before support).
+SCRIPT_RULES = [
+    (
+        r"退款|扣款|重复扣|扣了两次|两次扣|多扣|发票|账单|付款|收费|返金|請求書|二重|支払|"
+        r"환불|결제|이중|청구|استرداد|فاتورة|خصم|مبلغ|החזר|חשבונית|חיוב",
+        "billing",
+    ),
+    (
+        r"订单|物流|快递|退货|损坏|注文|配送|返品|주문|배송|반품|طلب|شحن|إرجاع|הזמנה|משלוח|החזרה",
+        "support",
+    ),
+]
 
 
 def classification_text(sender: str, subject: str, body: str) -> str:
@@ -83,7 +97,7 @@ def cascades(home: Path, labels: dict[str, list[str]], model: str | None = None)
         )
         tiers = [(ml, DEFAULT_THRESHOLDS[name]), (llm, 0.0)]
         if name == "category":
-            tiers.insert(0, (rules("rules", SPAM_RULES), 1.0))
+            tiers.insert(0, (rules("rules", SPAM_RULES + SCRIPT_RULES), 1.0))
         by_model = {
             model: [float(named.get(step.name, t)) for step, t in tiers]
             for model, cascades_ in _calibrated().items()

@@ -2,8 +2,14 @@
 
 Each step uses the cheapest tier that does the job: parsing, id checks and filing are code;
 classification is a cascade per label set (rules → a trained classifier → the LLM, see
-`classifier.py`), so the LLM sees only the mails the cheaper tiers are unsure of; summaries
-and replies are LLM calls.
+`classifier.py`), so the LLM sees only the mails the cheaper tiers are unsure of.
+Auto-replies, bulk mail and empty mails are recognised by the reader and filed by code.
+Everything the model writes is checked by code before anyone sees it (`truth.py`): the
+summary, request and reply must state no fact the mail does not state, the deadline must be a
+date the mail gives, a reply must be signed by us, hold no placeholder and not be cut off.
+A failed check falls back to the code tier (extractive summary and request, the date reader,
+a reply template) and is recorded in `rejected`; `tiers` records who answered each field.
+On the embedded model the code tier answers these fields directly (`LOCAL_TIERS`, measured).
 
 Gates keep the cost down: spam is filed right after its summary, and no reply is
 drafted for mail that needs none. Per email, `act` files the message under its category and
@@ -20,7 +26,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from ...errors import OutputValidationError
 from ...inputs.email import Email, RawEmail, load_inbox, parse_email
+from ...models.client import ModelResponse
 from ...patterns.cascade import CascadeResult
 from ...patterns.chain import Divert, assign, chain, gate
 from ...patterns.parallel import parallel
@@ -28,7 +36,8 @@ from ...runtime.runner import BatchResult, Workflow
 from ...settings import Settings
 from ...steps.base import CodeStep
 from ...steps.context import RunContext
-from ...steps.llm import llm
+from ...steps.llm import LLMStep, llm
+from . import truth
 from .classifier import cascades, classification_text, label_sets
 
 INSTRUCTIONS = Path(__file__).parent / "instructions"
@@ -52,9 +61,10 @@ ShortId = Annotated[str, Field(max_length=24)]
 
 class Extraction(BaseModel):
     request: str = Field(max_length=200)
-    """What the sender wants, in one sentence."""
+    """What the sender wants, in one sentence; empty when no checked answer was found."""
     deadline: str | None = Field(max_length=60)
-    """By when, as written in the email; None when there is none."""
+    """By when: from the model, as written; after the checks, an ISO date stated in the
+    mail, or None."""
     order_numbers: list[ShortId] = Field(max_length=4)
     invoice_numbers: list[ShortId] = Field(max_length=4)
     needs_reply: bool
@@ -68,6 +78,13 @@ class Triage(BaseModel):
     extraction: Extraction | None = None
     summary: str | None = None
     reply: str | None = None
+    amounts: list[str] = Field(default_factory=list)
+    """Money amounts in the mail, by code ("4820.00 USD")."""
+    tiers: dict[str, str] = Field(default_factory=dict)
+    """Who answered each field: "llm", "code" (rules, extractive text, a template), or
+    "headers" (a mail filed by code)."""
+    rejected: dict[str, str] = Field(default_factory=dict)
+    """Model answers refused by the checks, per field, and why (never shown as facts)."""
     filed_as: str | None = None
     """Where `act` filed the message, relative to the run's output folder."""
 
@@ -96,7 +113,8 @@ def _start(raw: RawEmail | Path) -> Triage:
 
 
 INVOICE_ID = re.compile(r"(?<![\w-])INV-[\w-]*\d(?![\w-])")
-ORDER_ID = re.compile(r"(?<![\w-])(?!INV-)[A-Z]{2,4}-\d{4,8}(?![\w-])")
+ORDER_ID = re.compile(r"(?<![\w-])(?!INV-|RMA-)[A-Z]{2,4}-\d{4,8}(?![\w-])")
+"""Order ids (NW-10482); not invoices, not return labels (RMA-5487)."""
 
 
 def _classification(labels: dict[str, CascadeResult]) -> Classification:
@@ -144,7 +162,11 @@ def _act(triage: Triage, ctx: RunContext) -> Triage:
         return triage
     from ...durable.actions import append_line_once, write_once
 
-    category = triage.classification.category if triage.classification else "unsorted"
+    category: str = "unsorted"
+    if triage.classification:
+        category = triage.classification.category
+    elif triage.email.kind != "message":  # auto-replies, bulk and empty mail, filed by code
+        category = triage.email.kind
     name = Path(triage.email.source.replace("#", "-")).name
     if not name.endswith(".eml"):
         name += ".eml"
@@ -169,7 +191,11 @@ def result_record(triage: Triage) -> dict[str, object]:
         "order_numbers": x.order_numbers if x else [],
         "invoice_numbers": x.invoice_numbers if x else [],
         "needs_reply": x.needs_reply if x else False,
+        "amounts": triage.amounts,
         "reply": triage.reply,
+        "kind": triage.email.kind,
+        "tiers": triage.tiers,
+        "rejected": triage.rejected,
         "filed_as": triage.filed_as,
     }
 
@@ -211,8 +237,20 @@ def write_digest(batch: BatchResult, ctx: RunContext) -> dict[str, Path]:
                 lines.append(f"  {_one_line(t.summary)}")
             if t.extraction and t.extraction.deadline:
                 lines.append(f"  Deadline: {_one_line(t.extraction.deadline)}")
+            if t.rejected:
+                lines.append(
+                    "  Model answers refused as unverified (code answered instead): "
+                    + ", ".join(sorted(t.rejected))
+                )
             if t.reply:
                 lines.append("  A reply is drafted in results.jsonl.")
+    by_code = [t for t in done if t.classification is None]
+    if by_code:
+        lines += ["", f"## Filed by code ({len(by_code)})", ""]
+        lines += [
+            f"- **{t.email.subject}** — {t.email.sender} · {t.email.kind} ({t.email.kind_reason})"
+            for t in by_code
+        ]
     if batch.failed:
         lines += ["", "## Could not be read", ""]
         lines += [f"- {r.key}: {r.error}" for r in batch.failed]
@@ -230,22 +268,55 @@ def _columns(triage: Triage) -> dict[str, str]:
     }
 
 
-def build(model: str | None = None, home: Path | None = None) -> Workflow:
-    """The email-triage workflow; `model` overrides the run's model for its LLM steps, and
-    `home` the state directory its classifiers are stored in."""
-    # Imported here: the durable engine (DBOS) loads only when a workflow is built.
-    from ...durable.actions import action
+class CompleteText(LLMStep[Triage, str]):
+    """An llm step whose free text must be finished: a generation cut off at `max_tokens` is
+    invalid (retried with twice the tokens, then an `OutputValidationError`), never a reply."""
 
-    act: CodeStep[Triage, Triage] = action(_act, name="act")
-    category, priority = cascades(
-        home or Settings().home, label_sets(Category, Priority), model=model
+    def parse(self, response: ModelResponse) -> str:
+        if response.finish_reason == "length":
+            raise ValueError("the text was cut off at max_tokens")
+        return super().parse(response)
+
+
+def _instructions(task: str) -> list[str]:
+    return [(INSTRUCTIONS / f"{task}.md").read_text(encoding="utf-8"), *_DESCRIPTIONS]
+
+
+_DESCRIPTIONS = [
+    "What the sender wants from us, in one short sentence.",
+    "What the sender wants, in one sentence.",
+    "the date or time by which they need it, as written in the email, or null.",
+    "One-sentence summary of the email",
+    "summarise the email in one plain sentence: who wrote, what they want, and any deadline",
+]
+
+
+def _record(triage: Triage, field: str, tier: str, rejected: str | None = None) -> Triage:
+    update: dict[str, object] = {"tiers": {**triage.tiers, field: tier}}
+    if rejected:
+        update["rejected"] = {**triage.rejected, field: rejected}
+    return triage.model_copy(update=update)
+
+
+def _text_problems(text: str, triage: Triage, task: str) -> str | None:
+    """Why a model's summary or request cannot be shown, or None."""
+    return truth.text_problems(text, triage.email, _instructions(task))
+
+
+def model_steps(
+    model: str | None = None,
+) -> tuple[LLMStep[Triage, str], LLMStep[Triage, Extraction], CompleteText]:
+    """The triage's language steps, unchecked: summarise, extract, draft (a reply). The
+    workflow checks each answer by code (`truth.py`); `bench/triage_truth.py` scores them
+    raw and checked."""
+    summarise: LLMStep[Triage, str] = llm(
+        "summarise",
+        instructions=SYSTEM,
+        prompt=task_prompt("summarise", "One-sentence summary of the email:"),
+        model=model,
+        max_tokens=80,
     )
-    classify = chain(
-        "classify",
-        CodeStep("text", _text),
-        parallel("tiers", [category, priority], merge=_classification),
-    )
-    extract = llm(
+    extract: LLMStep[Triage, Extraction] = llm(
         "extract",
         instructions=SYSTEM,
         output=Extraction,
@@ -253,30 +324,129 @@ def build(model: str | None = None, home: Path | None = None) -> Workflow:
         model=model,
         max_tokens=300,
     )
-    summarise = llm(
-        "summarise",
-        instructions=SYSTEM,
-        prompt=task_prompt("summarise", "One-sentence summary of the email:"),
-        model=model,
-        max_tokens=80,
-    )
-    draft = llm(
-        "reply",
+    draft = CompleteText(
+        "draft",
         instructions=SYSTEM,
         prompt=task_prompt("reply", "They want: {{ extraction.request }}\nOur reply:"),
         model=model,
         max_tokens=200,
+        output=str,
     )
+    return summarise, extract, draft
+
+
+def build(
+    model: str | None = None,
+    home: Path | None = None,
+    *,
+    tiers: dict[str, truth.Tier] | None = None,
+    signature: str | None = None,
+) -> Workflow:
+    """The email-triage workflow; `model` overrides the run's model for its LLM steps, and
+    `home` the state directory its classifiers are stored in. `tiers` says per field
+    (summary, request, deadline, needs_reply, reply) whether the model answers (checked by
+    code, code as the fallback) or code alone: by default `truth.LOCAL_TIERS` on the embedded
+    model, the model everywhere else. Replies are signed `signature` (default: the
+    LLMFLOW_REPLY_SIGNATURE setting)."""
+    # Imported here: the durable engine (DBOS) loads only when a workflow is built.
+    from ...durable.actions import action
+
+    act: CodeStep[Triage, Triage] = action(_act, name="act")
+    settings = Settings()
+    category, priority = cascades(
+        home or settings.home, label_sets(Category, Priority), model=model
+    )
+    if tiers is None:
+        local = (model or settings.model).split(":")[0] == "local"
+        tiers = truth.LOCAL_TIERS if local else truth.MODEL_TIERS
+    chosen = {**truth.MODEL_TIERS, **tiers}
+    sign = signature or settings.reply_signature
+    classify = chain(
+        "classify",
+        CodeStep("text", _text),
+        parallel("tiers", [category, priority], merge=_classification),
+    )
+    summarise, extract, draft = model_steps(model)
+
+    async def summary(t: Triage, ctx: RunContext) -> Triage:
+        if chosen["summary"] == "llm":
+            text = await summarise(t, ctx)
+            problem = _text_problems(text, t, "summarise")
+            if problem is None:
+                return _record(t.model_copy(update={"summary": text}), "summary", "llm")
+            t = _record(t, "summary", "code", problem)
+        return _record(
+            t.model_copy(update={"summary": truth.summary_by_code(t.email)}), "summary", "code"
+        )
+
+    async def facts(t: Triage, ctx: RunContext) -> Triage:
+        email = t.email
+        category = t.classification.category if t.classification else None
+        t = t.model_copy(update={"amounts": truth.amounts_by_code(email)})
+        asked = None
+        if any(chosen[f] == "llm" for f in ("request", "deadline", "needs_reply")):
+            asked = await extract(t, ctx)
+        request, deadline = truth.request_by_code(email), truth.deadline_by_code(email)
+        needs_reply = truth.needs_reply_by_code(email, category)
+        for field in ("request", "deadline", "needs_reply"):
+            if chosen[field] != "llm" or asked is None:
+                t = _record(t, field, "code")
+                continue
+            problem: str | None = None
+            if field == "request":
+                problem = (
+                    _text_problems(asked.request, t, "extract")
+                    if asked.request.strip()
+                    else "empty"
+                )
+                request = asked.request.strip() if problem is None else request
+            elif field == "deadline":
+                value, problem = truth.deadline_of_model(asked.deadline, email)
+                deadline = value if problem is None else deadline
+            else:
+                needs_reply = asked.needs_reply
+            t = _record(t, field, "llm" if problem is None else "code", problem)
+        base = asked or Extraction(
+            request="", deadline=None, order_numbers=[], invoice_numbers=[], needs_reply=False
+        )
+        final = base.model_copy(
+            update={
+                "request": request,
+                "deadline": deadline.isoformat() if deadline else None,
+                "needs_reply": needs_reply,
+            }
+        )
+        return t.model_copy(update={"extraction": final})
+
+    async def reply(t: Triage, ctx: RunContext) -> Triage:
+        category = t.classification.category if t.classification else None
+        ids = [*t.extraction.order_numbers, *t.extraction.invoice_numbers] if t.extraction else []
+        if chosen["reply"] == "llm":
+            try:
+                text = await draft(t, ctx)
+                problems = truth.reply_problems(text, t.email, sign)
+            except OutputValidationError as e:
+                problems = [str(e)]
+            if not problems:
+                return _record(t.model_copy(update={"reply": text}), "reply", "llm")
+            t = _record(t, "reply", "code", "; ".join(problems))
+        text = truth.reply_by_code(t.email, category, ids, sign)
+        return _record(t.model_copy(update={"reply": text}), "reply", "code")
+
     step = chain(
         "email-triage",
         CodeStep("parse", _start),
+        gate(
+            "by-headers",
+            lambda t: t.email.kind == "message" or Divert(act, f"{t.email.kind}: filed by code"),
+        ),
         assign("classification", classify),
-        assign("summary", summarise),
+        CodeStep("summary", summary),
         gate("not-spam", lambda t: t.classification.category != "spam" or Divert(act, "spam")),
-        assign("extraction", extract),
+        CodeStep("facts", facts),
         CodeStep("ground-ids", _ground_ids),
         gate("needs-reply", lambda t: t.extraction.needs_reply or Divert(act, "no reply needed")),
-        assign("reply", draft),
+        CodeStep("reply", reply),
         act,
     )
     return Workflow(

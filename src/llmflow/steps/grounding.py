@@ -1,0 +1,365 @@
+"""Grounding by code: is every fact a model wrote stated in its source?
+
+"Right shape is not right content": a grammar makes a small model's output parse, not true.
+`ungrounded(output, source)` lists the facts in `output` that `source` does not state: numbers
+and amounts (compared by value: 1,250 = 1 250 = 1.250,00 = 1250), dates (compared as dates:
+2026-12-04 = 4 December 2026 = 4. Dezember 2026), ids (NW-10482, 123-48-7890: as tokens),
+email addresses, URLs and capitalised names. `find_dates` reads dates in English, German,
+French and Spanish, absolute and relative to a reference date ("by Friday", "tomorrow");
+`echoes` tells an answer that copies its instructions back. Use them in a `gate`, a refine
+loop's evaluator or a cascade tier's condition; nothing here calls a model.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+MONTHS: dict[str, int] = {}
+for _number, _names in enumerate(
+    [
+        "january jan januar janvier enero ene",
+        "february feb februar février fevrier febrero",
+        "march mar märz maerz mars marzo",
+        "april apr avril abril abr",
+        "may mai mayo",
+        "june jun juni juin junio",
+        "july jul juli juillet julio",
+        "august aug août aout agosto ago",
+        "september sep sept septembre septiembre",
+        "october oct oktober okt octobre octubre",
+        "november nov novembre noviembre",
+        "december dec dezember dez décembre decembre diciembre dic",
+    ],
+    start=1,
+):
+    for _name in _names.split():
+        MONTHS[_name] = _number
+
+WEEKDAYS: dict[str, int] = {}
+for _number, _names in enumerate(
+    [
+        "monday mon montag lundi lunes",
+        "tuesday tue tues dienstag mardi martes",
+        "wednesday wed mittwoch mercredi miércoles miercoles",
+        "thursday thu thurs donnerstag jeudi jueves",
+        "friday fri freitag vendredi viernes",
+        "saturday sat samstag samedi sábado sabado",
+        "sunday sun sonntag dimanche domingo",
+    ]
+):
+    for _name in _names.split():
+        WEEKDAYS[_name] = _number
+
+_MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
+_WEEKDAY = "|".join(sorted((w for w in WEEKDAYS if len(w) > 3), key=len, reverse=True))
+_ORD = r"(?:st|nd|rd|th|er|º|°)?"
+_DATE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("ymd", re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")),
+    (
+        "dmy",
+        re.compile(
+            rf"\b(\d{{1,2}}){_ORD}\.?\s+(?:of\s+|de\s+)?({_MONTH})\.?(?:\s*,?\s*(?:de\s+)?(\d{{4}}))?\b",
+            re.I,
+        ),
+    ),
+    (
+        "mdy",
+        re.compile(rf"\b({_MONTH})\.?\s+(\d{{1,2}}){_ORD}\b(?:,?\s*(\d{{4}}))?", re.I),
+    ),
+    ("numeric", re.compile(r"\b(\d{1,2})([./])(\d{1,2})\2(\d{4}|\d{2})\b")),
+]
+_RELATIVE = re.compile(
+    rf"\b(today|tomorrow|tonight|heute|morgen|aujourd'hui|demain|hoy|mañana|"
+    rf"(?<!black )(?<!cyber )(?:this |next |coming |nächsten |prochain )?(?:{_WEEKDAY}))\b",
+    re.I,
+)
+
+
+@dataclass(frozen=True)
+class FoundDate:
+    """A date stated in a text: its value, where it is, and how it was written."""
+
+    value: dt.date
+    start: int
+    end: int
+    text: str
+
+
+def _year(month: int, day: int, ref: dt.date | None) -> int | None:
+    """The year of a date written without one: the reference date's, or the next year's when
+    that puts it more than two months before the reference."""
+    if ref is None:
+        return None
+    try:
+        candidate = dt.date(ref.year, month, day)
+    except ValueError:
+        return None
+    return ref.year + 1 if (ref - candidate).days > 61 else ref.year
+
+
+def _make(year: int | None, month: int, day: int, ref: dt.date | None) -> dt.date | None:
+    if year is None:
+        year = _year(month, day, ref)
+        if year is None:
+            year = 1  # no year and no reference: compared by month and day only
+    elif year < 100:
+        year += 2000
+    try:
+        return dt.date(year, month, day)
+    except ValueError:
+        return None
+
+
+def find_dates(text: str, ref: dt.date | None = None) -> list[FoundDate]:
+    """The dates written in `text`, in order. A date without a year takes the reference
+    date's year (year 1 without a reference); relative dates ("tomorrow", "by Friday") need
+    `ref` (the mail's date) and are skipped without it. Numeric dates read day first when
+    written with dots (4.12.2026), month first with slashes unless the first part is > 12."""
+    found: list[FoundDate] = []
+    taken: list[tuple[int, int]] = []
+
+    def free(start: int, end: int) -> bool:
+        return all(end <= a or start >= b for a, b in taken)
+
+    for kind, pattern in _DATE_PATTERNS:
+        for m in pattern.finditer(text):
+            if not free(m.start(), m.end()):
+                continue
+            g = m.groups()
+            value: dt.date | None = None
+            if kind == "ymd":
+                value = _make(int(g[0]), int(g[1]), int(g[2]), ref)
+            elif kind == "dmy":
+                value = _make(int(g[2]) if g[2] else None, MONTHS[g[1].lower()], int(g[0]), ref)
+            elif kind == "mdy":
+                value = _make(int(g[2]) if g[2] else None, MONTHS[g[0].lower()], int(g[1]), ref)
+            else:
+                a, b, year = int(g[0]), int(g[2]), int(g[3])
+                day, month = (a, b) if g[1] == "." or a > 12 else (b, a)
+                value = _make(year, month, day, ref)
+            if value is not None:
+                found.append(FoundDate(value, m.start(), m.end(), m.group(0)))
+                taken.append((m.start(), m.end()))
+    if ref is not None:
+        for m in _RELATIVE.finditer(text):
+            if not free(m.start(), m.end()) or re.match(r",?\s*(the\s+)?\d", text[m.end() :]):
+                continue  # "Friday 4 December": the written date says which Friday
+            word = m.group(1).lower()
+            if word in ("today", "tonight", "heute", "aujourd'hui", "hoy"):
+                value = ref
+            elif word in ("tomorrow", "morgen", "demain", "mañana"):
+                value = ref + dt.timedelta(days=1)
+            else:
+                day_name = word.split()[-1]
+                ahead = (WEEKDAYS[day_name] - ref.weekday()) % 7 or 7
+                value = ref + dt.timedelta(days=ahead)
+            found.append(FoundDate(value, m.start(), m.end(), m.group(0)))
+            taken.append((m.start(), m.end()))
+    return sorted(found, key=lambda d: d.start)
+
+
+def _same_date(a: dt.date, b: dt.date) -> bool:
+    """Equal dates; a date read without a year (year 1) matches any year."""
+    return (a.month, a.day) == (b.month, b.day) and (a.year == b.year or 1 in (a.year, b.year))
+
+
+def parse_date(text: str, ref: dt.date | None = None) -> dt.date | None:
+    """The one date `text` holds, or None when it holds none (a sentence is not a date)."""
+    found = find_dates(text, ref)
+    return found[0].value if found else None
+
+
+# Numbers: digits with thousands separators (comma, dot, space, apostrophe) and decimals.
+_NUMBER = re.compile(
+    r"(?<![\w.,])\d{1,3}(?:[,.\u00a0\u202f' ]\d{3})+(?:[.,]\d+)?(?![\w])|\d+(?:[.,]\d+)?"
+)
+_ID = re.compile(r"(?<![\w-])(?=[\w/-]*\d)[A-Za-z0-9]+(?:[-/_][A-Za-z0-9]+)+(?![\w-])")
+_MIXED = re.compile(r"(?<![\w-])(?=[A-Za-z]*\d)(?=\d*[A-Za-z])[A-Za-z0-9]{4,}(?![\w-])")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_URL = re.compile(r"\bhttps?://[^\s<>\"')\]]+|\bwww\.[^\s<>\"')\]]+", re.I)
+_NAME = re.compile(r"(?<![\w'’-])[^\W\d_][\w'’-]*", re.U)
+_SENTENCE_END = re.compile(r"[.!?:。！？\n]\s*$")
+NUMBER_WORDS = {
+    w: n
+    for n, words in enumerate(
+        [
+            "zero null zéro cero",
+            "one a an single once ein eine un une uno una",
+            "two twice both pair couple zwei deux dos",
+            "three drei trois tres",
+            "four vier quatre cuatro",
+            "five fünf cinq cinco",
+            "six sechs seis",
+            "seven sieben sept siete",
+            "eight acht huit ocho",
+            "nine neun neuf nueve",
+            "ten zehn dix diez",
+            "eleven elf onze once",
+            "twelve dozen zwölf douze doce",
+        ]
+    )
+    for w in words.split()
+}
+
+
+def _values(token: str) -> set[Decimal]:
+    """Every value a written number can mean: "1,250" is 1250 or 1.25, "1.250,00" is 1250."""
+    compact = re.sub(r"[\u00a0\u202f' ]", "", token)
+    readings = {compact.replace(",", ""), compact.replace(".", "").replace(",", ".")}
+    if compact.count(",") == 1 and "." not in compact:
+        readings.add(compact.replace(",", "."))
+    out = set()
+    for r in readings:
+        try:
+            out.add(Decimal(r).normalize())
+        except InvalidOperation:
+            continue
+    return out
+
+
+def _fold(text: str) -> str:
+    """Lowercased, accents kept, compatibility forms folded (full-width digits, ligatures)."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+@dataclass(frozen=True)
+class Source:
+    """A source text, indexed once for many checks."""
+
+    text: str
+    folded: str
+    numbers: frozenset[Decimal]
+    digits: frozenset[str]
+    dates: tuple[dt.date, ...]
+
+    @classmethod
+    def of(cls, text: str, ref: dt.date | None = None) -> Source:
+        folded = _fold(text)
+        numbers: set[Decimal] = set()
+        for m in _NUMBER.finditer(folded):
+            numbers |= _values(m.group(0))
+        for word in re.findall(r"[^\W\d_]+", folded):
+            if word in NUMBER_WORDS:
+                numbers.add(Decimal(NUMBER_WORDS[word]))
+        digits = frozenset(re.sub(r"\D", "", m.group(0)) for m in _ID.finditer(folded))
+        dates = tuple(d.value for d in find_dates(text, ref))
+        return cls(text, folded, frozenset(numbers), digits, dates)
+
+    def states_date(self, value: dt.date) -> bool:
+        return any(_same_date(value, d) for d in self.dates)
+
+
+def ungrounded(
+    output: str,
+    source: str | Source,
+    *,
+    allowed: Iterable[str] = (),
+    ref: dt.date | None = None,
+    names: bool = True,
+) -> list[str]:
+    """The facts in `output` that `source` does not state, as written in `output` (empty:
+    grounded). `allowed` is text the output may use besides the source (our own name and
+    signature, the words of a template); `ref` dates relative expressions; `names=False`
+    skips the capitalised-name check (for text in a language without capitals, say)."""
+    src = source if isinstance(source, Source) else Source.of(source, ref)
+    extra = _fold(" ".join(allowed))
+    known = src.folded + "\n" + extra
+    problems: list[str] = []
+    text = output
+    covered: list[tuple[int, int]] = []
+
+    def cover(start: int, end: int) -> None:
+        covered.append((start, end))
+
+    def is_covered(start: int, end: int) -> bool:
+        return any(start >= a and end <= b for a, b in covered)
+
+    for d in find_dates(text, ref):
+        if not src.states_date(d.value) and _fold(d.text) not in known:
+            problems.append(d.text)
+        cover(d.start, d.end)
+    for pattern in (_URL, _EMAIL):
+        for m in pattern.finditer(text):
+            if is_covered(m.start(), m.end()):
+                continue
+            if _fold(m.group(0)).rstrip(".,") not in known:
+                problems.append(m.group(0))
+            cover(m.start(), m.end())
+    for pattern in (_ID, _MIXED):
+        for m in pattern.finditer(text):
+            if is_covered(m.start(), m.end()):
+                continue
+            token = _fold(m.group(0))
+            digits = re.sub(r"\D", "", token)
+            if token not in known and not (len(digits) >= 6 and digits in src.digits):
+                problems.append(m.group(0))
+            cover(m.start(), m.end())
+    for m in _NUMBER.finditer(_fold(text)):
+        if is_covered(m.start(), m.end()):
+            continue
+        values = _values(m.group(0))
+        if not values & src.numbers and m.group(0) not in extra:
+            problems.append(m.group(0))
+        cover(m.start(), m.end())
+    if names:
+        for m in _NAME.finditer(text):
+            word = m.group(0).strip("'’-")
+            if is_covered(m.start(), m.end()) or not word or not word[0].isupper():
+                continue
+            before = text[: m.start()]
+            if (
+                not before.strip()
+                or _SENTENCE_END.search(before)
+                or before.rstrip().endswith(('"', "“", "(", "- ", "*"))
+            ):
+                continue  # a sentence's first word: capitalised for grammar, not as a name
+            folded = _fold(word)
+            if folded in MONTHS or folded in WEEKDAYS or folded in {"i", "ok", "pdf"}:
+                continue
+            if folded not in known:
+                problems.append(word)
+    return list(dict.fromkeys(problems))
+
+
+def echoes(answer: str, texts: Iterable[str], threshold: float = 0.6) -> bool:
+    """Whether `answer` copies (or nearly copies) one of `texts` - an instruction line or a
+    field's description - back, instead of answering it."""
+    a = " ".join(_fold(answer).split()).strip(" .")
+    if not a:
+        return False
+    for text in texts:
+        for line in re.split(r"[\n]|(?<=[.:])\s", text):
+            b = " ".join(_fold(line).split()).strip(" .-")
+            if len(b) < 12:
+                continue
+            if b in a or a in b or difflib.SequenceMatcher(None, a, b).ratio() >= threshold:
+                return True
+    return False
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a mail's text: paragraphs joined across their line breaks, then split
+    after . ! ? (and their CJK forms)."""
+    out: list[str] = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        lines = [line.strip() for line in paragraph.splitlines() if line.strip()]
+        if not lines:
+            continue
+        # A list or a table (short lines with colons or bullets) stays one line per sentence.
+        if (
+            len(lines) > 1
+            and sum(":" in line or line[:1] in "-*•" for line in lines) > len(lines) / 2
+        ):
+            out += lines
+            continue
+        joined = " ".join(lines)
+        # A break after . ! ? before a capital (not after "4." in "4. Dezember") or after 。！？
+        ends = r"(?<![\s(]\d\.)(?<![\s(]\d\d\.)(?<=[.!?])\s+(?=[\"'„«¿¡(\w])|(?<=[。！？])"
+        out += [s.strip() for s in re.split(ends, joined) if s.strip()]
+    return out
