@@ -7,6 +7,7 @@ rely on.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -146,3 +147,36 @@ def test_corrections_join_the_recorded_decisions(store: Store) -> None:
     store.correct("run1.0", "category", "ham", note="not spam")
     (decision,) = store.decisions("category", "wf")
     assert (decision["output"], decision["correction"]) == ('"spam"', "ham")
+
+
+def test_cascade_decisions_with_audits_read_back_by_step_workflow_time_and_model(
+    store: Store,
+) -> None:
+    _start(store)
+    _start(store, "run2", workflow="other")
+    now = time.time()
+    attempts = [{"tier": "ml", "label": "spam", "confidence": 0.97}]
+    for n, (run, item) in enumerate([("run1", "run1.0"), ("run1", "run1.1"), ("run2", "run2.0")]):
+        store.start_item(item, run_id=run, key=f"k{n}")
+        store.add_decision(run_id=run, item_id=item, path="wf/category", step="category",
+                           model="openai:m", tier="ml", label="spam", confidence=0.97,
+                           attempts=attempts, audit_label="ham" if n == 0 else None,
+                           created_at=now + n)  # fmt: skip
+    # The same item decided again (a resumed run) keeps one record, the newest.
+    store.add_decision(run_id="run1", item_id="run1.1", path="wf/category", step="category",
+                       model="openai:m", tier="llm", label="ham", confidence=0.9,
+                       attempts=[*attempts, {"tier": "llm", "label": "ham", "confidence": 0.9}],
+                       audit_label=None, created_at=now + 1)  # fmt: skip
+    store.correct("run1.0", "category", "spam", note="the audit was wrong")
+    rows = store.cascade_decisions("category", "wf")
+    assert [(r["item_id"], r["tier"], r["audit_label"]) for r in rows] == [
+        ("run1.0", "ml", "ham"), ("run1.1", "llm", None),
+    ]  # fmt: skip
+    assert rows[0]["correction"] == "spam" and rows[0]["confidence"] == 0.97
+    assert [a["tier"] for a in json.loads(rows[1]["attempts"])] == ["ml", "llm"]
+    assert len(store.cascade_decisions("category")) == 3
+    assert [r["item_id"] for r in store.cascade_decisions("category", since=now + 0.5)] == [
+        "run1.1", "run2.0",
+    ]  # fmt: skip
+    assert store.cascade_decisions("category", model="local") == []
+    assert store.cascade_decisions("other") == []

@@ -1,19 +1,22 @@
 """Evaluating a classifier's variants on labelled data: each tier alone, and the cascade.
 
-Every tier answers every row once (`tuning.answers`); each variant is then scored from those
-answers: a tier alone answers everything itself, the cascade takes the first tier whose
-confidence clears its threshold and pays for every tier it tried. So comparing variants costs
-one pass over the data, and every variant sees exactly the same answers.
+Every tier answers each row it is needed on once (`tuning.answers` with `needed_rows`: the
+LLM tier only on the rows the cascade passes on, unless `llm-only` is asked for); each
+variant is then scored from those answers: a tier alone answers everything itself, the
+cascade takes the first tier whose confidence clears its threshold and pays for every tier it
+tried. So comparing variants costs at most one pass over the data, and every variant sees
+exactly the same answers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..steps.label import Label
 from .tuning import TierAnswers
 
 
@@ -47,6 +50,30 @@ def check_variants(variants: Sequence[str], tiers: Sequence[str]) -> list[str]:
             f"unknown variant(s) {', '.join(unknown)}: choose from {', '.join(known)}"
         )
     return list(variants)
+
+
+def needed_rows(
+    variants: Sequence[str], tiers: Sequence[str], thresholds: Sequence[float], n: int
+) -> Callable[[int, list[list[Label]]], list[int]]:
+    """For `tuning.answers`: the rows each tier must answer for `variants` to be scored, given
+    the earlier tiers' answers. A `<tier>-only` variant needs its tier on every row; the
+    cascade needs a tier only on the rows the tiers before it passed on."""
+
+    def needed(tier: int, so_far: list[list[Label]]) -> list[int]:
+        if f"{tiers[tier]}-only" in variants:
+            return list(range(n))
+        if "cascade" not in variants:
+            return []
+        rows = []
+        for i in range(n):
+            if all(
+                so_far[t][i].label is None or so_far[t][i].confidence < thresholds[t]
+                for t in range(tier)
+            ):
+                rows.append(i)
+        return rows
+
+    return needed
 
 
 def score(

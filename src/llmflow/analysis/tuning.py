@@ -11,10 +11,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -30,7 +32,16 @@ from ..steps.label import Label, read_label
 from ..steps.ml import MLStep
 from ..store.classifiers import ClassifierVersions
 from ..store.sqlite import RunStore
-from .calibration import Calibration, calibrate, simulate
+from .calibration import (
+    Calibration,
+    TierBaseline,
+    baseline,
+    calibrate,
+    calibrate_agreement,
+    simulate,
+    wilson,
+)
+from .monitoring import audit_answers
 
 
 def walk(root: Step[Any, Any]) -> Iterator[Step[Any, Any]]:
@@ -64,25 +75,62 @@ def find_cascade(root: Step[Any, Any], name: str) -> Cascade:
     return step
 
 
+class StaleVersionWarning(UserWarning):
+    """A stored classifier version was made for other training data or options than the
+    workflow's: it is not applied."""
+
+
+def stale(cascade: Cascade, meta: dict[str, Any], version: Path) -> str | None:
+    """Why the stored `version` no longer fits `cascade` (its ml tier's training data or
+    options changed since), or None when it fits or nothing tells."""
+    ml = next((s for s, _ in cascade.tiers if isinstance(s, MLStep)), None)
+    current = None if ml is None else ml.data_sha256
+    if current is None:
+        return None  # the workflow's ml tier is a saved model: the version applies
+    made_for = meta.get("workflow_data_sha256")
+    if made_for is None:  # made before versions followed their data: check the model's own
+        stored = version / "model.skops"
+        if not stored.is_file():
+            return None
+        made_for = MLStep.load("ml", stored).data_sha256
+    if made_for == current:
+        return None
+    return (
+        f"classifier version {version} of {cascade.name!r} was made for other training data "
+        f"or options than the workflow's now: not applied, the ml tier is the one trained "
+        f"from the workflow's data, at its default thresholds. Calibrate it again: "
+        f"llmflow calibrate <workflow> {cascade.name} --data <labelled.jsonl>"
+    )
+
+
 def tuned(cascade: Cascade, home: Path, workflow: str) -> Cascade:
     """`cascade` with its newest stored version applied: the ml tier's model, the tiers'
     thresholds, and thresholds calibrated per model (over the cascade's own). Unchanged
-    when nothing is stored."""
+    when nothing is stored, or when the version was made for other training data or options
+    than the cascade's ml tier has now (a `StaleVersionWarning` says so): a workflow whose
+    `train:` data changed runs the model trained from it, never the old one."""
     latest = ClassifierVersions(home, workflow, cascade.name).latest()
     if latest is None:
         return cascade
     meta = ClassifierVersions.read_meta(latest)
+    why = stale(cascade, meta, latest)
+    if why is not None:
+        warnings.warn(why, StaleVersionWarning, stacklevel=2)
+        return cascade
     thresholds: dict[str, float] = meta.get("thresholds", {})
     tiers: list[tuple[Step[Any, Any], float]] = []
     for step, threshold in cascade.tiers:
         stored = latest / "model.skops"
         if isinstance(step, MLStep) and step.source != stored and stored.is_file():
-            step = MLStep.load(step.name, stored, text=step.text)
+            step = MLStep.load(step.name, stored, text=step.text,
+                               out_of_scope=step.out_of_scope)  # fmt: skip
         tiers.append((step, float(thresholds.get(step.name, threshold))))
     by_model = dict(cascade.by_model)
     for model, named in meta.get("thresholds_by_model", {}).items():
         by_model[model] = [float(named.get(s.name, t)) for s, t in tiers]
-    return Cascade(cascade.name, tiers, by_model=by_model, timeout_s=cascade.timeout_s)
+    return Cascade(
+        cascade.name, tiers, by_model=by_model, audit=cascade.audit, timeout_s=cascade.timeout_s
+    )
 
 
 def stored_by_model(home: Path, workflow: str, cascade: str) -> dict[str, dict[str, float]]:
@@ -117,9 +165,16 @@ def save_version(
     `by_model` holds thresholds calibrated for particular models (by tier name)."""
     versions = ClassifierVersions(home, workflow, cascade.name)
     path = versions.create()
-    model = ml or next((s for s, _ in cascade.tiers if isinstance(s, MLStep)), None)
+    template = next((s for s, _ in cascade.tiers if isinstance(s, MLStep)), None)
+    model = ml or template
     if model is not None:
         model.save(path / "model.skops")
+        meta = {
+            "data_sha256": model.data_sha256,
+            "workflow_data_sha256": template.data_sha256 if template else None,
+            "options": model.options,
+            **meta,
+        }
     current = thresholds or [t for _, t in cascade.tiers]
     names = [step.name for step, _ in cascade.tiers]
     ClassifierVersions.write_meta(
@@ -163,33 +218,84 @@ class _Meter(RunHooks):
         self.cost += call.cost or 0
 
 
-async def answers(cascade: Cascade, texts: Sequence[str], gateway: Gateway) -> TierAnswers:
-    """Run every tier on every text (ml tiers in one batch)."""
+async def answers(
+    cascade: Cascade,
+    texts: Sequence[str],
+    gateway: Gateway,
+    *,
+    needed: Callable[[int, list[list[Label]]], Iterable[int]] | None = None,
+    concurrency: int = 64,
+) -> TierAnswers:
+    """Run every tier on every text: ml tiers in one batch, other tiers concurrently (the
+    gateway's limits still apply). `needed(tier, answers so far)` gives the rows a tier must
+    answer (all when None); a row left out gets an abstention at no cost, read by nothing."""
     result = TierAnswers(tiers=[s.name for s, _ in cascade.tiers])
-    for step, _ in cascade.tiers:
-        said: list[Label] = []
-        costs: list[Decimal] = []
-        seconds: list[float] = []
+    gate = asyncio.Semaphore(concurrency)
+    for tier, (step, _) in enumerate(cascade.tiers):
+        rows = range(len(texts)) if needed is None else sorted(set(needed(tier, result.answers)))
+        said = [Label(label=None, confidence=0.0)] * len(texts)
+        costs = [Decimal(0)] * len(texts)
+        seconds = [0.0] * len(texts)
         if isinstance(step, MLStep):
             started = time.perf_counter()
-            said = step.predict([step.text(t) for t in texts])
-            each = (time.perf_counter() - started) / max(1, len(texts))
-            costs, seconds = [Decimal(0)] * len(texts), [each] * len(texts)
+            predicted = step.predict([step.text(texts[i]) for i in rows])
+            each = (time.perf_counter() - started) / max(1, len(predicted))
+            for i, label in zip(rows, predicted, strict=True):
+                said[i], seconds[i] = label, each
         else:
-            for text in texts:
-                meter = _Meter()
-                started = time.perf_counter()
-                output = await run(step, text, gateway=gateway, hooks=[meter])
-                seconds.append(time.perf_counter() - started)
-                costs.append(meter.cost)
-                label, confidence = read_label(output)
-                said.append(
-                    Label(label=label, confidence=1.0 if confidence is None else confidence)
-                )
+            done = await asyncio.gather(*(_answer(step, texts[i], gateway, gate) for i in rows))
+            for i, (label, cost, took) in zip(rows, done, strict=True):
+                said[i], costs[i], seconds[i] = label, cost, took
         result.answers.append(said)
         result.costs.append(costs)
         result.seconds.append(seconds)
     return result
+
+
+async def _answer(
+    step: Step[Any, Any], text: str, gateway: Gateway, gate: asyncio.Semaphore
+) -> tuple[Label, Decimal, float]:
+    async with gate:
+        meter = _Meter()
+        started = time.perf_counter()
+        output = await run(step, text, gateway=gateway, hooks=[meter])
+        took = time.perf_counter() - started
+    label, confidence = read_label(output)
+    return (
+        Label(label=label, confidence=1.0 if confidence is None else confidence),
+        meter.cost,
+        took,
+    )
+
+
+def out_of_fold(
+    ml: MLStep, texts: Sequence[str], folds: int = 5, seed: int = 7
+) -> list[Label] | None:
+    """The ml tier's answers on `texts`, each from a copy trained without the fold that text
+    is in (its training rows with those texts left out): honest answers on rows it was
+    trained on. None when its training rows are not known (a model file from elsewhere)."""
+    if ml.training is None:
+        return None
+    train_texts, train_labels = ml.training
+    order = list(range(len(texts)))
+    random.Random(seed).shuffle(order)
+    said: list[Label] = [Label(label=None, confidence=0.0)] * len(texts)
+    for fold in range(folds):
+        part = order[fold::folds]
+        held = {ml.text(texts[i]) for i in part}
+        keep = [j for j, t in enumerate(train_texts) if t not in held]
+        copy = ml.retrained([train_texts[j] for j in keep], [train_labels[j] for j in keep])
+        for i, label in zip(part, copy.predict([ml.text(texts[i]) for i in part]), strict=True):
+            said[i] = label
+    return said
+
+
+def overlap(ml: MLStep, texts: Sequence[str]) -> int | None:
+    """How many of `texts` the ml tier was trained on (None: its training rows are unknown)."""
+    if ml.training is None:
+        return None
+    trained = set(ml.training[0])
+    return sum(ml.text(t) in trained for t in texts)
 
 
 # -- calibration -----------------------------------------------------------------------------
@@ -208,6 +314,15 @@ class CalibrationReport:
     """Dollars one item costs at each tier."""
     validation: int
     test: int
+    target: float = 0.0
+    """The accuracy aimed at (absolute, or the last tier's validation accuracy − max_drop)."""
+    validation_interval: tuple[float, float] = (0.0, 1.0)
+    test_interval: tuple[float, float] = (0.0, 1.0)
+    tier_intervals: list[tuple[float, float]] = field(default_factory=list)
+    """95 % Wilson intervals of the accuracies above."""
+    baseline: list[TierBaseline] = field(default_factory=list)
+    """Per tier, on all rows with the chosen thresholds: share, agreement with the last tier,
+    mean confidence (what live monitoring compares with)."""
     version: Path | None = None
 
 
@@ -226,33 +341,78 @@ def _pick(values: Sequence[Any], indices: Sequence[int]) -> list[Any]:
 def calibrate_on(
     tier_answers: TierAnswers,
     truth: Sequence[str],
-    target: float,
+    target: float | None = None,
     validation_share: float = 0.5,
     current: Sequence[float] | None = None,
+    *,
+    max_drop: float | None = None,
 ) -> CalibrationReport:
-    """Thresholds chosen on a validation split of the rows, checked on the rest."""
+    """Thresholds chosen on a validation split of the rows, checked on the rest. The target
+    is an accuracy, or (`max_drop`) at most that far below the last tier's accuracy on the
+    validation rows."""
     if len(truth) < 4:
         raise ConfigError("calibration needs at least 4 labelled rows (better: 100 or more)")
+    if (target is None) == (max_drop is None):
+        raise ConfigError("give a target accuracy or a max drop below the last tier, not both")
     val, test = split(len(truth), validation_share)
-    calibration = calibrate(
-        [_pick(a, val) for a in tier_answers.answers], _pick(truth, val), target, current
-    )
+    validation = [_pick(a, val) for a in tier_answers.answers]
+    if max_drop is not None:
+        last = validation[-1]
+        target = (
+            sum(a.label == t for a, t in zip(last, _pick(truth, val), strict=True)) / len(val)
+            - max_drop
+        )
+    assert target is not None
+    calibration = calibrate(validation, _pick(truth, val), target, current)
     accuracy, shares = simulate(
         [_pick(a, test) for a in tier_answers.answers], _pick(truth, test), calibration.thresholds
     )
     n = len(truth)
+    right = [
+        sum(a.label == t for a, t in zip(tier, truth, strict=True)) for tier in tier_answers.answers
+    ]
     return CalibrationReport(
         calibration=calibration,
         test_accuracy=accuracy,
         test_shares=shares,
-        tier_accuracy=[
-            sum(a.label == t for a, t in zip(tier, truth, strict=True)) / n
-            for tier in tier_answers.answers
-        ],
+        tier_accuracy=[r / n for r in right],
         cost_per_item=[c / n for c in tier_answers.cost],
         validation=len(val),
         test=len(test),
+        target=target,
+        validation_interval=wilson(calibration.accuracy * len(val), len(val)),
+        test_interval=wilson(accuracy * len(test), len(test)),
+        tier_intervals=[wilson(r, n) for r in right],
+        baseline=baseline(tier_answers.answers, calibration.thresholds),
     )
+
+
+def honest(cascade: Cascade, texts: Sequence[str], tier_answers: TierAnswers) -> list[str]:
+    """Replace the answers of ml tiers trained on some of `texts` by out-of-fold answers
+    (`out_of_fold`), so that calibration does not see a tier answering rows it learned.
+    Returns what was done, one line per ml tier; an ml tier whose training rows are unknown
+    is said to be so (its answers may be too good)."""
+    notes = []
+    for tier, (step, _) in enumerate(cascade.tiers):
+        if not isinstance(step, MLStep):
+            continue
+        seen = overlap(step, texts)
+        if seen is None:
+            notes.append(
+                f"WARNING: the training rows of ml tier {step.name!r} are unknown (a model "
+                "file from elsewhere): if it was trained on these rows, the thresholds below "
+                "trust it too much"
+            )
+        elif seen:
+            said = out_of_fold(step, texts)
+            assert said is not None
+            tier_answers.answers[tier] = said
+            notes.append(
+                f"ml tier {step.name!r} was trained on {seen} of these {len(texts)} rows: "
+                "calibrated on its out-of-fold answers (5 copies, each trained without a fifth "
+                "of the rows)"
+            )
+    return notes
 
 
 # -- distillation from the run history -------------------------------------------------------
@@ -376,3 +536,95 @@ def distill(
         },
     )
     return result
+
+
+# -- production: baselines and calibration from live audits ----------------------------------
+
+
+def baseline_meta(report_baseline: Sequence[TierBaseline], tiers: Sequence[str]) -> dict[str, Any]:
+    """A calibration's per-tier baseline as stored in a version's meta.json."""
+    return {
+        tier: {
+            "share": b.share,
+            "agreement": b.agreement,
+            "mean_confidence": b.mean_confidence,
+            "answered": b.answered,
+        }
+        for tier, b in zip(tiers, report_baseline, strict=True)
+    }
+
+
+def stored_baselines(home: Path, workflow: str, cascade: str) -> dict[str, dict[str, Any]]:
+    """Per model, the baseline of the newest stored version (what live decisions should
+    look like); carried into the next version."""
+    latest = ClassifierVersions(home, workflow, cascade).latest()
+    if latest is None:
+        return {}
+    found: dict[str, dict[str, Any]] = ClassifierVersions.read_meta(latest).get(
+        "baseline_by_model", {}
+    )
+    return found
+
+
+@dataclass
+class AuditCalibration:
+    calibration: Calibration
+    """Thresholds; accuracy is the weighted agreement with the last tier (or corrections)."""
+    escalated: int
+    """Items the last tier answered (each has every tier's answer)."""
+    audited: int
+    """Audited answers of cheap tiers, each weighing 1 / audit share."""
+    target: float
+    interval: tuple[float, float]
+    baseline: list[TierBaseline]
+    version: Path | None = None
+
+
+def calibrate_from_audits(
+    cascade: Cascade,
+    rows: Sequence[Any],
+    *,
+    max_drop: float = 0.02,
+    current: Sequence[float] | None = None,
+    expected: Mapping[str, Mapping[str, Any]] | None = None,
+) -> AuditCalibration:
+    """Thresholds from recorded decisions (`Store.cascade_decisions`), escalated items as they
+    are and audited ones weighted by 1 / the cascade's audit share (`monitoring.audit_answers`);
+    the truth is the last tier's label, people's corrections winning.
+
+    With the calibrated baseline (`expected`, per tier as `calibration.baseline`), each cheap
+    tier gets the lowest threshold at which its answers agree with the last tier as often as
+    they did when calibrated, less `max_drop` (`calibrate_agreement`): where the traffic
+    drifted, that is a higher threshold. Without one, the cascade as a whole must agree with
+    the last tier on at least 1 − `max_drop` of the items."""
+    tiers = [s.name for s, _ in cascade.tiers]
+    if cascade.audit <= 0:
+        raise ConfigError(
+            f"cascade {cascade.name!r} audits nothing (audit: 0): set `audit:` (e.g. 0.05) so "
+            "that some of the cheap tiers' answers are checked by the last tier"
+        )
+    said, truth, weights, audited = audit_answers(rows, tiers, cascade.audit)
+    if audited < 10 or len(truth) < 20:
+        raise ConfigError(
+            f"calibrating {cascade.name!r} from audits needs at least 10 audited answers and 20 "
+            f"decisions; the store has {audited} audited of {len(truth)} usable: run more items"
+        )
+    agreements = [
+        None if expected is None or expected.get(t, {}).get("agreement") is None
+        else float(expected[t]["agreement"]) - max_drop
+        for t in tiers[:-1]
+    ]  # fmt: skip
+    if any(a is not None for a in agreements):
+        target = min(a for a in agreements if a is not None)
+        calibration = calibrate_agreement(said, truth, [*agreements, None], weights, current)
+    else:
+        target = 1.0 - max_drop
+        calibration = calibrate(said, truth, target, current, weights)
+    return AuditCalibration(
+        calibration=calibration,
+        escalated=len(truth) - audited,
+        audited=audited,
+        target=target,
+        interval=wilson(calibration.accuracy * len(truth), len(truth)),
+        baseline=baseline(said, calibration.thresholds, weights),
+    )

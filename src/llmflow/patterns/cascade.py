@@ -9,10 +9,17 @@ records which tier answered and what each tier tried said.
 Thresholds may be set per model of the last (LLM) tier: whether a cheap tier's answer is
 good enough depends on how good the LLM it would escalate to is. `by_model` maps a model
 name to thresholds; the run's model picks them, and other models use the tiers' own.
+
+A live audit: with `audit=0.05`, 5 % of the items a cheap tier answers are also answered by the
+last tier (recorded as `<cascade>/audit`, its label in `CascadeResult.audit`). Which items is
+decided by a hash of the input, so a rerun audits the same ones. The run store keeps every
+decision (`Store.add_decision`), and `llmflow eval --live` compares the audited agreement, the
+share each tier answers and its confidence with what calibration measured.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,6 +46,8 @@ class CascadeResult(BaseModel):
     """The step name of the answering tier."""
     attempts: list[Attempt]
     """Every tier tried, in order (the last one answered)."""
+    audit: Attempt | None = None
+    """The last tier's answer, when it audited a cheap tier's answer."""
 
 
 class Cascade(Step[Any, CascadeResult]):
@@ -52,9 +61,14 @@ class Cascade(Step[Any, CascadeResult]):
         tiers: Sequence[tuple[Step[Any, Any], float]],
         *,
         by_model: Mapping[str, Sequence[float]] | None = None,
+        audit: float = 0.0,
         timeout_s: float | None = None,
     ) -> None:
         super().__init__(name, timeout_s=timeout_s)
+        if not 0 <= audit <= 1:
+            raise DefinitionError(f"cascade {name!r}: audit is a share in [0, 1], not {audit}")
+        self.audit = audit
+        """Share of cheap tiers' answers the last tier also answers (a live audit)."""
         if not tiers:
             raise DefinitionError(f"cascade {name!r} needs at least one tier")
         names = [step.name for step, _ in tiers]
@@ -93,21 +107,42 @@ class Cascade(Step[Any, CascadeResult]):
             attempts.append(attempt)
             sure = confidence is None or confidence >= threshold
             if attempt.label is not None and (sure or index == last):
+                audit = None
+                if index < last and self.audited(input):
+                    judge = self.tiers[-1][0]
+                    audit_label, audit_confidence = read_label(
+                        await judge.invoke(input, ctx, "audit")
+                    )
+                    audit = Attempt(tier=judge.name, label=audit_label,
+                                    confidence=audit_confidence)  # fmt: skip
                 return CascadeResult(
-                    label=attempt.label, confidence=confidence, tier=step.name, attempts=attempts
-                )
+                    label=attempt.label, confidence=confidence, tier=step.name,
+                    attempts=attempts, audit=audit,
+                )  # fmt: skip
         raise ValueError(f"every tier of cascade {self.name!r} abstained")
+
+    def audited(self, input: Any) -> bool:
+        """Whether a cheap tier's answer on `input` is audited (by a hash of the input)."""
+        if self.audit <= 0:
+            return False
+        digest = hashlib.sha256(f"{self.name}\x00{input}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64 < self.audit
 
     def with_thresholds(self, thresholds: Sequence[float]) -> Cascade:
         """A copy with new thresholds (e.g. from `runtime.calibration.calibrate`)."""
         if len(thresholds) != len(self.tiers):
             raise DefinitionError(f"cascade {self.name!r} has {len(self.tiers)} tiers")
         tiers = [(step, t) for (step, _), t in zip(self.tiers, thresholds, strict=True)]
-        return Cascade(self.name, tiers, by_model=self.by_model, timeout_s=self.timeout_s)
+        return Cascade(
+            self.name, tiers, by_model=self.by_model, audit=self.audit, timeout_s=self.timeout_s
+        )
 
 
 def cascade(
-    name: str, *tiers: tuple[Step[Any, Any], float], timeout_s: float | None = None
+    name: str,
+    *tiers: tuple[Step[Any, Any], float],
+    audit: float = 0.0,
+    timeout_s: float | None = None,
 ) -> Cascade:
-    """`cascade(name, (rules_step, 1.0), (ml_step, 0.9), (llm_step, 0))`."""
-    return Cascade(name, tiers, timeout_s=timeout_s)
+    """`cascade(name, (rules_step, 1.0), (ml_step, 0.9), (llm_step, 0), audit=0.05)`."""
+    return Cascade(name, tiers, audit=audit, timeout_s=timeout_s)

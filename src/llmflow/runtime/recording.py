@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from ..models.gateway import ModelCall
+from ..patterns.cascade import Cascade, CascadeResult
 from ..steps.base import Step
 from ..steps.context import RunContext, RunHooks
 from ..store.base import CallRecord, Store
@@ -73,6 +74,16 @@ class StoreRecorder(RunHooks):
             started_at=started_at,
             latency_s=latency_s,
         )
+        if isinstance(step, Cascade) and isinstance(output, CascadeResult):
+            last = step.tiers[-1][0]
+            self.store.add_decision(
+                run_id=ctx.run_id, item_id=ctx.item_id, path=ctx.path, step=step.name,
+                model=getattr(last, "model", None) or ctx.model or ctx.gateway.settings.model,
+                tier=output.tier, label=output.label, confidence=output.confidence,
+                attempts=[a.model_dump() for a in output.attempts],
+                audit_label=output.audit.label if output.audit else None,
+                created_at=started_at + latency_s,
+            )  # fmt: skip
 
     def on_model_call_start(self, ctx: RunContext, *, call: ModelCall, **kwargs: Any) -> None:
         if self.durable:

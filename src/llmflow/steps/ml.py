@@ -8,6 +8,7 @@ any type not on its trusted list: an untrusted file is never unpickled.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -24,8 +25,22 @@ TRUSTED_TYPES = frozenset(
         # Beyond skops' own trusted list: what llmflow's default text classifier is made of.
         "sklearn.calibration._CalibratedClassifier",
         "sklearn.calibration._SigmoidCalibration",
+        # The novelty reference: the training rows' features (data, no code).
+        "scipy.sparse._csr.csr_matrix",
     }
 )
+
+TRAIN_OPTIONS = ("char_ngrams", "out_of_scope", "novelty")
+"""Every training option of `MLStep.train`, also accepted by workflow files' ml steps."""
+
+
+def data_hash(texts: Sequence[str], labels: Sequence[str], options: dict[str, Any]) -> str:
+    """SHA-256 of training rows and options: what a stored version says it was trained on."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(options, sort_keys=True).encode())
+    for text, label in zip(texts, labels, strict=True):
+        digest.update(json.dumps([text, label]).encode() + b"\n")
+    return digest.hexdigest()
 
 
 def read_labelled(path: str | Path) -> tuple[list[str], list[str]]:
@@ -89,7 +104,15 @@ def text_classifier(
 
 
 class MLStep(Step[Any, Label]):
-    """A trained classic model as a step: text in, `Label` out."""
+    """A trained classic model as a step: text in, `Label` out.
+
+    It abstains (label None, confidence 0) on an input it should not answer:
+    - predicted as `out_of_scope`, a label learned from examples of what is not the tier's
+      business (clinc150's `oos`): such inputs go on to the next tier instead of getting a
+      confident wrong label;
+    - more novel than `max_novelty`: 1 − the cosine similarity of the input to its nearest
+      training row, in the model's own features (`novelty` when training sets the limit).
+    """
 
     kind = "ml"
 
@@ -99,6 +122,8 @@ class MLStep(Step[Any, Label]):
         model: Any,
         *,
         text: Callable[[Any], str] = str,
+        out_of_scope: str | None = None,
+        max_novelty: float | None = None,
         timeout_s: float | None = None,
     ) -> None:
         super().__init__(name, timeout_s=timeout_s)
@@ -108,6 +133,23 @@ class MLStep(Step[Any, Label]):
         """Turns the step's input into the text the model reads."""
         self.source: Path | None = None
         """The file the model was last loaded from or saved to, if any."""
+        self.out_of_scope = out_of_scope
+        """A label the tier never answers: predicting it abstains."""
+        self.max_novelty = max_novelty
+        """Abstain on inputs whose novelty is above this (None: never)."""
+        self.reference: Any = None
+        """The training rows' features, unit length (sparse): what novelty is measured to."""
+        self.training: tuple[list[str], list[str]] | None = None
+        """The texts and labels the model was trained on, when known."""
+        self.options: dict[str, Any] = {}
+        """The training options (`TRAIN_OPTIONS`)."""
+
+    @property
+    def data_sha256(self) -> str | None:
+        """The hash of the training rows and options (None: not known)."""
+        if self.training is None:
+            return None
+        return data_hash(*self.training, self.options)
 
     @classmethod
     def train(
@@ -117,36 +159,83 @@ class MLStep(Step[Any, Label]):
         labels: Sequence[str],
         *,
         char_ngrams: bool = False,
+        out_of_scope: str | None = None,
+        novelty: float | None = None,
         **options: Any,
     ) -> MLStep:
-        """Fit the default text classifier on labelled examples (see `text_classifier`)."""
-        return cls(name, text_classifier(texts, labels, char_ngrams=char_ngrams), **options)
+        """Fit the default text classifier on labelled examples (see `text_classifier`).
+
+        `out_of_scope` names a label whose examples teach the tier what to leave to the next
+        one; `novelty` (a share, e.g. 0.98) makes the tier abstain on inputs more unlike the
+        training rows than that share of the training rows are unlike the others."""
+        step = cls(
+            name,
+            text_classifier(texts, labels, char_ngrams=char_ngrams),
+            out_of_scope=out_of_scope,
+            **options,
+        )
+        step.training = (list(texts), list(labels))
+        step.options = {"char_ngrams": char_ngrams, "out_of_scope": out_of_scope,
+                        "novelty": novelty}  # fmt: skip
+        if novelty is not None:
+            if not 0 < novelty <= 1:
+                raise ConfigError(f"ml step {name!r}: novelty must be in (0, 1], not {novelty}")
+            step.reference = step._features(texts)
+            step.max_novelty = _novelty_limit(step.reference, novelty)
+        return step
+
+    def retrained(self, texts: Sequence[str], labels: Sequence[str]) -> MLStep:
+        """The same kind of tier (options, text) trained on other rows."""
+        opts = {k: v for k, v in self.options.items() if k in TRAIN_OPTIONS}
+        return MLStep.train(self.name, texts, labels, text=self.text, **opts)
+
+    def _features(self, texts: Sequence[str]) -> Any:
+        from sklearn.preprocessing import normalize
+
+        return normalize(self.model.steps[0][1].transform(list(texts))).tocsr()
+
+    def novelty(self, texts: Sequence[str]) -> list[float]:
+        """1 − cosine similarity to the nearest training row, per text (0 without a reference)."""
+        if self.reference is None or not texts:
+            return [0.0] * len(texts)
+        similarity = self._features(texts) @ self.reference.T
+        nearest = similarity.max(axis=1).toarray().ravel()
+        return [float(max(0.0, 1.0 - s)) for s in nearest]
 
     @classmethod
     def load(cls, name: str, path: Path, **options: Any) -> MLStep:
         """Load a model saved by `save`; refuses a file holding untrusted types."""
-        import skops.io as sio
-
-        try:
-            untrusted = sio.get_untrusted_types(file=path)
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"cannot read model file {path}: {e}") from e
-        unknown = [t for t in untrusted if t not in TRUSTED_TYPES]
-        if unknown:
-            raise ConfigError(
-                f"model file {path} holds types llmflow does not trust: {unknown} "
-                "(retrain it with llmflow, or inspect it with skops before trusting it)"
-            )
-        step = cls(name, sio.load(path, trusted=untrusted), **options)
+        step = cls(name, _load_trusted(path), **options)
+        extra_file = _extra(path)
+        if extra_file.is_file():
+            extra = _load_trusted(extra_file)
+            step.out_of_scope = extra.get("out_of_scope", step.out_of_scope)
+            step.max_novelty = extra.get("max_novelty", step.max_novelty)
+            step.reference = extra.get("reference")
+            step.options = dict(extra.get("options") or {})
+            training = extra.get("training")
+            if training is not None:
+                step.training = (list(training["texts"]), list(training["labels"]))
         step.source = path
         return step
 
     def save(self, path: Path) -> Path:
-        """Save with skops (no pickle)."""
+        """Save with skops (no pickle): the model, and beside it (`<name>.extra.skops`) the
+        out-of-scope label, the novelty reference and the training rows, when known."""
         import skops.io as sio
 
         path.parent.mkdir(parents=True, exist_ok=True)
         sio.dump(self.model, path)
+        extra: dict[str, Any] = {
+            "out_of_scope": self.out_of_scope,
+            "max_novelty": self.max_novelty,
+            "reference": self.reference,
+            "options": self.options,
+            "training": None
+            if self.training is None
+            else {"texts": self.training[0], "labels": self.training[1]},
+        }
+        sio.dump(extra, _extra(path))
         self.source = path
         return path
 
@@ -161,14 +250,53 @@ class MLStep(Step[Any, Label]):
             return []
         probabilities = self.model.predict_proba(texts)
         classes = self.labels
+        novel = self.novelty(texts) if self.max_novelty is not None else [0.0] * len(texts)
         out = []
-        for row in probabilities:
+        for row, novelty in zip(probabilities, novel, strict=True):
             best = int(row.argmax())
-            out.append(Label(label=classes[best], confidence=float(row[best])))
+            label = classes[best]
+            if label == self.out_of_scope or (
+                self.max_novelty is not None and novelty > self.max_novelty
+            ):
+                out.append(Label(label=None, confidence=0.0))  # not this tier's business
+            else:
+                out.append(Label(label=label, confidence=float(row[best])))
         return out
 
     async def run(self, input: Any, ctx: RunContext) -> Label:
         return self.predict([self.text(input)])[0]
+
+
+def _extra(path: Path) -> Path:
+    return path.with_name(path.name.removesuffix(".skops") + ".extra.skops")
+
+
+def _load_trusted(path: Path) -> Any:
+    import skops.io as sio
+
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read model file {path}: {e}") from e
+    unknown = [t for t in untrusted if t not in TRUSTED_TYPES]
+    if unknown:
+        raise ConfigError(
+            f"model file {path} holds types llmflow does not trust: {unknown} "
+            "(retrain it with llmflow, or inspect it with skops before trusting it)"
+        )
+    return sio.load(path, trusted=untrusted)
+
+
+def _novelty_limit(reference: Any, share: float) -> float:
+    """The novelty that `share` of the training rows stay within, each measured to the
+    others (itself left out)."""
+    import numpy as np
+
+    similarity = (reference @ reference.T).tolil()
+    similarity.setdiag(0)
+    nearest = similarity.tocsr().max(axis=1).toarray().ravel()
+    novelty = 1.0 - nearest
+    return float(np.quantile(novelty, share))
 
 
 class RulesStep(Step[Any, Label]):

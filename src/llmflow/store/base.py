@@ -106,6 +106,25 @@ class Store(Protocol):
 
     def correct(self, item_id: str, step: str, label: str, note: str | None = None) -> None: ...
 
+    def add_decision(
+        self,
+        *,
+        run_id: str | None,
+        item_id: str | None,
+        path: str,
+        step: str,
+        model: str | None,
+        tier: str,
+        label: str,
+        confidence: float | None,
+        attempts: Sequence[dict[str, Any]],
+        audit_label: str | None,
+        created_at: float,
+    ) -> None:
+        """Record a cascade's decision on an item: the tier that answered, every tier tried,
+        and the last tier's label when it audited the answer (one record per item and path)."""
+        ...
+
     # -- the response cache -----------------------------------------------------------------
 
     def cache_get(self, key: str) -> str | None: ...
@@ -131,3 +150,16 @@ class Store(Protocol):
     def call_costs(self, run_id: str | None = None) -> Sequence[Row]: ...
 
     def decisions(self, step: str, workflow: str | None = None) -> Sequence[Row]: ...
+
+    def cascade_decisions(
+        self,
+        step: str,
+        workflow: str | None = None,
+        *,
+        since: float | None = None,
+        model: str | None = None,
+    ) -> Sequence[Row]:
+        """Recorded decisions of cascade `step` (of `workflow`, since a time, on a model),
+        oldest first: rows of (run_id, item_id, model, tier, label, confidence, attempts as
+        JSON, audit_label, correction, created_at)."""
+        ...

@@ -119,6 +119,26 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX model_calls_item ON model_calls (item_id);
         """,
     ),
+    (
+        "m007_cascade_decisions",
+        """
+        CREATE TABLE cascade_decisions (
+            id TEXT PRIMARY KEY,           -- the item and the cascade's path (one per item)
+            run_id TEXT REFERENCES runs (id),
+            item_id TEXT REFERENCES items (id),
+            path TEXT NOT NULL,            -- e.g. email-triage/category
+            step TEXT NOT NULL,            -- the cascade's name
+            model TEXT,                    -- the model of its last tier (thresholds are per model)
+            tier TEXT NOT NULL,            -- the tier that answered
+            label TEXT NOT NULL,
+            confidence REAL,
+            attempts TEXT NOT NULL,        -- JSON: every tier tried, [{tier, label, confidence}]
+            audit_label TEXT,              -- the last tier's label when it audited the answer
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX cascade_decisions_step ON cascade_decisions (step, created_at);
+        """,
+    ),
 ]
 
 

@@ -378,6 +378,48 @@ class RunStore:
                 (item_id, step, label, note, time.time()),
             )
 
+    def add_decision(
+        self,
+        *,
+        run_id: str | None,
+        item_id: str | None,
+        path: str,
+        step: str,
+        model: str | None,
+        tier: str,
+        label: str,
+        confidence: float | None,
+        attempts: Sequence[dict[str, Any]],
+        audit_label: str | None,
+        created_at: float,
+    ) -> None:
+        key = f"{item_id}:{path}" if item_id is not None else new_id()
+        self.add(
+            "INSERT OR REPLACE INTO cascade_decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, run_id, item_id, path, step, model, tier, label, confidence,
+             json.dumps(list(attempts)), audit_label, created_at),
+        )  # fmt: skip
+
+    def cascade_decisions(
+        self,
+        step: str,
+        workflow: str | None = None,
+        *,
+        since: float | None = None,
+        model: str | None = None,
+    ) -> list[sqlite3.Row]:
+        self.flush()
+        rows: list[sqlite3.Row] = self.db.execute(
+            "SELECT d.run_id, d.item_id, d.model, d.tier, d.label, d.confidence, d.attempts, "
+            "d.audit_label, c.label AS correction, d.created_at FROM cascade_decisions d "
+            "LEFT JOIN runs r ON r.id = d.run_id "
+            "LEFT JOIN corrections c ON c.item_id = d.item_id AND c.step = d.step "
+            "WHERE d.step = ? AND (r.workflow = ? OR ? IS NULL) AND d.created_at >= ? "
+            "AND (d.model = ? OR ? IS NULL) ORDER BY d.created_at, d.rowid",
+            (step, workflow, workflow, since or 0.0, model, model),
+        ).fetchall()
+        return rows
+
     def decisions(self, step: str, workflow: str | None = None) -> list[sqlite3.Row]:
         """Recorded outputs of LLM steps at or inside classifier step `step`, with their input
         and any correction of the item's decision: rows of (path, input, output, correction)."""

@@ -19,8 +19,9 @@ from .check import Checker, Where
 from .scope import Scope, TextOf, scope_of, template_text
 from .source import Path_
 
-_trained: dict[tuple[Path, int, str, str | None], Any] = {}
-"""Models trained from examples in this process, by file, its mtime, label field and text."""
+_trained: dict[tuple[Path, int, str, str | None, str], MLStep] = {}
+"""Tiers trained from examples in this process, by file, its mtime, label field, text and
+training options."""
 
 
 class ScopedClassifier(LLMClassifier):
@@ -60,27 +61,39 @@ class ClassifierBuilder(Checker):
             return None
         if text is None:
             return None
+        options = {"char_ngrams": spec.char_ngrams, "out_of_scope": spec.out_of_scope,
+                   "novelty": spec.novelty}  # fmt: skip
         if spec.train is not None:
-            model = self._train(spec.train, spec.label_field, text, (*path, "train"))
-            return None if model is None else MLStep(name, model, text=text)
+            trained = self._train(spec.train, spec.label_field, text, (*path, "train"), options)
+            if trained is None:
+                return None
+            step = MLStep(name, trained.model, text=text, out_of_scope=spec.out_of_scope,
+                          max_novelty=trained.max_novelty)  # fmt: skip
+            step.reference, step.training, step.options = (
+                trained.reference, trained.training, trained.options,
+            )  # fmt: skip
+            return step
         assert spec.model is not None
         file = self.folder / spec.model
         if not file.is_file():
             self.source.error((*path, "model"), f"no model file {spec.model} in {self.folder}")
             return None
         try:
-            return MLStep.load(name, file, text=text)
+            return MLStep.load(name, file, text=text, out_of_scope=spec.out_of_scope)
         except ConfigError as e:
             self.source.error((*path, "model"), str(e))
             return None
 
-    def _train(self, examples: str, label_field: str, text: TextOf, at: Path_) -> Any:
+    def _train(
+        self, examples: str, label_field: str, text: TextOf, at: Path_, options: dict[str, Any]
+    ) -> MLStep | None:
         """A text classifier trained on the examples (once per process and file version).
         Each row is a JSON object: its text is the step's `text` template with the row as
         `input` (so training and running read the same text), else its `text` field."""
         file = self.folder / examples
         try:
-            key = (file.resolve(), file.stat().st_mtime_ns, label_field, _source(text))
+            key = (file.resolve(), file.stat().st_mtime_ns, label_field, _source(text),
+                   json.dumps(options, sort_keys=True))  # fmt: skip
             lines = file.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as e:
             reason = getattr(e, "strerror", None) or str(e)
@@ -105,8 +118,8 @@ class ClassifierBuilder(Checker):
             self.source.error(at, f"{examples}: training needs examples of two labels or more")
             return None
         try:
-            model = MLStep.train("ml", texts, labels).model
-        except ValueError as e:
+            model = MLStep.train("ml", texts, labels, **options)
+        except (ValueError, ConfigError) as e:
             self.source.error(at, f"cannot train on {examples}: {e}")
             return None
         _trained[key] = model

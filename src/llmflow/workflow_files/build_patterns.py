@@ -277,7 +277,7 @@ class PatternBuilder(Checker):
         if not ok:
             return None
         # The newest version `llmflow calibrate` / `distill` stored for this cascade applies.
-        return tuned(cascade(name, *tiers), Settings().home, self.workflow)
+        return tuned(cascade(name, *tiers, audit=spec.audit), Settings().home, self.workflow)
 
     # -- agents -------------------------------------------------------------------------------
 

@@ -170,6 +170,9 @@ class Tier(Spec):
 
 class CascadeSpec(StepSpec):
     tiers: Annotated[list[Tier], Field(min_length=1)]
+    audit: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Share of the items a cheap tier answers that the last tier also answers, as a live
+    audit (`llmflow eval --live` reads the agreement)."""
 
 
 class Rule(Spec):
@@ -188,6 +191,12 @@ class MLSpec(StepSpec):
     """A .jsonl file of labelled examples to train on when the file is loaded."""
     label_field: str = "label"
     text: str | None = None
+    char_ngrams: bool = False
+    """Add character 2-5-grams (short texts with many labels)."""
+    out_of_scope: str | None = None
+    """A label whose examples teach the tier what to leave to the next tier (e.g. `oos`)."""
+    novelty: Annotated[float, Field(gt=0, le=1)] | None = None
+    """Abstain on inputs more unlike the training rows than this share of them (e.g. 0.98)."""
 
 
 class ClassifySpec(StepSpec):

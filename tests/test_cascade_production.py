@@ -1,0 +1,369 @@
+"""Cascades in production: versions that follow their data, honest calibration, "none of
+these" abstentions, live audits and drift, from Python, workflow files and the CLI."""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmflow import ModelRequest, ModelResponse, RunStore, Settings, Workflow, run_batch
+from llmflow.analysis.calibration import NEVER, calibrate_agreement, wilson
+from llmflow.analysis.evaluation import needed_rows
+from llmflow.analysis.monitoring import audit_answers, live
+from llmflow.analysis.tuning import (
+    StaleVersionWarning,
+    TierAnswers,
+    answers,
+    baseline_meta,
+    calibrate_from_audits,
+    calibrate_on,
+    honest,
+    overlap,
+    save_version,
+    tuned,
+)
+from llmflow.cli import main
+from llmflow.patterns.cascade import Cascade, cascade
+from llmflow.runtime.runner import Item
+from llmflow.steps.classify import classify
+from llmflow.steps.label import Label
+from llmflow.steps.ml import TRAIN_OPTIONS, MLStep, read_labelled
+from llmflow.testing import ScriptedModel, scripted_gateway
+from llmflow.workflow_files.schema import MLSpec
+from llmflow.workflows import load_workflow
+
+SMS = Path(__file__).parent.parent / "data" / "sms_spam" / "dev.jsonl"
+CLINC = Path(__file__).parent.parent / "data" / "clinc150" / "dev.jsonl"
+
+
+@functools.cache
+def sms() -> list[tuple[str, str]]:
+    texts, labels = read_labelled(SMS)
+    rows = list(dict(zip(texts, labels, strict=True)).items())  # one label per text
+    random.Random(5).shuffle(rows)
+    return rows
+
+
+@functools.cache
+def sms_ml() -> MLStep:
+    rows = sms()[:300]
+    return MLStep.train("ml", [t for t, _ in rows], [y for _, y in rows])
+
+
+def oracle(truth: dict[str, str], *, wrong: set[str] = frozenset()) -> ScriptedModel:  # type: ignore[assignment]
+    """An LLM that answers the gold label (sure of it), except on `wrong` texts."""
+
+    def reply(request: ModelRequest) -> ModelResponse:
+        text = request.messages[-1].content or ""
+        label = truth.get(text, "ham")
+        if text in wrong:
+            label = "spam" if label == "ham" else "ham"
+        return ModelResponse(text=label, choice_probs={label: 0.95})
+
+    return ScriptedModel(reply)
+
+
+# -- versions that follow their data ----------------------------------------------------------
+
+
+def _workflow_folder(folder: Path, rows: list[tuple[str, str]], **ml: Any) -> Path:
+    folder.mkdir(exist_ok=True)
+    (folder / "examples.jsonl").write_text(
+        "".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in rows), encoding="utf-8"
+    )
+    options = "".join(f", {k}: {json.dumps(v)}" for k, v in ml.items())
+    (folder / "workflow.yaml").write_text(
+        "name: spamcheck\n"
+        "steps:\n"
+        "  - id: spam\n"
+        "    kind: cascade\n"
+        "    audit: 0.1\n"
+        "    tiers:\n"
+        f"      - step: {{id: ml, kind: ml, train: examples.jsonl{options}}}\n"
+        "        threshold: 0.9\n"
+        "      - step: {id: llm, kind: classify, labels: [ham, spam]}\n",
+        encoding="utf-8",
+    )
+    return folder
+
+
+def _cascade_of(folder: Path) -> Cascade:
+    step = load_workflow(str(folder)).step
+    found = [s for s in _walk(step) if isinstance(s, Cascade)]
+    return found[0]
+
+
+def _walk(step: Any) -> list[Any]:
+    return [step, *(s for _, child in step.children() for s in _walk(child))]
+
+
+def test_a_stored_version_is_not_applied_once_the_training_data_changed(tmp_path: Path) -> None:
+    rows = sms()[:120]
+    folder = _workflow_folder(tmp_path / "wf", rows)
+    first = _cascade_of(folder)
+    assert first.audit == 0.1
+    ml = first.tiers[0][0]
+    assert isinstance(ml, MLStep) and ml.data_sha256 is not None
+    version = save_version(first, Settings().home, "spamcheck", thresholds=[0.55, 0.0], meta={})
+    meta = json.loads((version / "meta.json").read_text())
+    assert meta["data_sha256"] == meta["workflow_data_sha256"] == ml.data_sha256
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same data: applied, no warning
+        again = _cascade_of(folder)
+    assert again.tiers[0][1] == 0.55
+
+    flipped = [(t, "ham" if y == "spam" else "spam") for t, y in rows]
+    _workflow_folder(folder, flipped)
+    with pytest.warns(StaleVersionWarning, match="llmflow calibrate <workflow> spam"):
+        changed = _cascade_of(folder)
+    new_ml = changed.tiers[0][0]
+    assert isinstance(new_ml, MLStep) and changed.tiers[0][1] == 0.9  # the file's threshold
+    said = new_ml.predict([t for t, _ in flipped[:40]])
+    assert sum(s.label == y for s, (_, y) in zip(said, flipped, strict=False)) >= 36
+
+    # Options are part of what a version was made for.
+    _workflow_folder(folder, rows, char_ngrams=True)
+    with pytest.warns(StaleVersionWarning):
+        _cascade_of(folder)
+
+
+def test_every_ml_training_option_is_available_in_workflow_files(tmp_path: Path) -> None:
+    assert set(TRAIN_OPTIONS) <= set(MLSpec.model_fields)
+    rows = [(t, y) for t, y in sms()[:150]] + [
+        ("what is the capital of peru", "oos"),
+        ("how tall is mount everest", "oos"),
+        ("tell me a joke about cats", "oos"),
+    ]
+    folder = _workflow_folder(
+        tmp_path / "wf", rows, char_ngrams=True, out_of_scope="oos", novelty=0.95
+    )
+    ml = _cascade_of(folder).tiers[0][0]
+    assert isinstance(ml, MLStep)
+    assert ml.options == {"char_ngrams": True, "out_of_scope": "oos", "novelty": 0.95}
+    assert ml.out_of_scope == "oos" and ml.max_novelty is not None
+    assert len(ml.model.steps[0][1].transformer_list) == 2  # words and characters
+
+
+# -- "none of these" ----------------------------------------------------------------------------
+
+
+def test_the_ml_tier_abstains_out_of_scope_and_on_novel_inputs(tmp_path: Path) -> None:
+    texts, labels = read_labelled(CLINC)
+    keep = [i for i, y in enumerate(labels) if y in {"oos", "balance", "transfer", "weather"}]
+    train = [texts[i] for i in keep]
+    truth = [labels[i] for i in keep]
+    ml = MLStep.train("ml", train, truth, out_of_scope="oos", novelty=0.9)
+    said = ml.predict(train)
+    assert all(s.label is None for s, y in zip(said, truth, strict=True) if y == "oos")
+    assert "oos" not in {s.label for s in said}
+    novel = ml.predict(["zebra quantum ukulele", "what's the weather like in paris today"])
+    assert novel[0] == Label(label=None, confidence=0.0)  # unlike anything it learned
+    assert novel[1].label == "weather"
+    assert ml.novelty(["zebra quantum ukulele"])[0] > ml.max_novelty  # type: ignore[operator]
+
+    ml.save(tmp_path / "model.skops")  # the abstention survives saving (skops, no pickle)
+    loaded = MLStep.load("ml", tmp_path / "model.skops")
+    assert (loaded.out_of_scope, loaded.max_novelty) == ("oos", ml.max_novelty)
+    assert loaded.data_sha256 == ml.data_sha256
+    assert loaded.predict(["zebra quantum ukulele"])[0].label is None
+
+
+# -- honest calibration ------------------------------------------------------------------------
+
+
+async def test_calibrating_on_training_rows_uses_out_of_fold_answers() -> None:
+    rows = sms()[:300]
+    texts, truth = [t for t, _ in rows], [y for _, y in rows]
+    ml = sms_ml()
+    flow = cascade("spam", (ml, 0.9), (classify("llm", ["ham", "spam"]), 0.0))
+    model = oracle(dict(rows), wrong=set(texts[::10]))  # 90 % right
+    tier_answers = await answers(flow, texts, scripted_gateway(model))
+    in_sample = sum(a.label == y for a, y in zip(tier_answers.answers[0], truth, strict=True))
+
+    assert overlap(ml, texts) == len(texts)
+    notes = honest(flow, texts, tier_answers)
+    assert "trained on 300 of these 300 rows" in notes[0]
+    out_of_fold = sum(a.label == y for a, y in zip(tier_answers.answers[0], truth, strict=True))
+    assert out_of_fold < in_sample  # it looked better on rows it learned
+
+    report = calibrate_on(tier_answers, truth, max_drop=0.01)
+    llm_accuracy = sum(a.label == y for a, y in zip(tier_answers.answers[1], truth, strict=True))
+    assert report.target == pytest.approx(
+        sum(
+            tier_answers.answers[1][i].label == truth[i]
+            for i in range(len(truth))
+            if i in set(_validation_rows(len(truth)))
+        )
+        / len(_validation_rows(len(truth)))
+        - 0.01
+    )
+    assert 0.85 < llm_accuracy / len(truth) < 0.95
+    low, high = report.test_interval
+    assert low <= report.test_accuracy <= high and high - low < 0.2
+    assert report.baseline[0].agreement is not None
+
+    unknown = MLStep(ml.name, ml.model)  # a model file from elsewhere: training rows unknown
+    flow2 = cascade("spam", (unknown, 0.9), (classify("llm", ["ham", "spam"]), 0.0))
+    assert honest(flow2, texts, tier_answers)[0].startswith("WARNING")
+
+
+def _validation_rows(n: int) -> list[int]:
+    from llmflow.analysis.tuning import split
+
+    return split(n, 0.5)[0]
+
+
+def test_wilson_intervals() -> None:
+    low, high = wilson(90, 100)
+    assert (round(low, 3), round(high, 3)) == (0.826, 0.945)
+    assert wilson(0, 0) == (0.0, 1.0)
+    assert wilson(10, 10)[1] == pytest.approx(1.0)
+
+
+def test_calibrating_for_agreement_raises_a_threshold_where_answers_went_wrong() -> None:
+    right = [Label(label="a", confidence=0.95)] * 50
+    wrong = [Label(label="b", confidence=0.7)] * 10
+    ok = [Label(label="a", confidence=0.6)] * 10
+    ml = right + wrong + ok
+    llm = [Label(label="a", confidence=1.0)] * 70
+    truth = ["a"] * 70
+    calibration = calibrate_agreement([ml, llm], truth, [0.95, None])
+    assert calibration.thresholds[0] == 0.95  # answers at 0.7 are too often wrong
+    assert calibrate_agreement([ml, llm], truth, [0.8, None]).thresholds[0] == 0.6
+    assert calibrate_agreement([ml, llm], ["b"] * 70, [0.9, None]).thresholds[0] == NEVER
+
+
+# -- speed: eval sends the LLM only what each variant needs -------------------------------------
+
+
+async def test_answers_only_for_the_rows_a_variant_needs() -> None:
+    rows = sms()[300:400]
+    texts = [t for t, _ in rows]
+    model = oracle(dict(rows))
+    flow = cascade("spam", (sms_ml(), 0.9), (classify("llm", ["ham", "spam"]), 0.0))
+    needed = needed_rows(["cascade"], ["ml", "llm"], [0.9, 0.0], len(texts))
+    said = await answers(flow, texts, scripted_gateway(model), needed=needed)
+    unsure = [i for i, a in enumerate(said.answers[0]) if a.confidence < 0.9]
+    assert len(model.requests) == len(unsure) < len(texts)
+    assert all(said.answers[1][i].label is not None for i in unsure)
+    everything = needed_rows(["cascade", "llm-only"], ["ml", "llm"], [0.9, 0.0], len(texts))
+    model = oracle(dict(rows))
+    await answers(flow, texts, scripted_gateway(model), needed=everything)
+    assert len(model.requests) == len(texts)
+
+
+# -- audits and drift --------------------------------------------------------------------------
+
+
+def spam_workflow() -> Workflow:
+    """For the CLI: a cascade that audits 20 % of the ml tier's answers."""
+    flow = cascade("spam", (sms_ml(), 0.8), (classify("llm", ["ham", "spam"]), 0.0), audit=0.2)
+    return Workflow(name="spamwatch", step=tuned(flow, Settings().home, "spamwatch"))
+
+
+async def _traffic(rows: list[tuple[str, str]], store: RunStore, model: ScriptedModel) -> Any:
+    settings = Settings().model_copy(update={"model": "scripted"})
+    gateway = scripted_gateway(model, settings=settings)
+    items = [Item(key=f"{time.time_ns()}-{i}", value=t) for i, (t, _) in enumerate(rows)]
+    return await run_batch(spam_workflow(), items, gateway=gateway, store=store)
+
+
+async def test_audits_are_recorded_drift_is_flagged_and_audits_recalibrate(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    store = RunStore(Settings().db_path)
+    calm = sms()[300:700]
+    batch = await _traffic(calm, store, oracle(dict(calm)))
+    assert batch.status == "ok"
+    rows = store.cascade_decisions("spam", "spamwatch")
+    assert len(rows) == len(calm)
+    audited = [r for r in rows if r["audit_label"] is not None]
+    ml_answered = [r for r in rows if r["tier"] == "ml"]
+    assert 0.1 < len(audited) / len(ml_answered) < 0.3 and all(r["tier"] == "ml" for r in audited)
+    assert json.loads(rows[0]["attempts"])[0]["tier"] == "ml"
+    assert {r["model"] for r in rows} == {"scripted"}
+
+    # The calibrated baseline, as `llmflow calibrate` stores it: the calm traffic matches it.
+    flow = spam_workflow().step
+    assert isinstance(flow, Cascade)
+    tiers = ["ml", "llm"]
+    _, _, weights, used = audit_answers(rows, tiers, 0.2)
+    assert used == len(audited) and set(weights) <= {1.0, 5.0}
+    expected = {
+        "ml": {"share": len(ml_answered) / len(rows), "agreement": 0.97, "mean_confidence":
+               sum(json.loads(r["attempts"])[0]["confidence"] for r in rows) / len(rows)},
+        "llm": {"share": 1 - len(ml_answered) / len(rows), "agreement": 1.0},
+    }  # fmt: skip
+    calm_report = live(rows, tiers, "spam", expected)
+    assert not calm_report.drifted, [t.drift for t in calm_report.tiers]
+    assert calm_report.days and calm_report.days[0].items == len(rows)
+    save_version(flow, Settings().home, "spamwatch",
+                 meta={"baseline_by_model": {"scripted": expected}})  # fmt: skip
+    assert main(["eval", "tests.test_cascade_production:spam_workflow", "--live",
+                 "--model", "scripted"]) == 0  # fmt: skip
+    capsys.readouterr()
+
+    # Drift: the LLM now disagrees with half of what the ml tier says (new kinds of spam).
+    drifted = sms()[700:1100]
+    since = time.time()
+    wrong = {t for i, (t, _) in enumerate(drifted) if i % 2 == 0}
+    await _traffic(drifted, store, oracle(dict(drifted), wrong=wrong))
+    recent = store.cascade_decisions("spam", "spamwatch", since=since)
+    report = live(recent, tiers, "spam", expected)
+    assert report.drifted
+    assert any("audited agreement" in why for why in report.tiers[0].drift)
+
+    code = main(["eval", "tests.test_cascade_production:spam_workflow", "--live", "--days",
+                 "0.001", "--model", "scripted", "--json"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 1, captured.err
+    assert json.loads(captured.out)["drifted"] is True
+    code = main(["eval", "tests.test_cascade_production:spam_workflow", "--live", "--days",
+                 "0.001", "--model", "scripted"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "DRIFT ml: audited agreement" in err and "--from-audits" in err
+
+    # Recalibration from the audits: the ml tier must agree as it did, so it answers less.
+    result = calibrate_from_audits(flow, recent, max_drop=0.02, expected=expected)
+    assert result.audited >= 10
+    assert result.calibration.thresholds[0] > 0.8 or result.calibration.thresholds[0] == NEVER
+    code = main(["calibrate", "tests.test_cascade_production:spam_workflow", "spam",
+                 "--from-audits", "--days", "0.001", "--model", "scripted", "--json"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    out = json.loads(captured.out)
+    assert out["audited"] >= 10 and Path(out["version"]).is_dir()
+    meta = json.loads((Path(out["version"]) / "meta.json").read_text())
+    assert meta["thresholds_by_model"]["scripted"]["ml"] == out["tiers"][0]["threshold"]
+    store.close()
+
+
+def test_calibrate_refuses_unclear_targets(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["calibrate", "tests.test_cascade_production:spam_workflow", "spam"]
+    assert main([*args, "--data", str(SMS), "--max-drop", "0.01", "--target-accuracy", "0.9"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(args) == 2
+    assert "--data is needed" in capsys.readouterr().err
+    assert main([*args, "--from-audits", "--model", "scripted"]) == 2
+    assert "needs at least 10 audited answers" in capsys.readouterr().err
+
+
+def test_baseline_meta_and_tier_answers_shapes() -> None:
+    said = TierAnswers(["ml", "llm"])
+    assert said.cost == []
+    from llmflow.analysis.calibration import baseline
+
+    ml = [Label(label="a", confidence=0.9), Label(label=None, confidence=0.0)]
+    llm = [Label(label="a", confidence=1.0), Label(label="b", confidence=1.0)]
+    base = baseline([ml, llm], [0.5, 0.0])
+    meta = baseline_meta(base, ["ml", "llm"])
+    assert meta["ml"]["share"] == 0.5 and meta["ml"]["agreement"] == 1.0
+    assert meta["ml"]["mean_confidence"] == pytest.approx(0.45)
