@@ -53,8 +53,16 @@ from llmflow.steps.grounding import ungrounded
 
 RESULTS = Path(__file__).with_name("RESULTS-triage-truth.md")
 GOLD = SAMPLE_INBOX / "gold-facts.jsonl"
-FIELDS = ("summary", "request", "deadline", "order_numbers", "invoice_numbers", "amounts")
-FIELDS += ("needs_reply", "reply")
+FIELDS = (
+    "summary",
+    "request",
+    "deadline",
+    "order_numbers",
+    "invoice_numbers",
+    "amounts",
+    "needs_reply",
+    "reply",
+)
 
 
 def labels() -> dict[str, dict[str, Any]]:
@@ -112,7 +120,7 @@ async def main() -> None:
         # with twice the tokens, then answers with the template).
         gateway = Gateway(Settings(model="local", home=Path(home), output_repairs=0))
         summarise, extract, draft = model_steps("local")
-        for row in gold:
+        for phase, row in [("code", r) for r in gold] + [("model", r) for r in gold[:limit]]:
             email = parse_email(SAMPLE_INBOX / row["file"])
             c = Classification(
                 category=label[row["file"]]["category"], priority=label[row["file"]]["priority"]
@@ -122,7 +130,7 @@ async def main() -> None:
             # code
             code_request = truth.request_by_code(email)
             code_deadline = truth.deadline_by_code(email)
-            code = {
+            code: dict[str, Any] = {
                 "summary": truth.summary_by_code(email),
                 "request": code_request,
                 "deadline": code_deadline.isoformat() if code_deadline else None,
@@ -133,9 +141,9 @@ async def main() -> None:
             }
             code_ids = [*code["order_numbers"], *code["invoice_numbers"]]
             code["reply"] = truth.reply_by_code(email, c.category, code_ids)
-            for field in FIELDS:
-                tiers["code"][field].append(score(field, code[field], row, t))
-            if len(tiers["checked"]["request"]) >= limit:
+            if phase == "code":
+                for field in FIELDS:
+                    tiers["code"][field].append(score(field, code[field], row, t))
                 continue
             # embedded, raw
             t0 = time.perf_counter()
@@ -181,15 +189,26 @@ async def main() -> None:
                 for field in FIELDS:
                     tiers[name][field].append(score(field, values[field], row, t))
             print(row["file"], "raw:", json.dumps({k: raw[k] for k in ("request", "deadline")}))
-    elapsed = time.perf_counter() - started
-    n = len(gold)
+            # Written after every mail: a run stopped early still leaves its results.
+            report(tiers, len(gold), calls, seconds, cut_off, time.perf_counter() - started)
+    report(tiers, len(gold), calls, seconds, cut_off, time.perf_counter() - started)
+
+
+def report(
+    tiers: dict[str, dict[str, list[tuple[bool | None, int]]]],
+    n: int,
+    calls: int,
+    seconds: float,
+    cut_off: int,
+    elapsed: float,
+) -> None:
     m = len(tiers["checked"]["request"])
     lines = [
         "# Email triage: does it tell the truth?",
         "",
         f"`bench/triage_truth.py`, {date.today().isoformat()}, {platform.machine()}, "
         f"{n} sample mails with hand-written gold facts (`sample_inbox/gold-facts.jsonl`). "
-        "Embedded model: SmolLM2-135M-Instruct (`local`), the workflow's own prompts; "
+        "Embedded model: SmolLM2-135M-Instruct (`local`), the workflow's own prompts. "
         f"The code tier on all {n} mails; the embedded tiers on the first {m} ({calls} calls, "
         f"{seconds / max(m, 1):.1f} s of model time per mail on shared, busy cores); "
         f"whole run {elapsed:.0f} s.",

@@ -3,7 +3,10 @@
 The emails are parsed by llmflow's email parser (`input: {type: email}`, the parser of the
 Python email-triage app); the judgement and writing are LLM steps in workflow.yaml. What
 stays code is what code does better: checking the ids the model extracted against the
-email's text, and filing the message.
+email's text, checking the request and the deadline the same way as the Python app
+(`llmflow.apps.email_triage.truth`: a request that copies the instructions or states a fact
+the mail does not is replaced by the mail's own sentence; a deadline must be a date the mail
+gives, as an ISO date, else the one code finds, else null), and filing the message.
 """
 
 # No `from __future__ import annotations`: this file is loaded by path, outside sys.modules.
@@ -14,7 +17,8 @@ from typing import Any
 from llmflow import RunContext
 
 INVOICE_ID = re.compile(r"(?<![\w-])INV-[\w-]*\d(?![\w-])")
-ORDER_ID = re.compile(r"(?<![\w-])(?!INV-)[A-Z]{2,4}-\d{4,8}(?![\w-])")
+ORDER_ID = re.compile(r"(?<![\w-])(?!INV-|RMA-)[A-Z]{2,4}-\d{4,8}(?![\w-])")
+INSTRUCTIONS = Path(__file__).parent / "instructions"
 MAX_IDS = 8
 
 
@@ -43,6 +47,23 @@ def ground_ids(payload: dict[str, Any]) -> dict[str, Any]:
 
     extraction["order_numbers"] = merge(extraction.get("order_numbers"), ORDER_ID)
     extraction["invoice_numbers"] = merge(extraction.get("invoice_numbers"), INVOICE_ID)
+    return _checked(email, extraction)
+
+
+def _checked(email: Any, extraction: dict[str, Any]) -> dict[str, Any]:
+    """The request and deadline checked by code, when the email is llmflow's parsed one."""
+    from llmflow.apps.email_triage import truth
+    from llmflow.inputs.email import Email
+
+    if not isinstance(email, Email):
+        return extraction
+    request = str(extraction.get("request") or "").strip()
+    instructions = [(INSTRUCTIONS / "extract.md").read_text(encoding="utf-8")]
+    if not request or truth.text_problems(request, email, instructions) is not None:
+        extraction["request"] = truth.request_by_code(email)
+    deadline, _ = truth.deadline_of_model(extraction.get("deadline"), email)
+    deadline = deadline or truth.deadline_by_code(email)
+    extraction["deadline"] = deadline.isoformat() if deadline else None
     return extraction
 
 
