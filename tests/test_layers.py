@@ -26,6 +26,7 @@ LAYERS: list[set[str]] = [
     {"apps"},  # the Python main job
     {"workflow_files"},  # workflow files (YAML) and agent files (Markdown)
     {"workflows"},  # finding a workflow by name, file or module:attr
+    {"ui"},  # the run viewer and approvals inbox (web)
     {"cli"},  # the commands
     {"__init__"},  # the public names
 ]

@@ -180,3 +180,62 @@ def test_cascade_decisions_with_audits_read_back_by_step_workflow_time_and_model
     ]  # fmt: skip
     assert store.cascade_decisions("category", model="local") == []
     assert store.cascade_decisions("other") == []
+
+
+def test_paged_reads_filter_count_and_sum_in_the_store(store: Store) -> None:
+    # The viewer's queries (`llmflow ui`): pages of runs and items, usage summed per run,
+    # per step and per dimension, one item's records.
+    for n, workflow in enumerate(["wf", "other", "wf"]):
+        _start(store, f"run{n}", workflow=workflow, items=3)
+    for i in range(3):
+        store.start_item(f"run2.{i}", run_id="run2", key=f"k{i}.eml")
+        store.add_step(run_id="run2", item_id=f"run2.{i}", path="wf/classify", kind="llm",
+                       input={"text": "x" * 20_000}, output="ok", error=None,
+                       started_at=time.time(), latency_s=0.01)  # fmt: skip
+        store.add_call(_call(f"c{i}", status="ok" if i else "failed"), run_id="run2",
+                       item_id=f"run2.{i}", step_path="wf/classify")  # fmt: skip
+        store.end_item(f"run2.{i}", status="failed" if i == 1 else "ok", output={"n": i},
+                       error=None)  # fmt: skip
+    cached = _call("c9", cost=None)
+    cached.cached = True
+    store.add_call(cached, run_id="run2", item_id="run2.0", step_path="wf/reply")
+    store.flush()
+    store.end_run("run1", status="failed", items_ok=0, items_failed=3, error="x")
+
+    assert [r["id"] for r in store.run_page(limit=2)] == ["run2", "run1"]
+    assert [r["id"] for r in store.run_page(limit=2, offset=2)] == ["run0"]
+    assert [r["id"] for r in store.run_page(workflow="wf")] == ["run2", "run0"]
+    assert [r["id"] for r in store.run_page(status="failed")] == ["run1"]
+    assert store.run_page(since=time.time() + 60) == []
+    assert store.workflows() == ["other", "wf"]
+
+    usage = store.usage(["run2", "run0"])
+    assert set(usage) == {"run2"}
+    u = usage["run2"]
+    assert (u["calls"], u["cached"], u["input_tokens"], u["output_tokens"]) == (4, 1, 30, 15)
+    assert (u["cost"], u["unpriced"], u["failed"]) == (0.75, 0, 1)
+
+    page = store.item_page("run2", limit=2)
+    assert [r["key"] for r in page] == ["k0.eml", "k1.eml"]
+    assert [r["key"] for r in store.item_page("run2", limit=2, offset=2)] == ["k2.eml"]
+    assert [r["key"] for r in store.item_page("run2", status="failed")] == ["k1.eml"]
+    assert store.item_counts("run2") == {"ok": 2, "failed": 1}
+
+    by_step = {r["path"]: r for r in store.step_usage("run2")}
+    assert by_step["wf/classify"]["steps"] == 3 and by_step["wf/classify"]["calls"] == 3
+    assert by_step["wf/classify"]["failed"] == 1
+
+    item = store.item("run2.0")
+    assert item is not None and item["key"] == "k0.eml" and store.item("nope") is None
+    (step,) = store.item_rows("steps", "run2.0")
+    assert step["input"] == '{"text":"' + "x" * 20_000 + '"}'  # a long text restored
+    assert [c["id"] for c in store.item_rows("model_calls", "run2.0")] == ["c0", "c9"]
+    call = store.call("c1")
+    assert call is not None and call["response"] == "hello" and store.call("nope") is None
+
+    by_model = store.cost_by("model")
+    assert [(r["key"], r["calls"], r["cost"]) for r in by_model] == [("openai:m", 4, 0.75)]
+    assert [r["key"] for r in store.cost_by("workflow")] == ["wf"]
+    assert {r["key"] for r in store.cost_by("step")} == {"wf/classify", "wf/reply"}
+    assert len(store.cost_by("day")) == 1
+    assert store.cost_by("day", since=time.time() + 60) == []

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # `llmflow --help` must start fast: the runtime loads where i
 
 PANELS: dict[str, tuple[str, ...]] = {
     "Run": ("run", "resume"),
-    "Inspect and forecast": ("runs", "cost", "estimate"),
+    "Inspect and forecast": ("runs", "ui", "cost", "estimate"),
     "Workflow files": ("validate", "graph", "templates", "new", "chat"),
     "Classifiers": ("eval", "calibrate", "distill", "correct"),
     "Approvals and workers": ("approvals", "approve", "reject", "worker"),

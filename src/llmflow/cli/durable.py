@@ -218,49 +218,22 @@ def _resume_one(spec: RunSpec, as_json: bool) -> int:
 
 
 def _client() -> Any:
-    from dbos import DBOSClient
+    from ..durable.inbox import open_client
 
-    from ..durable.engine import DurableSettings
-
-    settings = DurableSettings()
-    if not settings.database_url and not settings.sqlite_path.exists():
-        return None
     try:
-        return DBOSClient(
-            system_database_url=settings.system_database_url, serializer=settings.serializer()
-        )
-    except Exception as e:
-        raise fail(f"cannot open the durable database: {e}") from None
+        return open_client()
+    except ConfigError as e:
+        raise fail(str(e)) from None
 
 
 def _pending(client: Any, run_id: str | None = None) -> list[tuple[str, str, dict[str, Any]]]:
     """(item workflow id, step path, request) of every approval still waiting."""
-    from sqlalchemy.exc import OperationalError, ProgrammingError
+    from ..durable.inbox import pending_approvals
 
-    from ..durable.approval import EVENT
-
-    found = []
     try:
-        rows = client.list_workflows(
-            status="PENDING", name="llmflow.item", load_input=False, load_output=False,
-            workflow_id_prefix=f"{run_id}/" if run_id else None,
-        )  # fmt: skip
-        for w in rows:
-            requests = client.get_event(w.workflow_id, EVENT, timeout_seconds=0) or {}
-            for path, request in requests.items():
-                if request.get("status") == "waiting":
-                    found.append((w.workflow_id, path, request))
-    except (OperationalError, ProgrammingError) as e:
-        # A durable database that a first run is creating right now (or that one left
-        # half-created) has no tables yet, or not all: nothing can be waiting in it.
-        if not _missing_table(e):
-            raise fail(f"cannot read the durable database: {e.orig}") from None
-    return found
-
-
-def _missing_table(error: Exception) -> bool:
-    text = str(error).lower()
-    return "no such table" in text or ("relation" in text and "does not exist" in text)
+        return [(p.workflow_id, p.path, p.request) for p in pending_approvals(client, run_id)]
+    except ConfigError as e:
+        raise fail(str(e)) from None
 
 
 def approvals_list(
@@ -295,25 +268,14 @@ def approvals_list(
 
 
 def _decide(run: str, approved: bool, comment: str | None, step: str | None) -> int:
-    from ..durable.approval import decision_message, topic
+    from ..durable.inbox import decide
 
-    client = _client()
-    run_id = run.rsplit("/", 1)[0] if "/" in run else run
-    pending = _pending(client, run_id) if client is not None else []
-    if "/" in run:
-        pending = [p for p in pending if p[0] == run]
-    if step is not None:
-        pending = [p for p in pending if p[1] == step or p[1].endswith("/" + step)]
-    if not pending:
-        raise fail(f"run {run} waits for no approval: `llmflow approvals list` shows those waiting")
-    if len(pending) > 1:
-        listed = ", ".join(f"{w} {p}" for w, p, _ in pending)
-        raise fail(f"run {run} waits for {len(pending)} approvals ({listed}): name the item "
-                   "(<run>/<n>) or --step")  # fmt: skip
-    workflow_id, path, _ = pending[0]
-    client.send(workflow_id, decision_message(approved, comment), topic(path))
+    try:
+        chosen = decide(_client(), run, approved=approved, comment=comment, step=step)
+    except ConfigError as e:
+        raise fail(str(e)) from None
     verb = "approved" if approved else "rejected"
-    out.print(f"{verb} {path} in {workflow_id}")
+    out.print(f"{verb} {chosen.path} in {chosen.workflow_id}")
     return EXIT_OK
 
 

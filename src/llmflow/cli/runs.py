@@ -105,12 +105,29 @@ def list_runs(
 def show_run(
     run_id: Annotated[str, typer.Argument(help="A run id, or a unique prefix of one.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    item: Annotated[
+        str | None,
+        typer.Option(
+            "--item", help="Show this item's step tree: prompts, outputs and tool calls."
+        ),
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="With --item: print long texts whole.")
+    ] = False,
 ) -> int:
     """Show a run: its items, steps and every model call with tokens and latency."""
     store = _open()
     try:
         try:
             run = store.find_run(run_id)
+            if item is not None:
+                from .logs import item_json, print_item
+
+                if as_json:
+                    out.print_json(json.dumps(item_json(store, run, item)))
+                else:
+                    print_item(store, run, item, full=full)
+                return EXIT_OK
         except ConfigError as e:
             raise fail(str(e)) from None
         items = store.rows("items", run["id"])

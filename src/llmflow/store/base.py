@@ -10,7 +10,7 @@ text through `llmflow.redact.redact`, so that no credential reaches it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -163,3 +163,36 @@ class Store(Protocol):
         oldest first: rows of (run_id, item_id, model, tier, label, confidence, attempts as
         JSON, audit_label, correction, created_at)."""
         ...
+
+    # -- paged reading (the viewer) ---------------------------------------------------------
+
+    def run_page(
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        workflow: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> Sequence[Row]: ...
+
+    def workflows(self) -> list[str]: ...
+
+    def usage(self, run_ids: Sequence[str]) -> Mapping[str, Row]: ...
+
+    def item_page(
+        self, run_id: str, *, limit: int = 50, offset: int = 0, status: str | None = None
+    ) -> Sequence[Row]: ...
+
+    def item_counts(self, run_id: str) -> dict[str, int]: ...
+
+    def step_usage(self, run_id: str) -> Sequence[Row]: ...
+
+    def item(self, item_id: str) -> Row | None: ...
+
+    def item_rows(self, table: str, item_id: str) -> Sequence[Row]: ...
+
+    def call(self, call_id: str) -> Row | None: ...
+
+    def cost_by(self, by: str, *, since: float | None = None) -> Sequence[Row]: ...

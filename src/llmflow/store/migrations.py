@@ -139,6 +139,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX cascade_decisions_step ON cascade_decisions (step, created_at);
         """,
     ),
+    (
+        "m008_paged_reads",
+        """
+        -- the viewer pages a run's items in order, and lists runs by workflow
+        CREATE INDEX items_run_started ON items (run_id, started_at);
+        CREATE INDEX runs_workflow_started ON runs (workflow, started_at);
+        """,
+    ),
 ]
 
 
