@@ -45,6 +45,11 @@ NOT_CODE = {"", "yaml", "markdown", "text"}
 
 PARSE_ONLY = {
     # shell line (as shlex.join writes it, comment dropped) -> why it is not executed
+    "llmflow run email-triage 'imaps://me%40gmail.com@imap.gmail.com/INBOX?unseen=1'": (
+        "needs the reader's mailbox (tests/test_mailboxes.py runs it on a real IMAP server)"
+    ),
+    "llmflow watch email-triage imaps://me%40gmail.com@imap.gmail.com/INBOX "
+    "--max-cost-per-day 1": "needs the reader's mailbox, and watches until stopped",
     "llmflow run email-triage src/llmflow/apps/email_triage/sample_inbox "
     "--model openai:gpt-4.1-mini": "needs OPENAI_API_KEY and the network",
     "llmflow run email-triage my-inbox/ --base-url http://localhost:11434/v1 "

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     """Key for OpenAI or an OpenAI-compatible endpoint. Never stored or logged."""
     base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
     """An OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server)."""
+    imap_password: SecretStr | None = Field(default=None, validation_alias="LLMFLOW_IMAP_PASSWORD")
+    """The password or app password of the IMAP account an `imaps://` input names. Never
+    stored or logged."""
     timeout_s: float = Field(default=120.0, gt=0, validation_alias="LLMFLOW_TIMEOUT")
     """Timeout of one model call, in seconds."""
     max_retries: int = Field(default=4, ge=0, le=20, validation_alias="LLMFLOW_MAX_RETRIES")

@@ -24,6 +24,7 @@ from . import models as _models
 from . import run as _run
 from . import runs as _runs
 from . import tune as _tune
+from . import watch as _watch
 from . import ui as _ui
 from .app import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, app, arrange, err
 
@@ -40,6 +41,7 @@ _models.register(app)
 _files.register(app)
 _chat.register(app)
 _tune.register(app)
+_watch.register(app)
 _ui.register(app)
 arrange(app)
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # `llmflow --help` must start fast: the runtime loads where i
     from ..runtime.runner import ItemResult
 
 PANELS: dict[str, tuple[str, ...]] = {
-    "Run": ("run", "resume"),
+    "Run": ("run", "resume", "watch"),
     "Inspect and forecast": ("runs", "ui", "cost", "estimate"),
     "Workflow files": ("validate", "graph", "templates", "new", "chat"),
     "Classifiers": ("eval", "calibrate", "distill", "correct"),

@@ -57,13 +57,17 @@ def execute_durable(
     budget: Budget | None = None,
     item_budget: Callable[[], Budget] | None = None,
     quiet: bool = False,
+    run_id: str | None = None,
 ) -> BatchResult:
-    """`llmflow run`, durably: each item a DBOS workflow, resumable with `llmflow resume`."""
+    """`llmflow run`, durably: each item a DBOS workflow, resumable with `llmflow resume`.
+
+    `run_id` names the run (a mailbox snapshot's); a run of that id already recorded is
+    taken up where it stopped, its finished items and effects not repeated."""
     from ..durable import engine
     from ..durable.batch import RunSpec, fingerprint, keys_digest
     from ..redact import redact_url
 
-    run_id = new_id()
+    run_id = run_id or new_id()
     target = out_dir or Path("llmflow-out") / job.workflow.name / run_id
     per_item = item_budget().max_cost if item_budget is not None else None
     spec = RunSpec(
@@ -87,11 +91,22 @@ def execute_durable(
         from ..workflows import load_workflow
 
         engine.launch(load_workflow=load_workflow)
-        return _drive(job, spec, resuming=False, quiet=quiet)
+        return _drive(job, spec, resuming=_recorded(job, run_id), quiet=quiet)
     except ConfigError as e:
         raise fail(str(e)) from None
     finally:
         engine.shutdown()
+
+
+def _recorded(job: Job, run_id: str) -> bool:
+    """Whether run `run_id` is in the run store already (it is taken up, not started)."""
+    from ..store.sqlite import RunStore
+
+    store = RunStore(job.settings.db_path)
+    try:
+        return store.has_run(run_id)
+    finally:
+        store.close()
 
 
 def _drive(job: Job, spec: RunSpec, *, resuming: bool, quiet: bool) -> BatchResult:

@@ -35,6 +35,7 @@ from .app import (
 from .signals import EXIT_TERMINATED, run_until_signal, terminated
 
 if TYPE_CHECKING:  # the work loads when a command runs, so that `llmflow --help` starts fast
+    from ..inputs.imap import Snapshot
     from ..models.gateway import Gateway
     from ..models.pricing import Pricing
     from ..runtime.runner import BatchResult, Item, Workflow
@@ -55,7 +56,11 @@ def run(
         ),
     ],
     inputs: Annotated[
-        Path, typer.Argument(help="The input: a file or a folder (e.g. of .eml files).")
+        str,
+        typer.Argument(
+            help="The input: a file or a folder (e.g. of .eml files), or a mailbox: "
+            "imaps://user@host/INBOX, its password in LLMFLOW_IMAP_PASSWORD (docs/mailboxes.md)."
+        ),
     ],
     model: Annotated[
         str | None,
@@ -129,6 +134,9 @@ def run(
     """Run a workflow on a batch of inputs and record it, with its cost."""
     job = prepare(workflow, inputs, model=model, base_url=base_url, concurrency=concurrency,
                   cache=not no_cache)  # fmt: skip
+    if job.snapshot is not None and not job.items:
+        err.print(f"no new messages in {job.source_url}", highlight=False, soft_wrap=True)
+        return EXIT_OK
     writable_folder(out_dir or Path("llmflow-out"), "choose another folder with --out")
     if max_cost is not None or max_cost_per_item is not None:
         client, model_id = job.gateway.resolve()
@@ -154,10 +162,15 @@ def run(
         from .durable import execute_durable
 
         batch = execute_durable(job, ref=workflow, out_dir=out_dir, budget=budget,
-                                item_budget=item_budget, quiet=as_json)  # fmt: skip
+                                item_budget=item_budget, quiet=as_json,
+                                run_id=job.snapshot)  # fmt: skip
     else:
         batch = execute(job, out_dir=out_dir, budget=budget, item_budget=item_budget,
                         quiet=as_json)  # fmt: skip
+    if job.snapshot is not None and batch.status != "interrupted":
+        from ..inputs.imap import finish_snapshot
+
+        finish_snapshot(job.snapshot, batch.status, job.settings)
     if batch.status == "interrupted":
         how = "by SIGTERM" if terminated() else ""
         then = (
@@ -197,11 +210,15 @@ class Job:
     """Answer deterministic calls seen before from the response cache."""
     summary: CostSummary = field(default_factory=CostSummary)
     """The finished run's cost (set by `execute`)."""
+    snapshot: str | None = None
+    """For a mailbox input: the id of the snapshot of its new messages (the run's id too)."""
+    source_url: str | None = None
+    """For a mailbox input: its URL (no password)."""
 
 
 def prepare(
     workflow: str,
-    inputs: Path,
+    inputs: Path | str,
     *,
     model: str | None,
     base_url: str | None,
@@ -217,6 +234,10 @@ def prepare(
     from ..workflows import load_workflow
 
     try:
+        if isinstance(inputs, str) and inputs.lower().startswith(("imaps://", "imap://")):
+            from ..inputs.imap import check_source
+
+            check_source(inputs)  # the URL, the login, the mailbox: before any other work
         overrides: dict[str, Any] = {}
         if model:
             overrides["model"] = model
@@ -236,7 +257,12 @@ def prepare(
             wf.check_models(gateway)
         if wf.load is None:
             raise ConfigError(f"workflow {wf.name!r} does not read inputs from files")
-        items = wf.load(inputs)
+        snapshot = source_url = None
+        if isinstance(inputs, str) and inputs.lower().startswith(("imaps://", "imap://")):
+            snapshot, source_url = mailbox_snapshot(inputs, settings)
+            inputs = snapshot.path
+        inputs = Path(inputs)
+        items = wf.load(inputs) if snapshot is None or snapshot.count else []
         RunStore(settings.db_path).close()  # the state directory is usable
     except ConfigError as e:
         raise fail(str(e)) from None
@@ -250,7 +276,41 @@ def prepare(
         # would only interleave, and none would finish early.
         concurrency=concurrency or default_concurrency or (1 if client.provider == "local" else 4),
         cache=cache,
+        snapshot=snapshot.id if snapshot is not None else None,
+        source_url=source_url,
     )
+
+
+def mailbox_snapshot(url: str, settings: Settings) -> tuple[Snapshot, str]:
+    """The messages of a mailbox that no run took yet, fetched into a snapshot folder (or
+    those a run fetched and never started on); says what the user should know."""
+    from ..inputs.imap import parse_source, take_snapshot, unfinished_snapshots
+    from ..store.sqlite import RunStore
+
+    source = parse_source(url)
+    store = RunStore(settings.db_path)
+    try:
+        waiting = []
+        for snap in unfinished_snapshots(source, settings):
+            if not store.has_run(snap.id):
+                waiting.append(snap)
+            elif store.find_run(snap.id)["status"] not in (None, "running", "interrupted"):
+                from ..inputs.imap import finish_snapshot
+
+                finish_snapshot(snap.id, str(store.find_run(snap.id)["status"]), settings)
+            else:
+                err.print(
+                    f"run {snap.id} holds {snap.count} message(s) of {source.url} and was "
+                    f"interrupted: finish it with: llmflow resume {snap.id}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+    finally:
+        store.close()
+    snapshot = waiting[0] if waiting else take_snapshot(source, settings)
+    for note in snapshot.notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    return snapshot, source.url
 
 
 def execute(
@@ -268,7 +328,7 @@ def execute(
     store = RunStore(job.settings.db_path)
     if job.cache:
         job.gateway.cache = ResponseCache(store)
-    run_id = new_id()
+    run_id = job.snapshot or new_id()  # a mailbox snapshot's run has its id
     target = out_dir or Path("llmflow-out") / job.workflow.name / run_id
     try:
         batch = run_until_signal(

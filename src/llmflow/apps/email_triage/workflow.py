@@ -87,6 +87,11 @@ class Triage(BaseModel):
     """Model answers refused by the checks, per field, and why (never shown as facts)."""
     filed_as: str | None = None
     """Where `act` filed the message, relative to the run's output folder."""
+    mailbox_message: str | None = None
+    """The message's id on its IMAP server (server, mailbox, UIDVALIDITY, UID), when read
+    from one."""
+    mailbox_actions: list[str] = Field(default_factory=list)
+    """What `act` did on the IMAP server (flags, a draft saved, a move), one line each."""
 
 
 # Every step's prompt is [one shared system prompt][the email][the step's task]: a mail's
@@ -151,13 +156,36 @@ def _ground_ids(triage: Triage) -> Triage:
     return triage.model_copy(update={"extraction": grounded})
 
 
+def _act_in_mailbox(triage: Triage, ctx: RunContext) -> Triage:
+    """On a message read over IMAP: the keyword `$llmflow-<category>`, `\\Flagged` when
+    urgent, the drafted reply saved in Drafts threaded to it (never sent), then a copy or a
+    move to `<folder>/<Category>` when the source URL says `file=copy|move`. Each action is
+    keyed by the message and this step and checks the server first: never done twice."""
+    from ...inputs.imap import MessageActions, act_in_mailbox, snapshot_message, triage_folder
+
+    found = snapshot_message(ctx.run_id, triage.email.source)  # the run's id is the snapshot's
+    if found is None:
+        return triage
+    ref, raw = found
+    c = triage.classification
+    category = c.category if c else "unsorted"
+    flags = [f"$llmflow-{category}"] + (["\\Flagged"] if c and c.priority == "urgent" else [])
+    copy_to, move_to = triage_folder(ref, category)
+    actions = MessageActions(flags=flags, draft=triage.reply, copy_to=copy_to, move_to=move_to)
+    key = f"{ref.identity}#{ctx.path}"
+    done = act_in_mailbox(triage.email, actions, ref=ref, raw=raw, key=key)
+    return triage.model_copy(update={"mailbox_message": ref.identity, "mailbox_actions": done})
+
+
 def _act(triage: Triage, ctx: RunContext) -> Triage:
     """File the message under its category and append its result to results.jsonl.
 
     Runs as an action (exactly once per durable run): if the process dies inside it, the
     resumed run files the same copy again (an atomic rewrite) and appends nothing twice, as
-    the line carries the action's idempotency key.
+    the line carries the action's idempotency key. A message read over IMAP is also
+    flagged, its reply drafted and maybe moved on its server (`_act_in_mailbox`).
     """
+    triage = _act_in_mailbox(triage, ctx)
     if ctx.out_dir is None:
         return triage
     from ...durable.actions import append_line_once, write_once
@@ -197,6 +225,8 @@ def result_record(triage: Triage) -> dict[str, object]:
         "tiers": triage.tiers,
         "rejected": triage.rejected,
         "filed_as": triage.filed_as,
+        "mailbox_message": triage.mailbox_message,
+        "mailbox_actions": triage.mailbox_actions,
     }
 
 
