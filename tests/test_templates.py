@@ -25,6 +25,7 @@ from llmflow import (
     run_batch,
 )
 from llmflow.cli import main
+from llmflow.steps.untrusted import unmark
 from llmflow.testing import ScriptedModel, json_reply, scripted_gateway
 from llmflow.workflow_files import TEMPLATES, load_workflow_file
 
@@ -337,7 +338,8 @@ def tool_call(request: ModelRequest, name: str, arguments: dict[str, str]) -> Mo
 
 
 def tool_results(request: ModelRequest) -> list[str]:
-    return [m.content or "" for m in request.messages if m.role == "tool"]
+    """The tools' results, as the tools gave them (unmarked: lookups are marked untrusted)."""
+    return [unmark(m.content or "") for m in request.messages if m.role == "tool"]
 
 
 def support_script(request: ModelRequest) -> str | ModelResponse:
@@ -362,7 +364,10 @@ def support_script(request: ModelRequest) -> str | ModelResponse:
     return json_reply({"message": f"Refunded. {done[2]}"})
 
 
-async def test_support_chat_refunds_once_and_hands_billing_over(tmp_path: Path) -> None:
+async def test_support_chat_refunds_once_and_hands_billing_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SUPPORT_CHAT_APPROVE_ABOVE_EUR", "500")  # no approval below 500 EUR
     messages = tmp_path / "messages.jsonl"
     sample = (TEMPLATES / "support-chat" / "sample" / "messages.jsonl").read_text().splitlines()
     messages.write_text(

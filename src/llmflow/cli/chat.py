@@ -1,4 +1,10 @@
-"""`llmflow chat`: talk with an agent file's agent in the terminal."""
+"""`llmflow chat`: talk with an agent file's agent in the terminal.
+
+A chat is a recorded run (`llmflow runs show`): each turn an item, with its model calls and
+every tool call (allowed, refused, awaiting approval). `--principal` says who you chat as;
+tools that act for someone refuse without one. A tool call that needs approval asks at the
+terminal (the person running the chat decides), and the decision is recorded.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ from .app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, endpoint, err, fail, ou
 
 if TYPE_CHECKING:  # the command imports what it uses: `llmflow --help` starts fast
     from ..models.gateway import Gateway
+    from ..steps.principal import Principal
+    from ..store.sqlite import RunStore
 
 EXIT_COMMANDS = ("/exit", "/quit")
 
@@ -44,12 +52,21 @@ def chat(
             "\\[default: each line you type]",
         ),
     ] = None,
+    principal: Annotated[
+        str | None,
+        typer.Option(
+            help="Who you chat as (an email address, a customer id): tools that act for "
+            "someone act for them only. \\[default: none: such tools refuse]",
+        ),
+    ] = None,
 ) -> int:
     """Talk with an agent: each line is a turn; /exit or Ctrl-D ends."""
     import asyncio
 
     from ..models.gateway import Gateway
     from ..settings import Settings
+    from ..steps.principal import Principal
+    from ..store.sqlite import RunStore
     from ..workflow_files import load_agent_file
 
     try:
@@ -63,16 +80,23 @@ def chat(
         if model:  # the command line wins over the agent file's model
             agent.model = model
         gateway.resolve(agent.model)  # an unknown model or a missing key fails now
+        store = RunStore(Settings().db_path)
     except SpecError as e:
         raise fail(str(e)) from None
     except ConfigError as e:
         raise fail(str(e)) from None
+    who = Principal(id=principal.strip()) if principal and principal.strip() else None
     err.print(f"chatting with {agent.name} ({agent.description}); /exit or Ctrl-D to end")
+    session = _Session(store, agent, gateway, str(agent_file), who)
     try:
-        return asyncio.run(_converse(agent, gateway, _parse_input(input_value)))
+        return asyncio.run(_converse(agent, gateway, _parse_input(input_value), session))
     except KeyboardInterrupt:  # Ctrl-C ends the chat like /exit, without a traceback
         err.print()
+        session.end("interrupted")
         return EXIT_INTERRUPTED
+    finally:
+        session.end("ok")
+        store.close()
 
 
 def _parse_input(text: str | None) -> Any:
@@ -84,15 +108,86 @@ def _parse_input(text: str | None) -> Any:
         return text
 
 
-async def _converse(agent: Any, gateway: Gateway, input: Any) -> int:
-    import asyncio
+class _Session:
+    """The chat's run in the store: started now, a turn an item, ended once."""
 
-    from ..steps.context import RunContext
+    def __init__(
+        self, store: RunStore, agent: Any, gateway: Gateway, source: str, who: Principal | None
+    ) -> None:
+        from ..ids import new_id
+        from ..runtime.recording import StoreRecorder
+        from ..steps.context import RunContext
+
+        self.store = store
+        self.run_id = new_id()
+        self.ok = self.failed = 0
+        self.ended = False
+        store.start_run(
+            self.run_id, workflow=f"chat:{agent.name}", model=agent.model or gateway.settings.model,
+            source=source, out_dir=None, items_total=0,
+        )  # fmt: skip
+        self.ctx = RunContext(
+            gateway=gateway,
+            run_id=self.run_id,
+            hooks=(StoreRecorder(store),),
+            principal=who,
+            effects=_terminal_approvals(),
+        )
+
+    def end(self, status: str) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        if status == "ok" and self.failed:
+            status = "failed" if not self.ok else "partial"
+        self.store.end_run(
+            self.run_id, status=status, items_ok=self.ok, items_failed=self.failed, error=None,
+            items_total=self.ok + self.failed,
+        )  # fmt: skip
+        err.print(f"recorded as run {self.run_id}: llmflow runs show {self.run_id[:12]}")
+
+
+def _terminal_approvals() -> Any:
+    from ..steps.effects import Effects
+
+    class TerminalApprovals(Effects):
+        """Approvals asked of the person at the terminal (side effects run directly)."""
+
+        approvals = True
+
+        async def approval(self, ctx: Any, prompt: str, **kwargs: Any) -> Any:
+            import asyncio
+            import getpass
+            import time
+
+            from ..steps.effects import Decision
+
+            def ask() -> str:
+                sys.stderr.write(f"approve {prompt}? [y/N] ")
+                sys.stderr.flush()
+                return sys.stdin.readline().strip().lower()
+
+            answer = await asyncio.to_thread(ask)
+            try:
+                user: str | None = getpass.getuser()
+            except (KeyError, OSError):
+                user = None
+            approved = answer in ("y", "yes")
+            comment = None if approved else "declined at the terminal"
+            return Decision(approved=approved, comment=comment, by=user, at=time.time())
+
+    return TerminalApprovals()
+
+
+async def _converse(agent: Any, gateway: Gateway, input: Any, session: _Session) -> int:
+    import asyncio
+    import time
+
     from ..store.sqlite import to_json
     from ..workflow_files.scope import Conversation
 
     conversation = Conversation(input)
-    ctx = RunContext(gateway=gateway)
+    turn = 0
     try:
         while True:
             line = await asyncio.to_thread(_read_line)
@@ -101,19 +196,35 @@ async def _converse(agent: Any, gateway: Gateway, input: Any) -> int:
             if not line.strip():
                 continue
             conversation.turns.append(("user", line.strip()))
+            turn += 1
+            ctx = session.ctx.for_item(f"{session.run_id}.{turn}")
+            for hook in ctx.hooks:
+                hook.on_item_start(ctx, key=f"turn {turn}")
+            started_at = time.time()
             try:
                 answer = await agent(conversation, ctx)
             except LLMFlowError as e:
+                _item_end(ctx, turn, None, e, started_at)
+                session.failed += 1
                 err.print(f"[bold red]error:[/] {e}", highlight=False)
                 conversation.turns.pop()
                 if isinstance(e, ConfigError):
                     return EXIT_FAILED
                 continue
+            _item_end(ctx, turn, answer, None, started_at)
+            session.ok += 1
             text = answer if isinstance(answer, str) else (to_json(answer) or "")
             conversation.turns.append(("assistant", text))
             out.print(f"{agent.name}> {text}", highlight=False, markup=False)
     finally:
         await gateway.aclose()
+
+
+def _item_end(
+    ctx: Any, turn: int, output: Any, error: BaseException | None, started_at: float
+) -> None:
+    for hook in ctx.hooks:
+        hook.on_item_end(ctx, key=f"turn {turn}", output=output, error=error, started_at=started_at)
 
 
 def _read_line() -> str | None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from ..analysis.costs import summarise
@@ -179,6 +181,7 @@ def show_run(
         ]
         table.add_row(*cells)
     print_table(table)
+    _print_tool_calls(steps, keys, prefix)
     total = summarise(calls)
     out.print(
         f"{total.calls} calls ({total.cached} cached) · {total.input_tokens} input + "
@@ -186,6 +189,86 @@ def show_run(
         f"{len(steps)} steps recorded"
     )
     return EXIT_OK
+
+
+TOOL_KINDS = ("tool", "action", "approval", "check")
+"""Steps shown in the tool calls table: tool calls (allowed, refused, rejected), their
+approvals (awaiting, approved, rejected) and claims checks."""
+SHOWN_CHARS = 300
+
+
+def _print_tool_calls(steps: Sequence[sqlite3.Row], keys: dict[str, str], prefix: str) -> None:
+    """Every tool call with its arguments and result, its approvals and the claims checks."""
+    rows = [s for s in steps if s["kind"] in TOOL_KINDS]
+    if not rows:
+        return
+    latest: dict[tuple[str, str], sqlite3.Row] = {}  # an approval: asked, then decided
+    for row in rows:
+        latest[(row["item_id"] or "", row["path"])] = row
+    table = Table(
+        title=f"tool calls ({sum(r['kind'] in ('tool', 'action') for r in rows)})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for name in ("item", "step", "kind", "status", "arguments", "result"):
+        table.add_column(name, overflow="fold")
+    for row in latest.values():
+        status, result = _tool_status(row)
+        table.add_row(
+            escape(keys.get(row["item_id"], "")),
+            escape((row["path"] or "").removeprefix(prefix)),
+            row["kind"],
+            status,
+            escape(_short(_arguments(row))),
+            escape(_short(result)),
+        )
+    print_table(table)
+
+
+def _loaded(text: str | None) -> object:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _arguments(row: sqlite3.Row) -> str:
+    value = _loaded(row["input"])
+    if row["kind"] == "approval" and isinstance(value, dict):
+        value = value.get("arguments")
+    elif row["kind"] == "check":
+        return ""
+    if isinstance(value, str):  # a tool call's input is its arguments' JSON text
+        value = _loaded(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v!r}" for k, v in value.items())
+    return "" if value is None else str(value)
+
+
+def _tool_status(row: sqlite3.Row) -> tuple[str, str]:
+    """The status cell (coloured) and the result text of a tool-calls row."""
+    output = _loaded(row["output"])
+    if row["kind"] == "approval" and isinstance(output, dict):
+        state = str(output.get("status", ""))
+        by = f" by {output['by']}" if output.get("by") else ""
+        colour = {"approved": "green", "rejected": "red"}.get(state, "yellow")
+        return f"[{colour}]{state}{by}[/]", str(output.get("comment") or "")
+    if row["kind"] == "check" and isinstance(output, dict):
+        if output.get("ok"):
+            return "[green]claims match[/]", ", ".join(output.get("claims") or []) or "no claims"
+        whys = "; ".join(f"{m['sentence']} ({m['why']})" for m in output.get("mismatches", []))
+        return "[red]claims mismatch, reply rewritten[/]", whys
+    status = row["status"]
+    if status == "ok":
+        return "[green]ok[/]", "" if output is None else str(output)
+    colour = "yellow" if status in ("refused", "rejected", "blocked") else "red"
+    return f"[{colour}]{status}[/]", str(row["error"] or "")
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
 
 
 def _call_status(call: sqlite3.Row) -> str:

@@ -84,6 +84,8 @@ class StoreRecorder(RunHooks):
                 audit_label=output.audit.label if output.audit else None,
                 created_at=started_at + latency_s,
             )  # fmt: skip
+        if self.durable and step.kind == "approval":  # a run waiting for a person shows it
+            self.store.flush()
 
     def on_model_call_start(self, ctx: RunContext, *, call: ModelCall, **kwargs: Any) -> None:
         if self.durable:

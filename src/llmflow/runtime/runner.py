@@ -21,6 +21,7 @@ from ..models.budget import Budget
 from ..models.gateway import Gateway
 from ..steps.base import Step
 from ..steps.context import RunContext, RunHooks
+from ..steps.effects import DIRECT, Effects
 from ..store.sqlite import RunStore
 from .admission import Admission
 from .recording import StoreRecorder
@@ -311,6 +312,7 @@ async def run_batch(
     budget: Budget | None = None,
     item_budget: Callable[[], Budget] | None = None,
     on_item_done: Callable[[ItemResult], None] | None = None,
+    effects: Effects | None = None,
 ) -> BatchResult:
     """Run `workflow.step` on every item, at most `concurrency` at once.
 
@@ -319,7 +321,9 @@ async def run_batch(
     (Ctrl-C) raises `RunInterrupted`, which carries the items that finished. `budget` limits
     the whole batch: when a call would cross it, no further item starts (those in flight
     finish within their reservations) and the status is `stopped`; `item_budget` makes a
-    fresh budget for each item, whose crossing fails that item only.
+    fresh budget for each item, whose crossing fails that item only. `effects` carries out
+    side effects and approvals (default: directly, approvals refused; durable runs use
+    `llmflow.durable`; tests may decide approvals in code).
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
@@ -336,6 +340,7 @@ async def run_batch(
             hooks=all_hooks,
             out_dir=out_dir,
             budgets=(budget,) if budget is not None else (),
+            effects=effects or DIRECT,
         ),
         store=store,
         item_budget=item_budget,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from pathlib import Path
@@ -46,7 +47,18 @@ from ..errors import ConfigError, StepError
 from ..models.agents_adapter import GatewayModel
 from .base import Step
 from .context import RunContext
+from .effects import Decision
+from .principal import (
+    ActionRecord,
+    ApprovalRule,
+    Check,
+    Principal,
+    ToolRefusedError,
+    acting_for,
+    permission_problem,
+)
 from .prompt import PromptTemplate, read_instructions
+from .untrusted import UNTRUSTED_RULE, mark_untrusted
 
 NO_TRACING = RunConfig(tracing_disabled=True)
 
@@ -64,8 +76,11 @@ class Tool:
         invoke: Invoke,
         *,
         side_effect: bool = False,
-        needs_approval: bool = False,
+        needs_approval: bool | ApprovalRule = False,
         strict: bool = True,
+        requires: Sequence[str] = (),
+        check: Check | None = None,
+        untrusted: bool = False,
     ) -> None:
         self.name = name
         self.description = description
@@ -77,8 +92,18 @@ class Tool:
         once per call in a durable run."""
         self.needs_approval = needs_approval
         """Each call waits for a person's approval (durable runs only); a rejected call is
-        not made, and the model is told so, with the reviewer's comment."""
+        not made, and the model is told so, with the reviewer's comment. A function
+        `(principal, arguments) -> bool` asks for approval of the calls it returns True for
+        (refunds above an amount)."""
         self.strict = strict
+        self.requires = frozenset(requires)
+        """Permissions the run's principal must hold for any call (`Principal.permissions`)."""
+        self.check = check
+        """`(principal, arguments)`: True allows the call; anything else refuses it (a
+        string says why). Calls outside it are refused before the tool runs, and recorded."""
+        self.untrusted = untrusted
+        """Its results come from outside (the web, a mailbox): the model reads them marked
+        as data (`mark_untrusted`)."""
 
 
 def tool(
@@ -87,11 +112,17 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     side_effect: bool = False,
-    needs_approval: bool = False,
+    needs_approval: bool | ApprovalRule = False,
+    requires: Sequence[str] = (),
+    check: Check | None = None,
+    untrusted: bool = False,
 ) -> Any:
     """Make a tool from a function (sync or async, typed arguments, docstring as description):
     `tool(lookup)`, `@tool(side_effect=True)` for one that changes something (exactly once
-    per call in a durable run), `needs_approval=True` for one a person must approve first."""
+    per call in a durable run), `needs_approval=True` for one a person must approve first
+    (or a function of the principal and arguments saying which calls), `requires=[...]` and
+    `check=fn` for what the run's principal must be allowed (see `steps.principal`),
+    `untrusted=True` for one whose results the model must read as data."""
 
     def wrap(f: Callable[..., Any]) -> Tool:
         # The SDK derives the argument schema and validates calls; errors are left to raise
@@ -111,6 +142,9 @@ def tool(
             side_effect=side_effect,
             needs_approval=needs_approval,
             strict=base.strict_json_schema,
+            requires=requires,
+            check=check,
+            untrusted=untrusted,
         )
 
     return wrap(fn) if fn is not None else wrap
@@ -131,52 +165,120 @@ class _ToolCall(Step[str, Any]):
         self.tool_ctx = tool_ctx
 
     async def run(self, input: str, ctx: RunContext) -> Any:
-        if self.tool.needs_approval:
-            refusal = await _approval(self.tool, input, ctx)
-            if refusal is not None:
-                return refusal
-        if not self.tool.side_effect:
-            return await self.tool.invoke(input, self.tool_ctx, ctx)
+        t = self.tool
+        arguments = _arguments(input)
+        principal = ctx.principal
+        given = arguments if isinstance(arguments, dict) else {}
+
+        def record(status: Any, result: Any, approval: dict[str, Any] | None = None) -> None:
+            ctx.actions.append(
+                ActionRecord(t.name, ctx.path, arguments, status, t.side_effect, result, approval)
+            )
+
+        problem = permission_problem(t.name, t.requires, t.check, principal, given)
+        if problem is not None:
+            record("refused", problem)
+            raise ToolRefusedError(
+                ctx.path,
+                f"Refused: {t.name} is not allowed here: {problem}. The tool did not run; tell "
+                "the user you cannot do that, and do not try it again.",
+            )
+        approval: dict[str, Any] | None = None
+        if _needs_approval(t, principal, given):
+            decision = await _approval(t, input, arguments, ctx)
+            approval = decision.model_dump()
+            if not decision.approved:
+                who = decision.by or "a reviewer"
+                why = f": {decision.comment}" if decision.comment else ""
+                reason = (
+                    f"Not done: the call of {t.name} was rejected by {who}{why}. The tool did "
+                    "not run; tell the user, and do not try it again."
+                )
+                record("rejected", reason, approval)
+                raise ToolRefusedError(ctx.path, reason, status="rejected")
+
+        async def call() -> Any:
+            with acting_for(principal):
+                return await t.invoke(input, self.tool_ctx, ctx)
 
         async def effect() -> Any:
-            result = await self.tool.invoke(input, self.tool_ctx, ctx)
+            result = await call()
             try:  # checkpointed as JSON: what cannot be, the model hears as text anyway
                 pydantic_core.to_json(result)
             except pydantic_core.PydanticSerializationError:
                 return str(result)
             return result
 
-        return await ctx.effects.run(effect, ctx)
+        try:
+            result = await (ctx.effects.run(effect, ctx) if t.side_effect else call())
+        except Exception as e:
+            record("failed", getattr(e, "reason", None) or str(e), approval)
+            raise
+        record("ok", result, approval)
+        return result
 
 
-async def _approval(t: Tool, args: str, ctx: RunContext) -> str | None:
-    """Wait for a person's decision on this call of `t`: None when approved, else the
-    refusal the model gets instead of the tool's result."""
-    if not ctx.effects.durable:
+def _arguments(args: str) -> Any:
+    try:
+        return json.loads(args or "{}")
+    except ValueError:
+        return args
+
+
+def _needs_approval(t: Tool, principal: Principal | None, arguments: dict[str, Any]) -> bool:
+    rule = t.needs_approval
+    if isinstance(rule, bool):
+        return rule
+    try:
+        return bool(rule(principal, arguments))
+    except Exception:  # a rule that fails asks a person: never skip an approval by accident
+        return True
+
+
+class _ApprovalRequest(Step[Any, Any]):
+    """What a tool call's approval is recorded as: `agent/tool[n]/approval`, once when it is
+    asked (awaiting approval) and once when decided."""
+
+    kind = "approval"
+
+    async def run(self, input: Any, ctx: RunContext) -> Any:  # pragma: no cover - a record
+        return input
+
+
+_APPROVAL = _ApprovalRequest("approval")
+
+
+def _record_approval(ctx: RunContext, request: dict[str, Any], state: dict[str, Any]) -> None:
+    at = ctx.child("approval")
+    now = time.time()
+    for hook in ctx.hooks:
+        try:  # a record that cannot be written never stops the approval itself
+            hook.on_step_end(
+                at, step=_APPROVAL, input=request, output=state, error=None, started_at=now,
+                latency_s=0.0,
+            )  # fmt: skip
+        except Exception:  # pragma: no cover - a broken hook
+            continue
+
+
+async def _approval(t: Tool, args: str, arguments: Any, ctx: RunContext) -> Decision:
+    """Wait for a person's decision on this call of `t` (recorded as asked and as decided)."""
+    if not (ctx.effects.durable or ctx.effects.approvals):
         raise ConfigError(
             f"{ctx.path}: the tool {t.name!r} needs approval (needs_approval=True), and a run "
             "waits for one only when it is durable: use `llmflow run` (durable unless "
             "--no-durable or LLMFLOW_DURABLE=0) or llmflow.durable.run_durable in Python, or "
             "drop needs_approval"
         )
-    try:
-        arguments: Any = json.loads(args or "{}")
-    except ValueError:
-        arguments = args
     shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items()) if isinstance(
         arguments, dict
     ) else args  # fmt: skip
-    decision = await ctx.effects.approval(
-        ctx, f"{t.name}({shown})", details={"tool": t.name, "arguments": arguments}
-    )
-    if decision.approved:
-        return None
-    who = decision.by or "a reviewer"
-    why = f": {decision.comment}" if decision.comment else ""
-    return (
-        f"Not done: the call of {t.name} was rejected by {who}{why}. The tool did not run; "
-        "tell the user, and do not try it again."
-    )
+    request = {"tool": t.name, "arguments": arguments}
+    _record_approval(ctx, request, {"status": "awaiting approval"})
+    decision = await ctx.effects.approval(ctx, f"{t.name}({shown})", details=request)
+    state = "approved" if decision.approved else "rejected"
+    _record_approval(ctx, request, {"status": state, **decision.model_dump()})
+    return decision
 
 
 class AgentStep(Step[Any, Any]):
@@ -248,10 +350,13 @@ class AgentStep(Step[Any, Any]):
         return self._sdk_agent
 
     def _build(self, node: _Node) -> Agent[Any]:
+        instructions = self.instructions
+        if any(t.untrusted for t in self.tools) and UNTRUSTED_RULE not in instructions:
+            instructions = f"{instructions}\n\n{UNTRUSTED_RULE}"
         return Agent(
             name=self.name,
             handoff_description=self.description,
-            instructions=self.instructions,
+            instructions=instructions,
             tools=[_sdk_tool(t, node) for t in self.tools],
             handoffs=[h._build(_Node(h, node)) for h in self.handoffs],
             output_type=None if self.output is str else self.output,
@@ -378,12 +483,18 @@ def _sdk_tool(t: Tool, node: _Node) -> FunctionTool:
         scope = _scope(node)
         step = _ToolCall(t, tool_ctx)
         try:
-            return await step.invoke(args, scope.ctx, f"{t.name}[{next(scope.calls)}]")
+            result = await step.invoke(args, scope.ctx, f"{t.name}[{next(scope.calls)}]")
         except ConfigError:  # not the tool failing but how it is set up: fail the item
             raise
+        except ToolRefusedError as e:  # recorded as refused (or rejected); the model hears why
+            return e.reason
         except Exception as e:  # recorded by the step; the model hears of it and goes on
             reason = getattr(e, "reason", str(e))
             return f"Error: the tool {t.name} failed: {reason}"
+        if t.untrusted:
+            text = result if isinstance(result, str) else json.dumps(result, default=str)
+            return mark_untrusted(text, f"{t.name} result")
+        return result
 
     return FunctionTool(
         name=t.name,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..models.budget import Budget
 from ..models.gateway import Gateway, ModelCall
 from .effects import DIRECT, Effects
+from .principal import ActionRecord, Principal
 
 if TYPE_CHECKING:
     from .base import Step
@@ -83,6 +84,12 @@ class RunContext:
     """Run parameters for user steps (shared by the whole run)."""
     effects: Effects = DIRECT
     """How side effects and approvals are carried out (durable runs install their own)."""
+    principal: Principal | None = None
+    """Who the input is from and what they may act on: set by code from the input (a
+    workflow file's `principal:`), never by a model; tools see it (`current_principal()`)."""
+    actions: list[ActionRecord] = field(default_factory=list)
+    """The tool calls of this item so far (allowed, refused, rejected), shared by its steps:
+    what `claims_match_actions` checks a reply against."""
 
     def child(self, name: str) -> RunContext:
         """The context of a sub-step called `name`."""
@@ -99,11 +106,15 @@ class RunContext:
             budgets=self.budgets,
             extras=self.extras,
             effects=self.effects,
+            principal=self.principal,
+            actions=self.actions,
         )
 
     def for_item(self, item_id: str, *extra_budgets: Budget) -> RunContext:
         """The root context of one batch item, with budgets of its own added."""
-        return dataclasses.replace(self, item_id=item_id, budgets=(*self.budgets, *extra_budgets))
+        return dataclasses.replace(
+            self, item_id=item_id, budgets=(*self.budgets, *extra_budgets), actions=[]
+        )
 
     def on_model_call_start(self, call: ModelCall) -> None:
         """A call about to be sent, for hooks that keep a record of calls in flight."""

@@ -42,6 +42,9 @@ class Effects:
 
     durable = False
     """Whether effects are checkpointed and approvals can wait."""
+    approvals = False
+    """Whether `approval` reaches a person outside a durable run (`llmflow chat` asks at
+    the terminal; tests decide in code)."""
 
     async def run(self, fn: Callable[[], Awaitable[T]], ctx: RunContext) -> T:
         """Run a side effect with its idempotency key set (`current_idempotency_key()`)."""

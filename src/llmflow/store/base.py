@@ -76,7 +76,14 @@ class Store(Protocol):
     def resume_run(self, run_id: str) -> None: ...
 
     def end_run(
-        self, run_id: str, *, status: str, items_ok: int, items_failed: int, error: str | None
+        self,
+        run_id: str,
+        *,
+        status: str,
+        items_ok: int,
+        items_failed: int,
+        error: str | None,
+        items_total: int | None = None,
     ) -> None: ...
 
     def start_item(self, item_id: str, *, run_id: str, key: str) -> None: ...

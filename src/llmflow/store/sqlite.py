@@ -171,12 +171,19 @@ class RunStore:
         self.flush()
 
     def end_run(
-        self, run_id: str, *, status: str, items_ok: int, items_failed: int, error: str | None
+        self,
+        run_id: str,
+        *,
+        status: str,
+        items_ok: int,
+        items_failed: int,
+        error: str | None,
+        items_total: int | None = None,
     ) -> None:
         self.add(
-            "UPDATE runs SET status = ?, items_ok = ?, items_failed = ?, error = ?, ended_at = ? "
-            "WHERE id = ?",
-            (status, items_ok, items_failed, error, time.time(), run_id),
+            "UPDATE runs SET status = ?, items_ok = ?, items_failed = ?, error = ?, ended_at = ?, "
+            "items_total = coalesce(?, items_total) WHERE id = ?",
+            (status, items_ok, items_failed, error, time.time(), items_total, run_id),
         )
         self.flush()
 

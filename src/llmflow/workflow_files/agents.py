@@ -249,12 +249,19 @@ class AgentBuilder(Checker):
             ref = parsed
         at = path if isinstance(entry, str) else (*path, "function")
         fn = self.tool_function(ref.function, at, folder, source)
-        if fn is None:
+        check = None
+        if ref.check is not None:
+            check = self.function(ref.check, (*path, "check"), folder, source)
+        approval: Any = ref.needs_approval
+        if isinstance(approval, str):
+            approval = self.function(approval, (*path, "needs_approval"), folder, source)
+        if fn is None or (ref.check is not None and check is None) or approval is None:
             return None
         try:
             made: Tool = tool(
                 fn, name=ref.name, description=ref.description, side_effect=ref.side_effect,
-                needs_approval=ref.needs_approval,
+                needs_approval=approval, requires=ref.requires or (), check=check,
+                untrusted=ref.untrusted,
             )  # fmt: skip
         except Exception as e:
             source.error(at, f"cannot make a tool of {ref.function}: {type(e).__name__}: {e}")

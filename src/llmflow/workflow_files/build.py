@@ -15,6 +15,7 @@ from typing import Any
 
 from ..patterns.chain import Divert, Stop, assign, chain, gate
 from ..steps.base import Step
+from ..steps.claims import claims_match_actions, reply_text
 from . import schema as m
 from .agents import AgentBuilder
 from .build_classifiers import ClassifierBuilder
@@ -29,6 +30,7 @@ from .scope import (
     SpecChain,
     ToolCallStep,
     scope_from_state,
+    scope_of,
 )
 from .source import Path_, did_you_mean
 
@@ -137,6 +139,20 @@ class Builder(AgentBuilder, PatternBuilder, ClassifierBuilder):
         if not ok:
             return None
         return ToolCallStep(name, fn, args, spec.side_effect)
+
+    def _claims(
+        self, spec: m.ClaimsSpec, name: str, path: Path_, where: Where
+    ) -> Step[Any, Any] | None:
+        reply = self.expression(spec.reply, (*path, "reply"), where)
+        if reply is None:
+            return None
+        message = spec.message
+        return claims_match_actions(
+            name,
+            reply=lambda value: reply_text(reply(**scope_of(value))),
+            on_mismatch=spec.on_mismatch,
+            rewrite=None if message is None else lambda _mismatches, _reply: message,
+        )
 
     def _gate(
         self, spec: m.GateSpec, name: str, path: Path_, where: Where

@@ -19,6 +19,8 @@ from jinja2 import meta, nodes
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from ..steps.untrusted import mark_untrusted
+
 # StrictUndefined: a typo in a field name fails the step with the name, instead of a silent
 # empty string reaching a prompt. Result and column expressions are lenient (see below).
 strict = ImmutableSandboxedEnvironment(
@@ -26,6 +28,8 @@ strict = ImmutableSandboxedEnvironment(
 )
 # ChainableUndefined: `steps.answer.text` is none when a gate stopped before `answer` ran.
 lenient = ImmutableSandboxedEnvironment(undefined=jinja2.ChainableUndefined, autoescape=False)
+for _environment in (strict, lenient):  # `{{ input.body | untrusted('mail') }}`: marked as data
+    _environment.filters["untrusted"] = mark_untrusted
 
 
 class ExpressionError(Exception):

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from ..errors import ConfigError, MissingCredentialsError, SpecError, UnknownModelError
+from ..errors import ConfigError, MissingCredentialsError, SpecError, StepError, UnknownModelError
 from ..models.gateway import Gateway
 from ..runtime.runner import Workflow
+from ..steps.principal import Principal
 from . import batch_io as io
 from . import expressions as ex
 from .build import Builder
 from .check import BASE_VARIABLES, ModelUse, Where, shown
-from .schema import ReportSpec, WorkflowSpec
+from .schema import PrincipalSpec, ReportSpec, WorkflowSpec
 from .schemas import SchemaProblem, output_type
 from .scope import ScopedAgent
 from .source import Path_, Source, fail, read_yaml
@@ -144,6 +146,7 @@ def load_workflow_text(text: str, file: Path) -> FileWorkflow:
         top=io.prepare_item(spec.input, item_type),
         result_path=("result",),
     )
+    principal = _principal(spec, builder)
     reports = _reports(spec, builder, file.parent)
     if spec.output.columns:
         for name, expression in spec.output.columns.items():
@@ -153,6 +156,7 @@ def load_workflow_text(text: str, file: Path) -> FileWorkflow:
             )  # fmt: skip
     fail(*builder.sources)
     assert step is not None  # no problems: the chain was built
+    step.principal = principal
     return FileWorkflow(
         name=spec.name,
         step=step,
@@ -165,6 +169,38 @@ def load_workflow_text(text: str, file: Path) -> FileWorkflow:
         concurrency=spec.limits.concurrency,
         models=builder.models,
     )
+
+
+def _principal(spec: WorkflowSpec, builder: Builder) -> Callable[[Any], Principal] | None:
+    """The item's principal from its input: the `principal:` expressions, compiled."""
+    given = spec.principal
+    if given is None:
+        return None
+    where = Where(step="the principal")
+    at: Path_ = ("principal",)
+    fields = PrincipalSpec(id=given) if isinstance(given, str) else given
+    id_at = at if isinstance(given, str) else (*at, "id")
+    who = builder.expression(fields.id, id_at, where)
+    attributes = {
+        key: builder.expression(text, (*at, "attributes", key), where)
+        for key, text in fields.attributes.items()
+    }
+    if who is None or any(a is None for a in attributes.values()):
+        return None
+    kind, permissions, text = fields.kind, frozenset(fields.permissions), fields.id
+
+    def principal(input: Any) -> Principal:
+        value = who(input=input, steps={})
+        if value is None or not str(value).strip():
+            raise StepError(
+                spec.name, f"the item has no principal: {text} is empty (workflow principal:)"
+            )
+        extra = {key: compute(input=input, steps={}) for key, compute in attributes.items()}
+        return Principal(
+            id=str(value).strip(), kind=kind, permissions=permissions, attributes=extra
+        )
+
+    return principal
 
 
 def _item_type(spec: WorkflowSpec, builder: Builder, folder: Path) -> Any:

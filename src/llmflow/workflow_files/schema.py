@@ -62,8 +62,16 @@ class LLMSpec(StepSpec):
 class ToolRef(Spec):
     function: str
     side_effect: bool = False
-    needs_approval: bool = False
-    """Each call waits for `llmflow approve|reject` (durable runs only)."""
+    needs_approval: bool | str = False
+    """Each call waits for `llmflow approve|reject` (durable runs only); or `module:function`
+    of (principal, arguments) saying which calls do (refunds above an amount)."""
+    requires: list[str] | None = None
+    """Permissions the run's principal must hold (its `permissions`)."""
+    check: str | None = None
+    """`module:function` of (principal, arguments): True allows the call, anything else
+    refuses it (a string says why). The engine refuses, records and tells the model."""
+    untrusted: bool = False
+    """Its results come from outside: the model reads them marked as data."""
     name: str | None = None
     description: str | None = None
 
@@ -207,6 +215,14 @@ class ClassifySpec(StepSpec):
     votes: Annotated[int, Field(gt=0, le=20)] = 5
 
 
+class ClaimsSpec(StepSpec):
+    reply: Expression
+    """The reply to check, e.g. `steps.answer.message`."""
+    on_mismatch: Literal["rewrite", "block"] = "rewrite"
+    message: str | None = None
+    """The reply sent instead of one claiming what did not happen (default: an apology)."""
+
+
 KINDS: dict[str, type[StepSpec]] = {
     "code": CodeSpec,
     "llm": LLMSpec,
@@ -223,6 +239,7 @@ KINDS: dict[str, type[StepSpec]] = {
     "rules": RulesSpec,
     "ml": MLSpec,
     "classify": ClassifySpec,
+    "claims": ClaimsSpec,
 }
 
 InputType = Literal["text", "jsonl", "json", "csv", "email", "value"]
@@ -257,11 +274,24 @@ class Limits(Spec):
     timeout_s: Annotated[float, Field(gt=0)] | None = None
 
 
+class PrincipalSpec(Spec):
+    id: Expression
+    """Who the input is from, an expression over `input` (e.g. `input.customer`)."""
+    kind: str = "user"
+    permissions: list[str] = Field(default_factory=list)
+    """What they may do (tools' `requires` name these)."""
+    attributes: dict[str, Expression] = Field(default_factory=dict)
+    """More of what code knows about them, each an expression over `input`."""
+
+
 class WorkflowSpec(Spec):
     name: Annotated[str, Field(min_length=1)]
     description: str = ""
     model: str | None = None
     input: InputSpec = Field(default_factory=InputSpec)
+    principal: Expression | PrincipalSpec | None = None
+    """Who each item is from and what they may act on, set by code from the item: an
+    expression for the id, or a mapping (id, kind, permissions, attributes)."""
     steps: Annotated[list[RawStep], Field(min_length=1)]
     result: Any = None
     output: OutputFiles = Field(default_factory=OutputFiles)

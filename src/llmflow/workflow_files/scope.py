@@ -12,6 +12,7 @@ the library's own (`chain`, `assign`, `route`, `refine`, ...).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
@@ -30,7 +31,9 @@ from ..steps.agent import AgentStep
 from ..steps.base import Step
 from ..steps.context import RunContext
 from ..steps.llm import LLMStep
+from ..steps.principal import Principal, acting_for
 from ..steps.prompt import render_input
+from ..steps.untrusted import UNTRUSTED_RULE
 from .expressions import lenient
 
 Expression = Callable[..., Any]
@@ -140,11 +143,12 @@ class ScopedAgent(AgentStep):
         if template is not None:
             # In a chat, a variable the user gave no value renders empty rather than failing.
             lenient = lenient_copy(template)
+            rule = f"\n\n{UNTRUSTED_RULE}" if any(t.untrusted for t in self.tools) else ""
 
             def instructions(_context: Any, _agent: Any) -> str:
                 scope = _agent_scope.get() or Scope.make(None, {})
                 try:
-                    return (lenient if _chatting.get() else template).render(dict(scope))
+                    return (lenient if _chatting.get() else template).render(dict(scope)) + rule
                 except jinja2.TemplateError as e:
                     raise StepError(self.name, f"instructions template: {_reason(e)}") from e
 
@@ -214,9 +218,15 @@ class ToolCallStep(Step[Any, Any]):
             return result
 
         if self.kind != "action":
-            return await call()
+            with acting_for(ctx.principal):
+                return await call()
+
+        async def effect() -> Any:
+            with acting_for(ctx.principal):
+                return await call()
+
         # A side effect: exactly once per durable run (the run's `ctx.effects`).
-        return await ctx.effects.run(call, ctx)
+        return await ctx.effects.run(effect, ctx)
 
 
 class TextOf:
@@ -280,6 +290,8 @@ class SpecChain(Step[Any, Any]):
         self.result = result
         self.top = top
         """For the workflow's chain: turns an item into the input (e.g. parses an email)."""
+        self.principal: Callable[[Any], Principal] | None = None
+        """For the workflow's chain: the item's principal, from its input (`principal:`)."""
 
     def children(self) -> list[tuple[str, Step[Any, Any]]]:
         # The steps themselves, not the `assign`s storing their outputs: graphs show the same
@@ -292,6 +304,8 @@ class SpecChain(Step[Any, Any]):
     async def run(self, input: Any, ctx: RunContext) -> Any:
         if self.top is not None:
             state: dict[str, Any] = {"input": self.top(input)}
+            if self.principal is not None:
+                ctx = dataclasses.replace(ctx, principal=self.principal(state["input"]))
         else:  # nested: the enclosing steps' outputs, and a pattern's variables (`feedback`...)
             scope = scope_of(input)
             extra = {k: v for k, v in scope.items() if k not in ("input", "steps")}

@@ -10,6 +10,13 @@ the workflow declares it as a side effect, and it refuses a second refund of the
 It records the call's idempotency key with the refund, so that the same call made again (a
 durable run resumed after a crash cut the call off) answers as the first did and does not
 refund twice, nor tell the customer that their refund was refused.
+
+The tools act for the conversation's customer only: the run's principal (`principal:` in
+workflow.yaml, from the message's `customer`, never from its text). The agent files declare
+`check: tools:owns_order` / `tools:is_the_customer`, so the engine refuses a call about
+someone else before the tool runs (recorded as refused); the tools check again themselves.
+`refund_needs_approval` decides which refunds wait for a person: every one by default, or
+those above `SUPPORT_CHAT_APPROVE_ABOVE_EUR` when it is set.
 """
 
 # No `from __future__ import annotations`: pydantic resolves the models' annotations at
@@ -29,6 +36,7 @@ from pydantic import BaseModel, Field
 
 from llmflow import Settings
 from llmflow.steps.idempotency import current_idempotency_key
+from llmflow.steps.principal import Principal, current_principal
 
 SEED = Path(__file__).parent / "seed.sql"
 REFUNDABLE = "delivered"
@@ -121,9 +129,80 @@ def _describe_order(row: sqlite3.Row) -> str:
     )
 
 
+APPROVE_ABOVE = "SUPPORT_CHAT_APPROVE_ABOVE_EUR"
+"""Refunds above this many EUR wait for a person's approval; unset: every refund does."""
+NOT_YOURS = "there is no order {key} among your orders: check the number"
+
+
+def _customer_id(db: sqlite3.Connection, principal: Principal) -> str | None:
+    """The customer id of the principal (an email address or a customer id), if any."""
+    text = principal.id.strip()
+    id_match = CUSTOMER_ID.match(text)
+    if id_match:
+        row = db.execute("SELECT id FROM customers WHERE id = ?", (f"C-{id_match.group(1)}",))
+    else:
+        row = db.execute("SELECT id FROM customers WHERE lower(email) = lower(?)", (text,))
+    found = row.fetchone()
+    return None if found is None else str(found[0])
+
+
+def _scoped(db: sqlite3.Connection, row: sqlite3.Row) -> sqlite3.Row:
+    """`row` (an order), if the run's principal owns it; the tools' own check, after the
+    engine's (`owns_order`): code called outside a run, with no principal, is trusted."""
+    principal = current_principal()
+    if principal is not None and row["customer_id"] != _customer_id(db, principal):
+        raise ValueError(NOT_YOURS.format(key=row["id"]))
+    return row
+
+
+def owns_order(principal: Principal, arguments: dict[str, object]) -> bool | str:
+    """The permission check of the order tools: the order is the principal's own. Another
+    customer's order and no order at all get the same answer, so nothing leaks."""
+    try:
+        key = order_key(str(arguments.get("order_id") or ""))
+    except ValueError as e:
+        return str(e)
+    with shop() as db:
+        found = db.execute("SELECT customer_id FROM orders WHERE id = ?", (key,)).fetchone()
+        if found is None or found[0] != _customer_id(db, principal):
+            return NOT_YOURS.format(key=key)
+    return True
+
+
+def is_the_customer(principal: Principal, arguments: dict[str, object]) -> bool | str:
+    """The permission check of `look_up_customer`: only the principal's own account."""
+    text = str(arguments.get("email_or_id") or "").strip()
+    with shop() as db:
+        own = _customer_id(db, principal)
+        id_match = CUSTOMER_ID.match(text)
+        asked = f"C-{id_match.group(1)}" if id_match else None
+        if asked is None and "@" in text:
+            row = db.execute(
+                "SELECT id FROM customers WHERE lower(email) = lower(?)", (text,)
+            ).fetchone()
+            asked = None if row is None else str(row[0])
+    if own is not None and asked == own:
+        return True
+    return "you can look up only the account of the customer you are talking to"
+
+
+def refund_needs_approval(principal: Principal | None, arguments: dict[str, object]) -> bool:
+    """Whether a refund waits for a person: always, unless SUPPORT_CHAT_APPROVE_ABOVE_EUR
+    is set; then when the order's total is above it (or the order cannot be read)."""
+    configured = os.environ.get(APPROVE_ABOVE, "").strip()
+    if not configured:
+        return True
+    try:
+        with shop() as db:
+            total = float(_order(db, str(arguments.get("order_id") or ""))["total_eur"])
+        return total > float(configured)
+    except ValueError:
+        return True
+
+
 def look_up_customer(email_or_id: str) -> str:
-    """Look up a customer by email address or customer id (like C-101): name, customer
-    since, and their orders."""
+    """Look up the customer you are talking to, by their email address or customer id
+    (like C-101): name, customer since, and their orders."""
     text = (email_or_id or "").strip()
     if not text:
         raise ValueError("give the customer's email address or customer id (like C-101)")
@@ -141,6 +220,9 @@ def look_up_customer(email_or_id: str) -> str:
             raise ValueError(f"{text!r} is neither an email address nor a customer id (like C-101)")
         if customer is None:
             raise ValueError(f"no customer {text}: ask the customer for the email on their order")
+        principal = current_principal()
+        if principal is not None and customer["id"] != _customer_id(db, principal):
+            raise ValueError("you can look up only the account of the customer you are talking to")
         orders = db.execute(
             "SELECT id, item, status FROM orders WHERE customer_id = ? ORDER BY ordered_on",
             (customer["id"],),
@@ -155,14 +237,14 @@ def look_up_customer(email_or_id: str) -> str:
 def look_up_order(order_id: OrderId) -> str:
     """Look up an order by its id (like NW-1042): item, total, status, customer, refund."""
     with shop() as db:
-        return _describe_order(_order(db, order_id))
+        return _describe_order(_scoped(db, _order(db, order_id)))
 
 
 def look_up_invoice(order_id: OrderId) -> str:
     """Look up the invoice of an order (like NW-1042): invoice number, net amount, VAT at
     20 %, total and payment method."""
     with shop() as db:
-        row = _order(db, order_id)
+        row = _scoped(db, _order(db, order_id))
     total = row["total_eur"]
     net = round(total / 1.2, 2)
     return (
@@ -179,7 +261,7 @@ def request_refund(order_id: OrderId, reason: str) -> str:
         raise ValueError("give the reason for the refund, in the customer's words")
     key = current_idempotency_key()  # set in a run; the same when the call runs again
     with shop() as db:
-        row = _order(db, order_id)
+        row = _scoped(db, _order(db, order_id))
         if row["refunded_eur"] is not None:
             if key is not None and _refunded_by(db, key) == row["id"]:  # this call did it
                 return _refund_made(row["refunded_eur"], row["id"], reason)
