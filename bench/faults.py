@@ -6,9 +6,11 @@ A 3-llm-step workflow (read a number, double it, say it) runs over 300 items, 4 
 after 50 ms. In the fault run, 20 % of requests (seed 14) get one of eight faults: malformed
 JSON, an HTML page or a plain-text page with status 200, a truncated body, a connection
 reset, a 500, a 429 with `Retry-After: 0.1`, or an invalid structured output. The baseline is
-the same batch on the same server without faults, measured in the same process. Every item's
-answer is checked against its input, and the server counts answers given twice for the same
-request (a call repeated after it had succeeded).
+the same batch on the same server without faults, measured in the same process, interleaved
+with the fault runs, best of 2 rounds (the machine is shared: noise only adds time). A third
+run retries after a fixed 50 ms instead of the default backoff. Every item's answer is
+checked against its input, and the server counts answers given twice for the same request
+(a call repeated after it had succeeded).
 
 Then two providers that are down, where the gateway's circuit breaker should stop the run:
 every request answered 500, and a closed port. The issue's figures before the breaker (not
@@ -36,7 +38,7 @@ from tests.fault_server import closed_port, serve_faults
 from llmflow import Gateway, Item, Settings, chain, llm, run_batch
 from llmflow.runtime.runner import Workflow
 
-ITEMS, CONCURRENCY, LATENCY_S, RATE, SEED = 300, 4, 0.05, 0.2, 14
+ITEMS, CONCURRENCY, LATENCY_S, RATE, SEED, ROUNDS = 300, 4, 0.05, 0.2, 14, 2
 RESULTS = Path(__file__).with_name("RESULTS-faults.md")
 
 
@@ -68,9 +70,16 @@ def answer(body: dict[str, Any]) -> str:
     return f"said {number}"
 
 
-async def batch(url: str, n: int) -> tuple[float, int, int, str | None]:
-    """Wall seconds, items right, items failed, and the first failure's message."""
-    gateway = Gateway(Settings(base_url=url, model="fake-model"))
+async def batch(
+    url: str, n: int, backoff: float | None = None
+) -> tuple[float, int, int, str | None]:
+    """Wall seconds, items right, items failed, and the first failure's message (`backoff`:
+    a fixed wait before each retry instead of the gateway's exponential one)."""
+    settings = Settings(base_url=url, model="fake-model")
+    if backoff is None:
+        gateway = Gateway(settings)
+    else:
+        gateway = Gateway(settings, backoff=lambda retry: backoff)
     items = [Item(f"i{k:03d}", {"n": k}) for k in range(n)]
     t0 = time.perf_counter()
     result = await run_batch(workflow(), items, gateway=gateway, concurrency=CONCURRENCY)
@@ -83,17 +92,25 @@ async def batch(url: str, n: int) -> tuple[float, int, int, str | None]:
 
 
 def main() -> None:
-    rows = []
-    with serve_faults(answer, rate=0.0, latency_s=LATENCY_S) as log:
-        wall, right, failed, _ = asyncio.run(batch(log.url, ITEMS))
-    base = wall
-    rows.append(("no faults (baseline)", wall, right, log.requests, 0, len(log.repeated())))
-    with serve_faults(answer, rate=RATE, seed=SEED, latency_s=LATENCY_S) as log:
-        wall, right, failed, error = asyncio.run(batch(log.url, ITEMS))
-    faults = sum(log.faults.values())
-    rows.append((f"{RATE:.0%} faulted", wall, right, log.requests, faults, len(log.repeated())))
-    kinds = ", ".join(f"{k} {v}" for k, v in sorted(log.faults.items()))
-    assert failed == 0, error
+    runs = [  # label, fault rate, fixed backoff
+        ("no faults (baseline)", 0.0, None),
+        (f"{RATE:.0%} faulted", RATE, None),
+        (f"{RATE:.0%} faulted, retries after 50 ms", RATE, 0.05),
+    ]
+    best: dict[str, tuple[float, int, int, int, int]] = {}
+    kinds = ""
+    for _ in range(ROUNDS):  # interleaved, best of ROUNDS: the machine's noise only adds time
+        for label, rate, backoff in runs:
+            with serve_faults(answer, rate=rate, seed=SEED, latency_s=LATENCY_S) as log:
+                wall, right, failed, error = asyncio.run(batch(log.url, ITEMS, backoff))
+            assert failed == 0, error
+            faults = sum(log.faults.values())
+            if rate:
+                kinds = ", ".join(f"{k} {v}" for k, v in sorted(log.faults.items()))
+            if label not in best or wall < best[label][0]:
+                best[label] = (wall, right, log.requests, faults, len(log.repeated()))
+    rows = [(label, *best[label]) for label, _, _ in runs]
+    base = rows[0][1]
 
     table = (
         f"| run ({ITEMS} items × 3 llm steps) | wall s | items right | requests | faults "
@@ -121,7 +138,8 @@ def main() -> None:
     RESULTS.write_text(
         f"# Provider faults\n\nMeasured {datetime.date.today()} by `bench/faults.py` on Python "
         f"{platform.python_version()} ({platform.machine()}): a 3-llm-step workflow over "
-        f"{ITEMS} items, {CONCURRENCY} in flight, through the gateway and the real OpenAI "
+        f"{ITEMS} items, {CONCURRENCY} in flight, best of {ROUNDS} interleaved rounds, through "
+        "the gateway and the real OpenAI "
         f"client to `tests/fault_server.py`, whose model answers after {LATENCY_S * 1000:.0f} ms. "
         f"The fault run's requests are {RATE:.0%} faulted (seed {SEED}): {kinds}. Every item's "
         "answer is checked against its input. Transient faults are retried with the gateway's "
@@ -129,7 +147,9 @@ def main() -> None:
         "invalid structured output is sent back with its error (up to 2 repairs).\n\n"
         f"{table}\nBefore issue 14, the same kind of run completed 259 of 300 items: malformed "
         "and non-JSON bodies were not retried, and invalid outputs failed after one repair. "
-        "The wall-time cost of the faults is almost all backoff: the waits before retries.\n\n"
+        "The last row retries after a fixed 50 ms instead of the default backoff "
+        "(`Gateway(backoff=...)`): what the faults cost beyond it is the waiting, which the "
+        "default keeps for a provider that is struggling.\n\n"
         "## Providers that are down\n\nThe gateway's circuit breaker opens after 3 connection "
         "refusals (or 401/403/404) in a row, or when 80 % of the last 20 requests failed; then "
         "every call fails at once with one error naming the endpoint and the fix, and calls "
