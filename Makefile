@@ -26,7 +26,7 @@ PYTAG   := $(shell $(PY) -c 'import sys; print(f"cp{sys.version_info[0]}{sys.ver
 WHEELS  ?= $(HOME)/.cache/llmflow/wheels/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_LEVEL)-$(PYTAG)
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup graphviz postgres triage test lint typecheck bench clean
+.PHONY: setup graphviz postgres imap chromium triage test lint typecheck bench clean
 
 $(WHEELS)/.built:
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -63,7 +63,17 @@ postgres:
 	@test -x $(PG_BIN)/initdb || { apt-get update -qq && apt-get install -y -qq postgresql-15 >/dev/null; } \
 	  || { echo "the durable-run tests need PostgreSQL 15: install it (apt-get install postgresql-15) and rerun"; exit 1; }
 
-test: setup graphviz postgres lint typecheck  ## Lint, type-check and run every test (the embedded model included).
+# The mailbox tests start a real Dovecot IMAP server (in a temporary folder, on a free port).
+imap:
+	@command -v dovecot >/dev/null && command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq dovecot-imapd openssl >/dev/null; } \
+	  || { echo "the mailbox tests need Dovecot: install it (apt-get install dovecot-imapd openssl) and rerun"; exit 1; }
+
+# The viewer's browser tests (tests/test_ui_browser.py) drive Debian's Chromium.
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+	  || { echo "the browser tests need Chromium: install it (apt-get install chromium chromium-driver) and rerun"; exit 1; }
+
+test: setup graphviz postgres imap chromium lint typecheck  ## Lint, type-check and run every test (the embedded model included).
 	$(BIN)/python -m pytest -q
 
 lint: setup

@@ -24,8 +24,8 @@ from . import models as _models
 from . import run as _run
 from . import runs as _runs
 from . import tune as _tune
-from . import watch as _watch
 from . import ui as _ui
+from . import watch as _watch
 from .app import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, app, arrange, err
 
 __all__ = ["app", "main", "run_cli"]
@@ -41,8 +41,8 @@ _models.register(app)
 _files.register(app)
 _chat.register(app)
 _tune.register(app)
-_watch.register(app)
 _ui.register(app)
+_watch.register(app)
 arrange(app)
 
 
