@@ -74,6 +74,7 @@ def _flags_without_types() -> None:
 
 _flags_without_types()
 
+
 class _Redacted:
     """`sys.stdout` or `sys.stderr` (whichever it is at the time of writing, so that tests and
     redirections see the output) with every credential removed (`llmflow.redact`)."""

@@ -109,9 +109,7 @@ def show_run(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     item: Annotated[
         str | None,
-        typer.Option(
-            "--item", help="Show this item's step tree: prompts, outputs and tool calls."
-        ),
+        typer.Option("--item", help="Show this item's step tree: prompts, outputs and tool calls."),
     ] = None,
     full: Annotated[
         bool, typer.Option("--full", help="With --item: print long texts whole.")
