@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -92,10 +91,8 @@ def test_every_item_completes_through_20_percent_of_faulted_requests(
 ) -> None:
     n = 100
     with serve_faults(answer, rate=0.2, seed=14) as log:
-        t0 = time.perf_counter()
         code = run_cli(workflow, items(tmp_path, n), log.url, tmp_path / "out",
                        "--concurrency", "8", *([] if durable else ["--no-durable"]))  # fmt: skip
-        elapsed = time.perf_counter() - t0
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["status"] == "ok"
@@ -106,7 +103,6 @@ def test_every_item_completes_through_20_percent_of_faulted_requests(
     assert log.successes == 3 * n  # one good answer per call (an invalid one is a fault)
     rows = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
     assert [json.loads(r)["ok"] for r in rows] == [True] * n
-    assert elapsed < 60
 
 
 @pytest.mark.parametrize("durable", [False, True], ids=["no-durable", "durable"])
@@ -114,18 +110,16 @@ def test_a_closed_port_stops_the_run_fast_naming_the_url(
     durable: bool, workflow: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = closed_port()
-    t0 = time.perf_counter()
     code = run_cli(workflow, items(tmp_path, 20), url, tmp_path / "out",
                    *([] if durable else ["--no-durable"]))  # fmt: skip
-    elapsed = time.perf_counter() - t0
     assert code not in (0, 2)
     captured = capsys.readouterr()
     shown = captured.out + captured.err
     assert f"provider {url} is down: cannot connect" in shown
     assert "Fix: start the server, or correct --base-url / OPENAI_BASE_URL" in shown
-    assert elapsed < 15  # was 51 s: each of the 20 items retried 5 times with backoff
     store = RunStore(tmp_path / "home" / "llmflow.db")
     (run,) = store.runs()
+    assert run["status"] == "stopped"  # the whole run, not item by item
     attempts = sum(c["attempts"] for c in store.rows("model_calls", run["id"]))
     store.close()
     assert attempts <= 4 + 3  # a few requests, not 20 items x 5 attempts
@@ -135,14 +129,11 @@ def test_a_server_answering_500_to_everything_stops_the_run_early(
     workflow: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with serve_faults(answer, status=500) as log:
-        t0 = time.perf_counter()
         code = run_cli(workflow, items(tmp_path, 100), log.url, tmp_path / "out", "--no-durable")
-        elapsed = time.perf_counter() - t0
     assert code == 1
     shown = "".join(capsys.readouterr())
     assert f"provider {log.url} is down: 16 of its last 16 requests failed" in shown
     assert log.requests <= 16 + 4  # was 5 attempts for every call of every item
-    assert elapsed < 20
 
 
 def test_invalid_outputs_are_not_cached_and_a_rerun_on_a_healthy_server_recovers(

@@ -249,7 +249,7 @@ async def item_workflow(spec_data: dict[str, Any], index: int, key: str) -> dict
             f"({error}); resume it with the code it started with"
         ) from error
     live.errors[index] = error
-    scope = error.scope if isinstance(error, BudgetExceededError) else None
+    scope = getattr(error, "scope", None)  # `run`: the run's budget, a provider down
     budget = error.budget if isinstance(error, BudgetExceededError) else None
     return {"ok": False, "error": str(error), "type": type(error).__name__, "scope": scope,
             "budget": budget}  # fmt: skip
@@ -266,10 +266,16 @@ def _item_result(live: DurableRun, index: int, key: str, record: dict[str, Any])
         error = Skipped(message, budget="run", scope="run")
     else:
         error = live.errors.get(index)
-    if error is None and record.get("scope") == "run":  # the run's budget, spent elsewhere
+    if (
+        error is None
+        and record.get("type") == "BudgetExceededError"
+        and record.get("scope") == "run"
+    ):
+        # the run's budget, spent elsewhere
         error = BudgetExceededError(message, budget=str(record.get("budget")), scope="run")
     if error is None:
         error = RecordedError(str(record.get("type")), message, typed=False)
+        error.scope = record.get("scope")  # a provider down elsewhere stops this run too
     return ItemResult(key=key, error=error)
 
 

@@ -46,6 +46,8 @@ class RecordedError(RunError):
         super().__init__(f"{type_name}: {message}" if message and typed else message or type_name)
         self.type_name = type_name
         """The original exception's class name."""
+        self.scope: str | None = None
+        """`run` when the original error stopped its whole run (a budget, a provider down)."""
 
 
 def new_encryption_key() -> str:

@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import BudgetExceededError, InputError
+from ..errors import BudgetExceededError, InputError, RunError
 from ..ids import new_id
 from ..models.budget import Budget
 from ..models.gateway import Gateway
@@ -68,7 +68,8 @@ class BatchResult:
     """One per item, in input order (only the items that ran, if interrupted)."""
     status: RunStatus = "ok"
     """ok: every item succeeded; partial: some failed; failed: all failed; interrupted (by
-    Ctrl-C); stopped (by the run's budget: `error` says which)."""
+    Ctrl-C); stopped (by the run's budget, or a provider that is down: `error` says
+    which)."""
     error: str | None = None
     """Why the run stopped early, when it did."""
     out_dir: Path | None = None
@@ -136,7 +137,7 @@ class BatchRun:
     """Makes each item's own budget, whose crossing fails that item only."""
     on_item_done: Callable[[ItemResult], None] | None = None
     """Called with each item's result as it ends (progress bars)."""
-    stop: BudgetExceededError | None = None
+    stop: RunError | None = None
     """The run's budget is spent: no further item starts."""
     admission: Admission | None = None
     """Admits items against the run's budget, so that it is spent on whole items (set by
@@ -184,7 +185,8 @@ class BatchRun:
 
     def note(self, error: BaseException | None) -> None:
         """Stop the run when an item crossed the run's budget (not just its own)."""
-        if isinstance(error, BudgetExceededError) and error.scope != "item":
+        if stops_run(error):
+            assert isinstance(error, RunError)
             self.stop = self.stop or error
 
     def start(self, *, model: str | None, source: str | None, resuming: bool = False) -> None:
@@ -256,11 +258,8 @@ class BatchRun:
         ran = [r for r in slots if r is not None]
         results = [r for r in ran if not skipped(r)]
         if self.stop is None:  # items that ran in another process may have been stopped there
-            self.stop = next(
-                (r.error for r in ran if isinstance(r.error, BudgetExceededError)
-                 and r.error.scope != "item"),
-                None,
-            )  # fmt: skip
+            stop = next((r.error for r in ran if stops_run(r.error)), None)
+            self.stop = stop if isinstance(stop, RunError) else None
         stopped = self.stop is not None and not interrupted
         batch = BatchResult(
             run_id=self.run_id,
@@ -287,6 +286,12 @@ class BatchRun:
         if interrupted:
             raise RunInterrupted(batch)
         return batch
+
+
+def stops_run(error: BaseException | None) -> bool:
+    """Whether an item's error stops the whole run: the run's budget is spent, or its
+    provider is down (errors whose `scope` is `run`), not the item's own budget."""
+    return isinstance(error, RunError) and getattr(error, "scope", None) == "run"
 
 
 class Skipped(BudgetExceededError):
