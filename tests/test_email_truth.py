@@ -362,10 +362,13 @@ async def test_on_the_embedded_model_the_code_tier_answers_without_model_calls(
         mail("Could you please refund the $189.90 for order NW-10482 by 30 November 2026?")
     )
     model = ScriptedModel(liar)
+    gateway = scripted_gateway(model)
+    gateway.register("local", model)  # the scripted model stands in for the embedded one
     batch = await run_batch(
-        build(),  # LLMFLOW_MODEL is unset: `local`, so truth.LOCAL_TIERS
+        build(),  # the run is on `local`, so truth.LOCAL_TIERS
         load_inbox(folder),
-        gateway=scripted_gateway(model),
+        gateway=gateway,
+        model="local",
         store=RunStore(tmp_path / "runs.db"),
     )
     (result,) = batch.results

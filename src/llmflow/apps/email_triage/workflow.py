@@ -386,10 +386,16 @@ def build(
     category, priority = cascades(
         home or settings.home, label_sets(Category, Priority), model=model
     )
-    if tiers is None:
-        local = (model or settings.model).split(":")[0] == "local"
-        tiers = truth.LOCAL_TIERS if local else truth.MODEL_TIERS
-    chosen = {**truth.MODEL_TIERS, **tiers}
+
+    def tiers_for(ctx: RunContext) -> dict[str, str]:
+        """Which tier answers each field: chosen when the item runs, on the model it runs on
+        (`--model` is applied after the workflow is built)."""
+        if tiers is not None:
+            return {**truth.MODEL_TIERS, **tiers}
+        name = model or ctx.model or ctx.gateway.settings.model
+        local = name.split(":")[0] == "local"
+        return {**truth.MODEL_TIERS, **(truth.LOCAL_TIERS if local else truth.MODEL_TIERS)}
+
     sign = signature or settings.reply_signature
     classify = chain(
         "classify",
@@ -399,7 +405,7 @@ def build(
     summarise, extract, draft = model_steps(model)
 
     async def summary(t: Triage, ctx: RunContext) -> Triage:
-        if chosen["summary"] == "llm":
+        if tiers_for(ctx)["summary"] == "llm":
             text = await summarise(t, ctx)
             problem = _text_problems(text, t, "summarise")
             if problem is None:
@@ -410,6 +416,7 @@ def build(
         )
 
     async def facts(t: Triage, ctx: RunContext) -> Triage:
+        chosen = tiers_for(ctx)
         email = t.email
         category = t.classification.category if t.classification else None
         t = t.model_copy(update={"amounts": truth.amounts_by_code(email)})
@@ -451,7 +458,7 @@ def build(
     async def reply(t: Triage, ctx: RunContext) -> Triage:
         category = t.classification.category if t.classification else None
         ids = [*t.extraction.order_numbers, *t.extraction.invoice_numbers] if t.extraction else []
-        if chosen["reply"] == "llm":
+        if tiers_for(ctx)["reply"] == "llm":
             try:
                 text = await draft(t, ctx)
                 problems = truth.reply_problems(text, t.email, sign)
