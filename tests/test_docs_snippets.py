@@ -61,11 +61,9 @@ PARSE_ONLY = {
         "needs PostgreSQL (LLMFLOW_DATABASE_URL) and runs until stopped"
     ),
     "llmflow run email-triage /shared/inbox": "needs PostgreSQL and a shared volume",
-    "llmflow run email-triage my-inbox/ --model local:qwen2.5-coder-1.5b": (
-        "needs pip install 'llmflow[qwen]' (1.1 GB) and the reader's inbox"
+    "llmflow runs show RUN --item 001-invoice-overdue.eml": (
+        "an item of a sample-inbox run (the test's recorded run is the tasks template)"
     ),
-    "llmflow run email-triage my-inbox/ --model "
-    "local:/srv/models/Llama-3.2-3B-Instruct-Q4_K_M.gguf": "needs the reader's GGUF and inbox",
 }
 EXIT_CODES: dict[str, int] = {
     # shell line -> the exit code the documentation says it ends with
