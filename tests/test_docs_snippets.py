@@ -61,6 +61,7 @@ PARSE_ONLY = {
         "needs PostgreSQL (LLMFLOW_DATABASE_URL) and runs until stopped"
     ),
     "llmflow run email-triage /shared/inbox": "needs PostgreSQL and a shared volume",
+    "llmflow ui": "serves until stopped (tests/test_ui.py and tests/test_ui_browser.py start it)",
     "llmflow runs show RUN --item 001-invoice-overdue.eml": (
         "an item of a sample-inbox run (the test's recorded run is the tasks template)"
     ),
