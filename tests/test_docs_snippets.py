@@ -61,6 +61,9 @@ PARSE_ONLY = {
         "needs PostgreSQL (LLMFLOW_DATABASE_URL) and runs until stopped"
     ),
     "llmflow run email-triage /shared/inbox": "needs PostgreSQL and a shared volume",
+    "llmflow run email-triage src/llmflow/apps/email_triage/sample_inbox "
+    "--model local:qwen2.5-coder-1.5b": "needs pip install 'llmflow[qwen]' (1.1 GB); make "
+    "test-extras runs it on three mails",
     "llmflow ui": "serves until stopped (tests/test_ui.py and tests/test_ui_browser.py start it)",
     "llmflow runs show RUN --item 001-invoice-overdue.eml": (
         "an item of a sample-inbox run (the test's recorded run is the tasks template)"

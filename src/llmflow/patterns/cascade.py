@@ -90,6 +90,11 @@ class Cascade(Step[Any, CascadeResult]):
             model = getattr(last, "model", None) or ctx.model or ctx.gateway.settings.model
             if model in self.by_model:
                 return self.by_model[model]
+            # `local:<name-or-path>` without thresholds of its own takes those calibrated for
+            # `local` (SmolLM2): cautious for a stronger model, and better than the defaults
+            # for Qwen2.5-Coder-1.5B on the triage (bench/RESULTS-local-models.md).
+            if model.startswith("local:") and "local" in self.by_model:
+                return self.by_model["local"]
         return [t for _, t in self.tiers]
 
     def children(self) -> list[tuple[str, Step[Any, Any]]]:

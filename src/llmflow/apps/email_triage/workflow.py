@@ -393,7 +393,9 @@ def build(
         if tiers is not None:
             return {**truth.MODEL_TIERS, **tiers}
         name = model or ctx.model or ctx.gateway.settings.model
-        local = name.split(":")[0] == "local"
+        # LOCAL_TIERS were measured on SmolLM2; other local models (local:<name-or-path>)
+        # write better, and every answer is checked by code with the code tier as fallback.
+        local = name in ("local", "local:smollm2-135m")
         return {**truth.MODEL_TIERS, **(truth.LOCAL_TIERS if local else truth.MODEL_TIERS)}
 
     sign = signature or settings.reply_signature
