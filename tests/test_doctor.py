@@ -320,10 +320,10 @@ def test_the_price_of_an_openai_model(monkeypatch: pytest.MonkeyPatch) -> None:
     from llmflow.models.gateway import Gateway
 
     gateway = Gateway(Settings(openai_api_key="sk-x"))
-    known = doctor._check_price(gateway, "openai", "openai:gpt-4.1-mini", "gpt-4.1-mini")
+    known = doctor.check_price(gateway, "openai", "openai:gpt-4.1-mini", "gpt-4.1-mini")
     assert known.status == "ok"
     assert "per million tokens" in known.detail
-    unknown = doctor._check_price(gateway, "openai", "openai:no-such-model", "no-such-model")
+    unknown = doctor.check_price(gateway, "openai", "openai:no-such-model", "no-such-model")
     assert unknown.status == "warn"
     assert "no price known" in unknown.detail
 

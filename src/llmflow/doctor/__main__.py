@@ -1,0 +1,7 @@
+"""`python -m llmflow.doctor [--embedded]`."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
