@@ -1,0 +1,94 @@
+"""What the tuning commands (`calibrate`, `eval`) share: the --model, --base-url and --json
+options, the settings they make, the cascade named on the command line, and every tier's
+answers on labelled data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ..errors import ConfigError
+from .app import endpoint, err
+
+if TYPE_CHECKING:  # the commands import what they use: `llmflow --help` starts fast
+    from collections.abc import Callable, Iterable
+
+    from ..analysis.tuning import TierAnswers
+    from ..patterns.cascade import Cascade
+    from ..settings import Settings
+    from ..steps.label import Label
+
+Model = Annotated[
+    str | None, typer.Option("--model", "-m", help="The model for LLM tiers (default: local).")
+]
+BaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--base-url",
+        callback=endpoint,
+        help="An OpenAI-compatible endpoint for --model, e.g. http://localhost:8000/v1.",
+    ),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def settings_for(model: str | None, base_url: str | None) -> Settings:
+    from ..settings import Settings
+
+    overrides: dict[str, Any] = {}
+    if model:
+        overrides["model"] = model
+    if base_url:
+        overrides["base_url"] = base_url
+    return Settings().model_copy(update=overrides)
+
+
+def find_workflow_cascade(workflow: str, step: str | None) -> tuple[str, Cascade]:
+    from ..analysis.tuning import cascades, find_cascade
+    from ..workflows import load_workflow
+
+    wf = load_workflow(workflow)
+    if step is None:
+        found = cascades(wf.step)
+        if len(found) != 1:
+            names = ", ".join(c.name for c in found) or "none"
+            raise ConfigError(f"name the cascade to evaluate with --step (cascades: {names})")
+        return wf.name, found[0]
+    return wf.name, find_cascade(wf.step, step)
+
+
+def labelled_answers(
+    cascade: Cascade,
+    data: Path,
+    settings: Settings,
+    needed: Callable[[int, list[list[Label]]], Iterable[int]] | None = None,
+) -> tuple[TierAnswers, list[str], list[str]]:
+    """Every tier's answer on the labelled rows of `data` (those `needed`), the texts and
+    the labels."""
+    import asyncio
+
+    from ..analysis.tuning import answers
+    from ..models.cache import ResponseCache
+    from ..models.gateway import Gateway
+    from ..steps.ml import read_labelled
+    from ..store.sqlite import RunStore
+
+    texts, truth = read_labelled(data)
+    gateway = Gateway(settings)
+    gateway.resolve()  # a missing key fails before any work
+    store = RunStore(settings.db_path)
+    gateway.cache = ResponseCache(store)  # a second calibration does not pay again
+    err.print(f"running {len(cascade.tiers)} tiers on {len(texts)} rows of {data} …")
+
+    async def all_tiers() -> TierAnswers:
+        try:
+            return await answers(cascade, texts, gateway, needed=needed)
+        finally:
+            await gateway.aclose()
+
+    try:
+        return asyncio.run(all_tiers()), texts, truth
+    finally:
+        store.close()
