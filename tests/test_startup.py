@@ -25,6 +25,7 @@ HEAVY = (
     "jsonschema",
     "genai_prices",
     "numpy",
+    "opentelemetry",  # the export's SDK loads only when a run exports (LLMFLOW_OTEL)
 )
 """Top-level packages no start-up path may import."""
 

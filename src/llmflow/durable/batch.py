@@ -42,6 +42,7 @@ from ..runtime.runner import (
     Skipped,
     Workflow,
 )
+from ..runtime.telemetry import telemetry_hooks
 from ..settings import Settings
 from ..steps.base import Step
 from ..steps.context import RunContext, RunHooks
@@ -196,7 +197,7 @@ def _durable_run(
         base=RunContext(
             gateway=DurableGateway.adopt(gateway),
             run_id=spec.run_id,
-            hooks=(*recorder, *hooks),
+            hooks=(*recorder, *hooks, *telemetry_hooks()),
             out_dir=Path(spec.out_dir) if spec.out_dir else None,
             budgets=(budget,) if budget is not None else (),
             effects=DURABLE,

@@ -25,6 +25,7 @@ from ..steps.effects import DIRECT, Effects
 from ..store.sqlite import RunStore
 from .admission import Admission
 from .recording import StoreRecorder
+from .telemetry import telemetry_hooks
 
 
 @dataclass(slots=True)
@@ -192,6 +193,10 @@ class BatchRun:
     def start(self, *, model: str | None, source: str | None, resuming: bool = False) -> None:
         """Record the run's start (or, resuming, that it runs again, its budget charged
         with what it spent before)."""
+        for hook in self.base.hooks:
+            hook.on_run_start(
+                self.base, workflow=self.workflow.name, items=len(self.items), resuming=resuming
+            )
         if self.store is None:
             return
         out_dir = str(self.base.out_dir) if self.base.out_dir else None
@@ -283,6 +288,12 @@ class BatchRun:
                     self.run_id, status=batch.status, items_ok=sum(r.ok for r in results),
                     items_failed=sum(not r.ok for r in results), error=error,
                 )  # fmt: skip
+            for hook in self.base.hooks:
+                hook.on_run_end(
+                    self.base, workflow=self.workflow.name, status=batch.status,
+                    items_ok=sum(r.ok for r in results),
+                    items_failed=sum(not r.ok for r in results), error=error,
+                )  # fmt: skip
         if interrupted:
             raise RunInterrupted(batch)
         return batch
@@ -332,7 +343,7 @@ async def run_batch(
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
-    all_hooks = tuple(hooks)
+    all_hooks = (*hooks, *telemetry_hooks())
     if store is not None:
         all_hooks = (StoreRecorder(store), *all_hooks)
     batch = BatchRun(
@@ -403,7 +414,7 @@ async def run(
     hooks: Sequence[RunHooks] = (),
 ) -> Any:
     """Run one step on one input and return its output (errors propagate)."""
-    ctx = RunContext(gateway=gateway or Gateway(), model=model, hooks=tuple(hooks))
+    ctx = RunContext(gateway=gateway or Gateway(), model=model, hooks=(*hooks, *telemetry_hooks()))
     return await step(input, ctx)
 
 

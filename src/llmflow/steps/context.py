@@ -24,6 +24,24 @@ class RunHooks:
     keyword-only and `**kwargs` absorbs ones added later.
     """
 
+    def on_run_start(
+        self, ctx: RunContext, *, workflow: str, items: int, resuming: bool, **kwargs: Any
+    ) -> None:
+        """A batch run starts, or runs again (`resuming`); `ctx.run_id` is its id."""
+
+    def on_run_end(
+        self,
+        ctx: RunContext,
+        *,
+        workflow: str,
+        status: str,
+        items_ok: int,
+        items_failed: int,
+        error: str | None,
+        **kwargs: Any,
+    ) -> None:
+        """A batch run ends, with its status (ok, partial, failed, interrupted, stopped)."""
+
     def on_item_start(self, ctx: RunContext, *, key: str, **kwargs: Any) -> None:
         """An item of a batch starts."""
 

@@ -1,0 +1,280 @@
+"""OpenTelemetry export: a nested workflow (route > parallel > agent > tool) run on the scripted
+model sends its spans to a real OTLP/HTTP receiver on localhost (an http.server thread that
+decodes each POST /v1/traces with opentelemetry-proto), with the GenAI attributes, the
+parent/child structure of the run, message content only when asked for, and no API key.
+Off by default: nothing is sent, and the OpenTelemetry SDK is not imported."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from llmflow.errors import ConfigError
+from llmflow.runtime import telemetry_otlp
+from llmflow.runtime.runner import BatchResult, Item, run_batch
+from llmflow.runtime.telemetry import INSTALL, telemetry_hooks
+from llmflow.settings import Settings
+from llmflow.testing import ScriptedModel, scripted_gateway
+
+from .otel_flow import ANSWER, API_KEY, FAKE_KEY, MAILS, reply, workflow
+
+# -- the receiver ---------------------------------------------------------------------------
+
+
+@dataclass
+class Receiver:
+    """What the OTLP/HTTP receiver got: each request's raw body, decoded."""
+
+    url: str = ""
+    bodies: list[bytes] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def spans(self) -> list[tuple[Span, dict[str, Any]]]:
+        """Every span received, with its resource's attributes."""
+        found = []
+        with self.lock:
+            bodies = list(self.bodies)
+        for body in bodies:
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            for resource_spans in request.resource_spans:
+                resource = attributes(resource_spans.resource.attributes)
+                for scope_spans in resource_spans.scope_spans:
+                    found += [(span, resource) for span in scope_spans.spans]
+        return found
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    got = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if self.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            with got.lock:
+                got.paths.append(self.path)
+                got.bodies.append(body)
+            answer = ExportTraceServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    got.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield got
+    finally:
+        telemetry_otlp.shutdown()  # the exporter to this receiver goes with it
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def attributes(values: Any) -> dict[str, Any]:
+    return {kv.key: value(kv.value) for kv in values}
+
+
+def value(v: AnyValue) -> Any:
+    kind = v.WhichOneof("value")
+    if kind == "array_value":
+        return [value(x) for x in v.array_value.values]
+    return getattr(v, kind) if kind else None
+
+
+def run_desk(monkeypatch: pytest.MonkeyPatch, receiver: Receiver, **env: str) -> BatchResult:
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    for name, setting in env.items():
+        monkeypatch.setenv(name, setting)
+    gateway = scripted_gateway(ScriptedModel(reply), settings=Settings())
+    items = [Item(key, text) for key, text in MAILS.items()]
+    result = asyncio.run(run_batch(workflow(), items, gateway=gateway, run_id="run-otel-1"))
+    assert result.status == "ok", result.failed
+    telemetry_otlp.flush()
+    return result
+
+
+# -- the tests ------------------------------------------------------------------------------
+
+
+def test_a_nested_run_is_exported_as_genai_spans(
+    monkeypatch: pytest.MonkeyPatch, receiver: Receiver
+) -> None:
+    run_desk(monkeypatch, receiver, LLMFLOW_OTEL="1")
+    assert receiver.paths and set(receiver.paths) == {"/v1/traces"}
+    received = receiver.spans()
+    spans = {span.span_id: span for span, _ in received}
+    assert len(spans) == len(received), "every span is sent once, with an id of its own"
+    attrs = {span.span_id: attributes(span.attributes) for span in spans.values()}
+    assert all(r["service.name"] == "llmflow" for _, r in received)
+
+    def named(name: str) -> list[Span]:
+        return [s for s in spans.values() if s.name == name]
+
+    def parent(span: Span) -> Span:
+        return spans[span.parent_span_id]
+
+    # One trace: the run at its root, its two items under it.
+    (run,) = named("run desk")
+    assert run.parent_span_id == b""
+    assert {s.trace_id for s in spans.values()} == {run.trace_id}
+    assert attrs[run.span_id]["llmflow.run.id"] == "run-otel-1"
+    assert attrs[run.span_id]["llmflow.run.items_ok"] == 2
+    items = {attrs[s.span_id]["llmflow.item.key"]: s for s in spans.values()
+             if s.name.startswith("item ")}  # fmt: skip
+    assert set(items) == set(MAILS)
+    assert all(parent(s) is run for s in items.values())
+    # Every other span has its parent in the export.
+    assert all(s.parent_span_id in spans for s in spans.values() if s is not run)
+
+    # item > route > parallel > agent > tool, as the workflow nests them.
+    (tool_span,) = named("execute_tool lookup_order")
+    tool_attrs = attrs[tool_span.span_id]
+    assert tool_attrs["gen_ai.operation.name"] == "execute_tool"
+    assert tool_attrs["gen_ai.tool.name"] == "lookup_order"
+    assert tool_attrs["gen_ai.tool.call.id"] == "call-1"
+    assert tool_attrs["llmflow.tool.status"] == "ok"
+    assert tool_attrs["llmflow.step.path"] == "triage/order/support/lookup_order[1]"
+    agent_span = parent(tool_span)
+    assert agent_span.name == "invoke_agent support"
+    assert attrs[agent_span.span_id]["gen_ai.operation.name"] == "invoke_agent"
+    assert attrs[agent_span.span_id]["gen_ai.agent.name"] == "support"
+    parallel_span = parent(agent_span)
+    assert attrs[parallel_span.span_id]["llmflow.step.kind"] == "parallel"
+    route_span = parent(parallel_span)
+    assert attrs[route_span.span_id]["llmflow.step.kind"] == "route"
+    assert parent(route_span) is items["order.eml"]
+    assert tool_span.start_time_unix_nano >= agent_span.start_time_unix_nano
+    assert tool_span.end_time_unix_nano <= agent_span.end_time_unix_nano
+
+    # Model calls: GenAI attributes, under the step that made them.
+    calls = [s for s in spans.values() if attrs[s.span_id].get("gen_ai.operation.name") == "chat"]
+    # Two classifications, the agent's two turns, one summary.
+    assert len(calls) == 5
+    for call in calls:
+        a = attrs[call.span_id]
+        assert call.name == "chat scripted"
+        assert a["gen_ai.provider.name"] == a["gen_ai.system"] == "scripted"
+        assert a["gen_ai.request.model"] == a["gen_ai.response.model"] == "scripted"
+        assert a["gen_ai.usage.input_tokens"] > 0 and a["gen_ai.usage.output_tokens"] > 0
+        assert a["gen_ai.response.finish_reasons"] in (["stop"], ["tool_calls"])
+        assert call.kind == Span.SPAN_KIND_INTERNAL  # the scripted model runs in process
+        assert "gen_ai.input.messages" not in a and "gen_ai.output.messages" not in a
+    by_parent = sorted(attrs[parent(c).span_id]["llmflow.step.path"] for c in calls)
+    assert by_parent == [
+        "triage/classify", "triage/classify", "triage/order/summary",
+        "triage/order/support", "triage/order/support",
+    ]  # fmt: skip
+    assert all(attrs[parent(c).span_id].get("llmflow.step.kind") for c in calls)
+
+    # No message content by default, and no key at all.
+    raw = b"".join(receiver.bodies)
+    for text in (*MAILS.values(), ANSWER, "Answer the customer", '"order": "NW-1"', "shipped"):
+        assert text.encode() not in raw, text
+    assert API_KEY.encode() not in raw and FAKE_KEY.encode() not in raw
+
+
+def test_message_content_only_when_opted_in(
+    monkeypatch: pytest.MonkeyPatch, receiver: Receiver
+) -> None:
+    run_desk(monkeypatch, receiver, LLMFLOW_OTEL="1", LLMFLOW_OTEL_CONTENT="1")
+    spans = [(span, attributes(span.attributes)) for span, _ in receiver.spans()]
+    turns = [a for _, a in spans if a.get("llmflow.step.path") is None
+             and a.get("gen_ai.operation.name") == "chat"
+             and "Answer the customer." in a["gen_ai.input.messages"]]  # fmt: skip
+    assert len(turns) == 2
+    first, second = sorted(turns, key=lambda a: len(a["gen_ai.input.messages"]))
+    messages = json.loads(first["gen_ai.input.messages"])
+    assert messages[0] == {
+        "role": "system", "parts": [{"type": "text", "content": "Answer the customer."}]
+    }  # fmt: skip
+    assert json.loads(first["gen_ai.output.messages"]) == [
+        {"role": "assistant", "finish_reason": "tool_call", "parts": [
+            {"type": "tool_call", "id": "call-1", "name": "lookup_order",
+             "arguments": {"order": "NW-1"}}]}
+    ]  # fmt: skip
+    response = json.loads(second["gen_ai.input.messages"])[-1]
+    assert response["role"] == "tool"
+    assert response["parts"][0]["type"] == "tool_call_response"
+    (output,) = json.loads(second["gen_ai.output.messages"])
+    assert output["parts"][0]["content"].startswith(ANSWER)
+    (tool_attrs,) = [a for _, a in spans if a.get("gen_ai.tool.name") == "lookup_order"]
+    assert json.loads(tool_attrs["gen_ai.tool.call.arguments"]) == {"order": "NW-1"}
+    assert tool_attrs["gen_ai.tool.call.result"].startswith("shipped")
+
+    # Content goes out redacted: the keys in the mail, the tool's result and the answer.
+    raw = b"".join(receiver.bodies)
+    assert API_KEY.encode() not in raw and FAKE_KEY.encode() not in raw
+    assert b"[redacted]" in raw
+
+
+def test_missing_packages_name_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMFLOW_OTEL", "1")
+    monkeypatch.setitem(sys.modules, "llmflow.runtime.telemetry_otlp", None)  # not importable
+    with pytest.raises(ConfigError, match=r"pip install 'llmflow\[otel\]'") as caught:
+        telemetry_hooks()
+    assert INSTALL in str(caught.value)
+
+
+OFF = """
+import asyncio, json, sys
+from llmflow.runtime.runner import Item, run_batch
+from llmflow.testing import ScriptedModel, scripted_gateway
+from tests.otel_flow import MAILS, reply, workflow
+
+gateway = scripted_gateway(ScriptedModel(reply))
+items = [Item(key, text) for key, text in MAILS.items()]
+result = asyncio.run(run_batch(workflow(), items, gateway=gateway))
+export = ("opentelemetry.sdk", "opentelemetry.exporter", "opentelemetry.proto",
+          "llmflow.runtime.telemetry_otlp")
+print(json.dumps([result.status, sorted(m for m in sys.modules if m.startswith(export))]))
+"""
+
+
+@pytest.mark.parametrize("setting", [None, "0"])
+def test_off_sends_nothing_and_imports_nothing(
+    setting: str | None, receiver: Receiver, tmp_path: Path
+) -> None:
+    """Unconfigured, or LLMFLOW_OTEL=0 with an endpoint set: a run (in a fresh interpreter, to
+    its exit) sends no span and never imports the export (the OpenTelemetry SDK, its exporter,
+    llmflow's module). The OpenTelemetry API alone is loaded by the Agents SDK itself."""
+    env = {"PATH": "/usr/bin:/bin", "LLMFLOW_HOME": str(tmp_path / "home"), "NO_PROXY": "*"}
+    if setting is not None:
+        env |= {"LLMFLOW_OTEL": setting, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url}
+    done = subprocess.run(
+        [sys.executable, "-c", OFF], capture_output=True, text=True, timeout=300, check=False,
+        cwd=Path(__file__).resolve().parent.parent, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    status, loaded = json.loads(done.stdout.splitlines()[-1])
+    assert status == "ok"
+    assert loaded == []
+    assert receiver.bodies == []
