@@ -28,12 +28,22 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from llmflow.errors import ConfigError
 from llmflow.runtime import telemetry_otlp
-from llmflow.runtime.runner import BatchResult, Item, run_batch
-from llmflow.runtime.telemetry import INSTALL, telemetry_hooks
+from llmflow.runtime.runner import BatchResult, Item, run, run_batch
+from llmflow.runtime.telemetry import (
+    INSTALL,
+    SpanData,
+    SpanHooks,
+    run_span_id,
+    run_trace_id,
+    telemetry_hooks,
+)
 from llmflow.settings import Settings
+from llmflow.steps.context import RunContext
 from llmflow.testing import ScriptedModel, scripted_gateway
 
+from .fake_openai_server import serve
 from .otel_flow import ANSWER, API_KEY, FAKE_KEY, MAILS, reply, workflow
+from .test_durable import Model, _cli, _env, _run_args
 
 # -- the receiver ---------------------------------------------------------------------------
 
@@ -205,7 +215,8 @@ def test_a_nested_run_is_exported_as_genai_spans(
 def test_message_content_only_when_opted_in(
     monkeypatch: pytest.MonkeyPatch, receiver: Receiver
 ) -> None:
-    run_desk(monkeypatch, receiver, LLMFLOW_OTEL="1", LLMFLOW_OTEL_CONTENT="1")
+    # The standard endpoint alone turns the export on.
+    run_desk(monkeypatch, receiver, LLMFLOW_OTEL_CONTENT="1")
     spans = [(span, attributes(span.attributes)) for span, _ in receiver.spans()]
     turns = [a for _, a in spans if a.get("llmflow.step.path") is None
              and a.get("gen_ai.operation.name") == "chat"
@@ -234,6 +245,50 @@ def test_message_content_only_when_opted_in(
     raw = b"".join(receiver.bodies)
     assert API_KEY.encode() not in raw and FAKE_KEY.encode() not in raw
     assert b"[redacted]" in raw
+
+
+class ListSink:
+    """A `SpanSink` that keeps the spans."""
+
+    def __init__(self) -> None:
+        self.spans: list[SpanData] = []
+
+    def emit(self, span: SpanData) -> None:
+        self.spans.append(span)
+
+    def flush(self, *, wait: bool = True) -> None:
+        pass
+
+
+def test_a_single_run_is_a_trace_of_its_own() -> None:
+    """`run(step, input)` outside a batch: the top step is the root of a trace of its own."""
+    sink = ListSink()
+    gateway = scripted_gateway(ScriptedModel(reply))
+    for text in MAILS.values():
+        asyncio.run(run(workflow().step, text, gateway=gateway, hooks=[SpanHooks(sink)]))
+    roots = [s for s in sink.spans if s.parent_id is None]
+    assert [s.name for s in roots] == ["route triage", "route triage"]
+    assert roots[0].trace_id != roots[1].trace_id
+    ids = {s.span_id for s in sink.spans}
+    assert all(s.parent_id in ids for s in sink.spans if s.parent_id is not None)
+    (tool_span,) = [s for s in sink.spans if s.name == "execute_tool lookup_order"]
+    assert tool_span.trace_id == roots[0].trace_id
+
+
+def test_a_resumed_run_hangs_under_its_first_attempt() -> None:
+    """The run span's ids come from the run id (workers elsewhere name it as their items'
+    parent); a resumed run's span is a child of the first attempt's."""
+    sink = ListSink()
+    hooks = SpanHooks(sink)
+    ctx = RunContext(gateway=scripted_gateway(ScriptedModel(reply)), run_id="run-r")
+    for resuming in (False, True):
+        hooks.on_run_start(ctx, workflow="desk", items=1, resuming=resuming)
+        hooks.on_run_end(ctx, workflow="desk", status="ok", items_ok=1, items_failed=0, error=None)
+    first, again = sink.spans
+    assert (first.trace_id, first.span_id) == (run_trace_id("run-r"), run_span_id("run-r"))
+    assert first.parent_id is None and first.attributes["llmflow.run.resumed"] is False
+    assert again.trace_id == first.trace_id and again.parent_id == first.span_id
+    assert again.attributes["llmflow.run.resumed"] is True
 
 
 def test_missing_packages_name_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -278,3 +333,42 @@ def test_off_sends_nothing_and_imports_nothing(
     assert status == "ok"
     assert loaded == []
     assert receiver.bodies == []
+
+
+@pytest.fixture
+def openai_server() -> Iterator[str]:
+    """An OpenAI-compatible server answering the durable-run tests' workflow."""
+    with serve(Model().answer) as (url, _):
+        yield url
+
+
+def test_a_durable_cli_run_exports_one_trace(
+    receiver: Receiver, openai_server: str, tmp_path: Path
+) -> None:
+    """`llmflow run` (durable, items as DBOS workflows) on an OpenAI-compatible server: the
+    spans arrive by the time the process has exited, in one trace, calls as CLIENT spans."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(3):
+        (inputs / f"{i}.txt").write_text(f"i{i}|please refund")
+    url = openai_server
+    env = _env(
+        tmp_path, LLMFLOW_OTEL="1", OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
+        NO_PROXY="127.0.0.1,localhost", OPENAI_API_KEY=API_KEY,
+    )  # fmt: skip
+    code, output = _cli(_run_args(url, inputs, tmp_path), env)
+    assert code == 0, output
+    spans = {span.span_id: span for span, _ in receiver.spans()}
+    attrs = {i: attributes(s.attributes) for i, s in spans.items()}
+    (run,) = [s for s in spans.values() if s.name.startswith("run ")]
+    assert {s.trace_id for s in spans.values()} == {run.trace_id}
+    assert all(s.parent_span_id in spans for s in spans.values() if s is not run)
+    items = [s for s in spans.values() if s.name.startswith("item ")]
+    assert len(items) == 3 and all(s.parent_span_id == run.span_id for s in items)
+    calls = [s for i, s in spans.items() if attrs[i].get("gen_ai.operation.name") == "chat"]
+    assert len(calls) == 6
+    for call in calls:
+        assert call.kind == Span.SPAN_KIND_CLIENT
+        assert attrs[call.span_id]["gen_ai.request.model"] == "m"
+        assert attrs[call.span_id]["gen_ai.usage.input_tokens"] > 0
+    assert API_KEY.encode() not in b"".join(receiver.bodies)
