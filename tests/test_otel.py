@@ -43,7 +43,7 @@ from llmflow.testing import ScriptedModel, scripted_gateway
 
 from .fake_openai_server import serve
 from .otel_flow import ANSWER, API_KEY, FAKE_KEY, MAILS, reply, workflow
-from .test_durable import Model, _cli, _env, _run_args
+from .test_durable import LLMFLOW, Model, _cli, _env, _run_args
 
 # -- the receiver ---------------------------------------------------------------------------
 
@@ -372,3 +372,27 @@ def test_a_durable_cli_run_exports_one_trace(
         assert attrs[call.span_id]["gen_ai.request.model"] == "m"
         assert attrs[call.span_id]["gen_ai.usage.input_tokens"] > 0
     assert API_KEY.encode() not in b"".join(receiver.bodies)
+
+
+def test_a_chat_session_is_a_trace(receiver: Receiver, tmp_path: Path) -> None:
+    """`llmflow chat`: the session is the run, each turn an item under it."""
+    agent_file = tmp_path / "helper.md"
+    agent_file.write_text("---\ndescription: A helper.\n---\nAnswer in one short sentence.\n")
+    env = _env(
+        tmp_path, LLMFLOW_OTEL="1", OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
+        NO_PROXY="127.0.0.1,localhost",
+    )  # fmt: skip
+    with serve(lambda body: "Fine, thanks.") as (url, _):
+        done = subprocess.run(
+            [*LLMFLOW, "chat", str(agent_file), "--base-url", url, "--model", "m"],
+            input="hello\nand again\n", capture_output=True, text=True, env=env, timeout=120,
+            check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    spans = {span.span_id: span for span, _ in receiver.spans()}
+    (run,) = [s for s in spans.values() if s.name == "run chat:helper"]
+    turns = sorted(s.name for s in spans.values() if s.parent_span_id == run.span_id)
+    assert turns == ["item turn 1", "item turn 2"]
+    assert all(s.parent_span_id in spans for s in spans.values() if s is not run)
+    chats = [s for s in spans.values() if s.name == "chat m"]
+    assert len(chats) == 2

@@ -116,6 +116,7 @@ class _Session:
     ) -> None:
         from ..ids import new_id
         from ..runtime.recording import StoreRecorder
+        from ..runtime.telemetry import telemetry_hooks
         from ..steps.context import RunContext
 
         self.store = store
@@ -129,10 +130,13 @@ class _Session:
         self.ctx = RunContext(
             gateway=gateway,
             run_id=self.run_id,
-            hooks=(StoreRecorder(store),),
+            hooks=(StoreRecorder(store), *telemetry_hooks()),
             principal=who,
             effects=_terminal_approvals(),
         )
+        self.workflow = f"chat:{agent.name}"
+        for hook in self.ctx.hooks:
+            hook.on_run_start(self.ctx, workflow=self.workflow, items=0, resuming=False)
 
     def end(self, status: str) -> None:
         if self.ended:
@@ -144,6 +148,11 @@ class _Session:
             self.run_id, status=status, items_ok=self.ok, items_failed=self.failed, error=None,
             items_total=self.ok + self.failed,
         )  # fmt: skip
+        for hook in self.ctx.hooks:
+            hook.on_run_end(
+                self.ctx, workflow=self.workflow, status=status, items_ok=self.ok,
+                items_failed=self.failed, error=None,
+            )  # fmt: skip
         err.print(f"recorded as run {self.run_id}: llmflow runs show {self.run_id[:12]}")
 
 
