@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
-from llmflow.models.embedded import _strict_json
+from llmflow.models.embedded_prompt import strict_json
 
 
 def test_raw_newlines_inside_strings_are_escaped() -> None:
     raw = '{"answer": "line one\nline two", "n": 2}'
-    fixed = _strict_json(raw)
+    fixed = strict_json(raw)
     assert json.loads(fixed) == {"answer": "line one\nline two", "n": 2}  # strict parse
 
 
 def test_text_that_is_not_json_is_left_for_validation_to_report() -> None:
-    assert _strict_json('{"cut off": "') == '{"cut off": "'
+    assert strict_json('{"cut off": "') == '{"cut off": "'

@@ -13,7 +13,6 @@ import asyncio
 import atexit
 import contextlib
 import importlib.util
-import json
 import math
 import os
 import threading
@@ -22,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ModelCallError
-from ..ids import new_id
-from .client import Message, ModelClient, ModelRequest, ModelResponse, ToolCall, Usage
+from .client import ModelClient, ModelRequest, ModelResponse, Usage
+from .embedded_prompt import chat_prompt, split_tool_choice, strict_json
 
 # Without this, OpenMP threads spin-wait, and generation collapses ~10x whenever another
 # process is busy. It must be set before llama_cpp (and its OpenMP runtime) loads.
@@ -156,7 +155,7 @@ class EmbeddedClient(ModelClient):
         if request.choices:
             return self._score_choices(request, request.choices)
         llama = self.llama
-        messages, schema = _prompt(request)
+        messages, schema = chat_prompt(request)
         kwargs: dict[str, Any] = {
             "messages": messages,
             "temperature": request.sampling.temperature,
@@ -196,9 +195,9 @@ class EmbeddedClient(ModelClient):
             model=self.name,
         )
         if schema is not None and response.finish_reason == "stop":
-            response.text = _strict_json(text)
+            response.text = strict_json(text)
         if request.tools and response.finish_reason == "stop":
-            _split_tool_choice(response, request)
+            split_tool_choice(response, request)
         return response
 
     def _score_choices(self, request: ModelRequest, choices: list[str]) -> ModelResponse:
@@ -207,7 +206,7 @@ class EmbeddedClient(ModelClient):
         choices. Exact and deterministic, and cheap: the prompt is evaluated once and each
         distinct token prefix of the choices once more."""
         llama = self.llama
-        messages, _ = _prompt(request)
+        messages, _ = chat_prompt(request)
         prompt = _chat_formatter(llama)(messages=messages).prompt
         tokens = llama.tokenize(prompt.encode(), add_bos=False, special=True)
         end_of_turn = self._end_of_turn(llama)
@@ -322,80 +321,3 @@ def _last_logprobs(llama: Any) -> Any:
     logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama.n_vocab(),))
     shifted = logits - logits.max()
     return shifted - np.log(np.exp(shifted).sum())
-
-
-# -- tools as one grammar-constrained JSON choice ---------------------------------------------
-
-_TOOL_PREAMBLE = (
-    "You can call tools. To call one, reply with JSON "
-    '{"tool": "<name>", "arguments": {...}}. To give your final answer, reply with JSON '
-    '{"answer": ...}. Tools:\n'
-)
-
-
-def _prompt(request: ModelRequest) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """Chat messages for the model's template, and the JSON schema to constrain with."""
-    messages = [_plain(m) for m in request.messages]
-    if not request.tools:
-        return messages, request.output_schema
-    listing = "\n".join(
-        f"- {t.name}: {t.description} Arguments: {json.dumps(t.parameters)}" for t in request.tools
-    )
-    if messages and messages[0]["role"] == "system":
-        messages[0]["content"] = f"{messages[0]['content']}\n\n{_TOOL_PREAMBLE}{listing}"
-    else:
-        messages.insert(0, {"role": "system", "content": _TOOL_PREAMBLE + listing})
-    choices: list[dict[str, Any]] = [
-        {
-            "type": "object",
-            "properties": {"tool": {"const": t.name}, "arguments": t.parameters},
-            "required": ["tool", "arguments"],
-        }
-        for t in request.tools
-    ]
-    answer = request.output_schema or {"type": "string"}
-    choices.append({"type": "object", "properties": {"answer": answer}, "required": ["answer"]})
-    return messages, {"anyOf": choices}
-
-
-def _plain(m: Message) -> dict[str, Any]:
-    """Small chat templates know only system/user/assistant text: fold tool turns into text."""
-    if m.role == "tool":
-        return {"role": "user", "content": f"Tool result ({m.tool_call_id}): {m.content}"}
-    if m.tool_calls:
-        # As prose, not the JSON of a call: once tools are withheld, a small model copies the
-        # JSON of earlier turns into its final answer.
-        calls = "; ".join(f"{c.name}({c.arguments or '{}'})" for c in m.tool_calls)
-        return {"role": "assistant", "content": f"I called the tool {calls}."}
-    return {"role": m.role, "content": m.content or ""}
-
-
-def _strict_json(text: str) -> str:
-    """llama.cpp's JSON grammar lets raw control characters (newlines) into strings, which
-    strict parsers (the Agents SDK's among them) reject: re-serialise what parses leniently."""
-    try:
-        return json.dumps(json.loads(text, strict=False), ensure_ascii=False)
-    except ValueError:
-        return text  # not JSON after all: the step's validation reports it
-
-
-def _split_tool_choice(response: ModelResponse, request: ModelRequest) -> None:
-    """Turn the constrained choice into a tool call, or into the answer text."""
-    choice = json.loads(response.text or "{}")
-    if "tool" in choice:
-        response.tool_calls = [
-            ToolCall(
-                id=f"call_{new_id()}",
-                name=choice["tool"],
-                arguments=json.dumps(choice.get("arguments", {})),
-            )
-        ]
-        response.text = None
-        response.finish_reason = "tool_calls"
-    else:
-        answer = choice.get("answer")
-        response.text = (
-            answer
-            if isinstance(answer, str) and request.output_schema is None
-            else (json.dumps(answer))
-        )
