@@ -27,8 +27,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from llmflow.errors import ConfigError
+from llmflow.patterns.chain import chain
 from llmflow.runtime import telemetry_otlp
-from llmflow.runtime.runner import BatchResult, Item, run, run_batch
+from llmflow.runtime.runner import BatchResult, Item, Workflow, run, run_batch
 from llmflow.runtime.telemetry import (
     INSTALL,
     SpanData,
@@ -38,6 +39,7 @@ from llmflow.runtime.telemetry import (
     telemetry_hooks,
 )
 from llmflow.settings import Settings
+from llmflow.steps.base import CodeStep
 from llmflow.steps.context import RunContext
 from llmflow.testing import ScriptedModel, scripted_gateway
 
@@ -289,6 +291,26 @@ def test_a_resumed_run_hangs_under_its_first_attempt() -> None:
     assert first.parent_id is None and first.attributes["llmflow.run.resumed"] is False
     assert again.trace_id == first.trace_id and again.parent_id == first.span_id
     assert again.attributes["llmflow.run.resumed"] is True
+
+
+@pytest.mark.parametrize("content", [False, True])
+def test_a_failure_says_what_failed_and_why_only_with_content(content: bool) -> None:
+    def check(text: str) -> str:
+        raise ValueError(f"cannot read {text!r}")
+
+    sink = ListSink()
+    flow = Workflow(name="fails", step=chain("flow", CodeStep("check", check)))
+    result = asyncio.run(
+        run_batch(flow, [Item("a", "private words")], gateway=scripted_gateway(ScriptedModel()),
+                  hooks=[SpanHooks(sink, content=content)])
+    )  # fmt: skip
+    assert result.status == "failed"
+    failed = {s.name: s for s in sink.spans if s.error is not None}
+    assert set(failed) == {"run fails", "item a", "chain flow", "code check"}
+    assert failed["code check"].attributes["error.type"] == "StepError: ValueError"
+    assert failed["item a"].attributes["llmflow.item.status"] == "failed"
+    said = " ".join(str(s.error) for s in failed.values())
+    assert ("private words" in said) is content
 
 
 def test_missing_packages_name_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

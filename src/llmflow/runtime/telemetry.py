@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..errors import ConfigError
 from ..models.gateway import ModelCall
+from ..redact import redact
 from ..steps.base import Step
 from ..steps.context import RunContext, RunHooks
 from .telemetry_genai import IN_PROCESS, Attributes, call_span, clean, error_type, step_span
@@ -207,14 +208,15 @@ class SpanHooks(RunHooks):
         attributes = clean(
             {"llmflow.run.id": run_id, "llmflow.workflow": workflow, "llmflow.run.status": status,
              "llmflow.run.items_ok": items_ok, "llmflow.run.items_failed": items_failed,
-             "llmflow.run.resumed": resuming, "gen_ai.request.model": ctx.model}
+             "llmflow.run.resumed": resuming,
+             "llmflow.model": ctx.model or ctx.gateway.settings.model}
         )  # fmt: skip
         failed = status in ("failed", "stopped", "interrupted")
         self.sink.emit(
             SpanData(
                 name=f"run {workflow}", trace_id=trace_id, span_id=span_id, parent_id=parent,
                 start=started_at, end=now, attributes=attributes,
-                error=(error or status) if failed else None,
+                error=self._why(error or status) if failed else None,
             )
         )  # fmt: skip
         self.sink.flush(wait=False)
@@ -252,7 +254,7 @@ class SpanHooks(RunHooks):
                 name=f"item {key}", trace_id=scope.trace_id, span_id=scope.span_id,
                 parent_id=run_span_id(ctx.run_id) if ctx.run_id else None, start=started_at,
                 end=time.time(), attributes=attributes,
-                error=f"{type(error).__name__}: {error}" if error is not None else None,
+                error=self._why(error),
             )
         )  # fmt: skip
 
@@ -276,7 +278,8 @@ class SpanHooks(RunHooks):
             status = next((a.status for a in reversed(ctx.actions) if a.path == ctx.path), None)
         name, attributes = step_span(
             path=ctx.path, kind=step.kind, name=step.name,
-            model=getattr(step, "model", None) or ctx.model, input=input, output=output,
+            model=getattr(step, "model", None) or ctx.model or ctx.gateway.settings.model,
+            input=input, output=output,
             tool=tool, tool_call_id=getattr(getattr(step, "tool_ctx", None), "tool_call_id", None),
             tool_status=status, content=self.content,
         )  # fmt: skip
@@ -292,7 +295,7 @@ class SpanHooks(RunHooks):
             SpanData(
                 name=name, trace_id=scope.trace_id, span_id=span_id, parent_id=parent_id,
                 start=started_at, end=end, attributes=attributes,
-                error=f"{type(error).__name__}: {error}" if error is not None else None,
+                error=self._why(error),
             )
         )  # fmt: skip
         if ctx.item_id is None and ctx.run_id is None and "/" not in ctx.path:
@@ -314,11 +317,24 @@ class SpanHooks(RunHooks):
             SpanData(
                 name=name, trace_id=scope.trace_id, span_id=new_span_id(), parent_id=parent_id,
                 start=call.started_at, end=end, attributes=attributes,
-                kind="internal" if call.provider in IN_PROCESS else "client", error=call.error,
+                kind="internal" if call.provider in IN_PROCESS else "client",
+                error=self._why(call.error),
             )
         )  # fmt: skip
 
     # -- bookkeeping ------------------------------------------------------------------------
+
+    def _why(self, error: BaseException | str | None) -> str | None:
+        """A failed span's status description: the error's message, redacted, with content
+        on; only what failed (the error's type, or the run's status) without, as messages may
+        quote inputs or outputs."""
+        if error is None:
+            return None
+        if isinstance(error, str):  # a run's error, or a call's `Type: message`
+            return redact(error) if self.content else error.split(":", 1)[0]
+        if self.content:
+            return redact(f"{type(error).__name__}: {error}")
+        return error_type(error)
 
     @staticmethod
     def _key(ctx: RunContext) -> Key:

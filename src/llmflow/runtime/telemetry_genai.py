@@ -195,6 +195,9 @@ def step_span(
 
 
 def error_type(error: BaseException) -> str:
-    """`error.type`: the exception's class name (its cause's, for a step that names a failure
-    in a sub-step or a model call)."""
-    return type(error).__name__
+    """`error.type`: the exception's class name, with its cause's when a step names a failure
+    of its code or a model call (`StepError: ValueError`)."""
+    cause = error.__cause__
+    if cause is None or type(cause) is type(error):
+        return type(error).__name__
+    return f"{type(error).__name__}: {type(cause).__name__}"
