@@ -7,23 +7,13 @@ Off by default: nothing is sent, and the OpenTelemetry SDK is not imported."""
 from __future__ import annotations
 
 import asyncio
-import gzip
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from llmflow.errors import ConfigError
@@ -45,79 +35,19 @@ from llmflow.testing import ScriptedModel, scripted_gateway
 
 from .fake_openai_server import serve
 from .otel_flow import ANSWER, API_KEY, FAKE_KEY, MAILS, reply, workflow
+from .otlp_receiver import Receiver, attributes, receiving
 from .test_durable import LLMFLOW, Model, _cli, _env, _run_args
 
 # -- the receiver ---------------------------------------------------------------------------
 
 
-@dataclass
-class Receiver:
-    """What the OTLP/HTTP receiver got: each request's raw body, decoded."""
-
-    url: str = ""
-    bodies: list[bytes] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def spans(self) -> list[tuple[Span, dict[str, Any]]]:
-        """Every span received, with its resource's attributes."""
-        found = []
-        with self.lock:
-            bodies = list(self.bodies)
-        for body in bodies:
-            request = ExportTraceServiceRequest()
-            request.ParseFromString(body)
-            for resource_spans in request.resource_spans:
-                resource = attributes(resource_spans.resource.attributes)
-                for scope_spans in resource_spans.scope_spans:
-                    found += [(span, resource) for span in scope_spans.spans]
-        return found
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    got = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            if self.headers.get("Content-Encoding") == "gzip":
-                body = gzip.decompress(body)
-            with got.lock:
-                got.paths.append(self.path)
-                got.bodies.append(body)
-            answer = ExportTraceServiceResponse().SerializeToString()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    got.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        yield got
-    finally:
-        telemetry_otlp.shutdown()  # the exporter to this receiver goes with it
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-def attributes(values: Any) -> dict[str, Any]:
-    return {kv.key: value(kv.value) for kv in values}
-
-
-def value(v: AnyValue) -> Any:
-    kind = v.WhichOneof("value")
-    if kind == "array_value":
-        return [value(x) for x in v.array_value.values]
-    return getattr(v, kind) if kind else None
+    with receiving() as got:
+        try:
+            yield got
+        finally:
+            telemetry_otlp.shutdown()  # the exporter to this receiver goes before it
 
 
 def run_desk(monkeypatch: pytest.MonkeyPatch, receiver: Receiver, **env: str) -> BatchResult:
