@@ -111,3 +111,62 @@ def test_a_money_budget_on_a_hosted_name_priced_as_self_hosted_is_refused(
     assert received == []
     err = capsys.readouterr().err
     assert "LLMFLOW_LOCAL_PRICE_PER_MTOK" in err and "gpt-4.1-mini" in err
+
+
+def _wide_workflow() -> Workflow:
+    """Steps whose max_tokens (the default, 512) is far above what they answer: each call
+    books 17x what it then uses."""
+    steps = [llm(f"s{i}", instructions=f"Step {i}.") for i in range(CALLS_PER_ITEM)]
+    return Workflow(name="three", step=chain("three", *steps))
+
+
+async def _run_wide(concurrency: int, store: RunStore | None = None) -> tuple[Any, SlowModel]:
+    model = SlowModel(_answer)
+    batch = await run_batch(
+        _wide_workflow(), [Item(str(i), f"text {i}") for i in range(300)],
+        gateway=scripted_gateway(model), concurrency=concurrency, store=store, run_id="wide",
+        budget=Budget(max_tokens=50 * CALLS_PER_ITEM * TOKENS_PER_CALL),
+    )  # fmt: skip
+    return batch, model
+
+
+async def test_calls_wait_for_the_worst_case_booked_by_calls_in_flight() -> None:
+    # Without waiting, a call refused because 100 calls in flight each booked 512 tokens
+    # failed its item half-done; the run finished a few items and stopped.
+    wide, _ = await _run_wide(100)
+    narrow, _ = await _run_wide(4)
+    assert not wide.failed and not narrow.failed, [str(r.error) for r in wide.failed][:3]
+    assert abs(len(wide.results) - len(narrow.results)) <= 1
+    # One call's worst case (~520 tokens, 6 items' worth) stays free for an item's last call.
+    assert 40 <= len(wide.results) <= 50, len(wide.results)
+    assert wide.status == "stopped" and "--max-tokens" in (wide.error or "")
+
+
+async def test_a_run_stopped_by_its_budget_and_resumed_spends_nothing_more(
+    tmp_path: Path,
+) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    first, model = await _run_wide(8, store)
+    assert first.status == "stopped"
+    finished = {int(r.key) for r in first.results}
+    budget = Budget(max_tokens=50 * CALLS_PER_ITEM * TOKENS_PER_CALL)  # the same budget
+    resumed = BatchRun(
+        workflow=_wide_workflow(), items=[Item(str(i), f"text {i}") for i in range(300)],
+        base=RunContext(gateway=scripted_gateway(model), run_id="wide", budgets=(budget,)),
+        store=store,
+    )  # fmt: skip
+    resumed.start(model="scripted", source=None, resuming=True)
+    sent = len(model.requests)
+
+    async def execute(index: int, item: Item) -> Any:
+        if index in finished:  # a durable run replays what it recorded (`durable.batch`)
+            from llmflow.runtime.runner import ItemResult
+
+            return ItemResult(key=item.key, output="replayed")
+        return await resumed.run_item(index, item)
+
+    batch = await resumed.drive(execute, concurrency=8)
+    assert len(model.requests) == sent  # not one call more
+    assert batch.status == "stopped" and len(batch.results) == len(finished)
+    assert batch.not_started == 300 - len(finished)
+    store.close()

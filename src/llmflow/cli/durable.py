@@ -214,6 +214,8 @@ def _resume_one(spec: RunSpec, as_json: bool) -> int:
     )
     err.print(f"resuming run {spec.run_id} ({spec.workflow} on {spec.source})")
     batch = _drive(job, spec, resuming=True, quiet=as_json)
+    if batch.status == "stopped":
+        err.print(f"[bold red]stopped:[/] {batch.error}", highlight=False)
     if batch.status == "interrupted":
         err.print(
             f"[yellow]interrupted[/]{' by SIGTERM' if terminated() else ''}: finish it with: "

@@ -4,11 +4,14 @@ Before a call the gateway reserves its worst case (the prompt's tokens plus `max
 the model's price); after it, the reservation is settled at the actual cost. Reserving is
 synchronous (no await between the check and the booking), so concurrent calls cannot
 overbook: a budget is never exceeded by more than the gap between one call's estimate and its
-actual usage.
+actual usage. A call refused only because calls in flight hold their worst case waits for them
+to settle (`waits`, `settled`) instead of failing: it fails when the budget cannot hold it
+even with nothing in flight.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -47,8 +50,13 @@ class Budget:
     spent_cost: Decimal = ZERO
     spent_tokens: int = 0
     requests: int = 0
+    overhang_cost: Decimal = ZERO
+    """The most a call has reserved beyond what it then cost: what the last call of an item
+    needs free on top of its cost (items are admitted with it, `runtime.admission`)."""
+    overhang_tokens: int = 0
     _held_cost: Decimal = ZERO
     _held_tokens: int = 0
+    _changed: asyncio.Event | None = None
 
     def reserve(self, cost: Decimal | None, tokens: int) -> Reservation:
         """Book a call's worst case, or raise `BudgetExceededError` naming the limit."""
@@ -85,11 +93,42 @@ class Budget:
         self._held_tokens += held.tokens
         return held
 
+    def fits(self, cost: Decimal | None, tokens: int) -> bool:
+        """Whether `reserve` would book this call now."""
+        if self.max_requests is not None and self.requests + 1 > self.max_requests:
+            return False
+        held_tokens = self.spent_tokens + self._held_tokens + tokens
+        if self.max_tokens is not None and held_tokens > self.max_tokens:
+            return False
+        return not (
+            self.max_cost is not None
+            and (cost is None or self.spent_cost + self._held_cost + cost > self.max_cost)
+        )
+
+    def waits(self, cost: Decimal | None, tokens: int) -> bool:
+        """Whether a call refused by `reserve` would fit once the calls in flight settle."""
+        if not (self._held_cost or self._held_tokens):
+            return False
+        if self.max_requests is not None and self.requests + 1 > self.max_requests:
+            return False
+        if self.max_tokens is not None and self.spent_tokens + tokens > self.max_tokens:
+            return False
+        return not (
+            self.max_cost is not None and (cost is None or self.spent_cost + cost > self.max_cost)
+        )
+
+    async def settled(self) -> None:
+        """Wait until a call in flight settles or releases its reservation."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        await self._changed.wait()
+
     def release(self, held: Reservation) -> None:
         """Cancel a reservation whose call never ran."""
         self.requests -= 1
         self._held_cost -= held.cost
         self._held_tokens -= held.tokens
+        self._notify()
 
     def settle(self, held: Reservation, cost: Decimal | None, tokens: int) -> None:
         """Replace a reservation by what the call actually used."""
@@ -97,6 +136,14 @@ class Budget:
         self._held_tokens -= held.tokens
         self.spent_cost += cost if cost is not None else ZERO
         self.spent_tokens += tokens
+        self.overhang_cost = max(self.overhang_cost, held.cost - (cost or ZERO))
+        self.overhang_tokens = max(self.overhang_tokens, held.tokens - tokens)
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
     def _refuse(self, kind: str, limit: str, state: str) -> None:
         raise BudgetExceededError(

@@ -212,7 +212,7 @@ class Gateway:
         breaker = lane.breaker
         # Fails fast, before any budget or record, while the provider is down.
         probe = breaker.check() if breaker.is_open else False
-        holds = self._reserve(observer.budgets if observer else (), client, model_id, request)
+        holds = await self._reserve(observer.budgets if observer else (), client, model_id, request)
         t0: float | None = None  # set when the first attempt gets its slot: queueing is not latency
         attempts = 0
         response: ModelResponse | None = None
@@ -327,7 +327,7 @@ class Gateway:
                 )
         return response
 
-    def _reserve(
+    async def _reserve(
         self,
         budgets: Sequence[Budget],
         client: ModelClient,
@@ -335,22 +335,27 @@ class Gateway:
         request: ModelRequest,
     ) -> list[tuple[Budget, Reservation]]:
         """Book the call's worst case (prompt + max_tokens at the model's price) in every
-        budget, or book nothing and raise `BudgetExceededError`."""
+        budget, or book nothing and raise `BudgetExceededError`. A call that would fit once
+        the calls in flight settle waits for them (`Budget.waits`)."""
         if not budgets:
             return []
         prompt = _prompt_tokens(client, request)
         worst = Usage(input_tokens=prompt, output_tokens=request.sampling.max_tokens)
         limits = self._lane(client.provider).limits
         cost = self.pricing.cost(client.provider, model_id, worst, limits.timeout_s)
-        holds: list[tuple[Budget, Reservation]] = []
-        try:
-            for budget in budgets:
-                holds.append((budget, budget.reserve(cost, worst.total_tokens)))
-        except BudgetExceededError:
-            for budget, held in holds:
-                budget.release(held)
-            raise
-        return holds
+        while True:
+            holds: list[tuple[Budget, Reservation]] = []
+            try:
+                for budget in budgets:
+                    holds.append((budget, budget.reserve(cost, worst.total_tokens)))
+                return holds
+            except BudgetExceededError:
+                for budget, held in holds:
+                    budget.release(held)
+                refusing = [b for b in budgets if not b.fits(cost, worst.total_tokens)]
+                if not refusing or not all(b.waits(cost, worst.total_tokens) for b in refusing):
+                    raise
+                await refusing[0].settled()
 
     def _wait(self, error: BaseException | None, retry: int) -> float:
         """Wait what the provider asked for (Retry-After, capped at 2 min), else back off."""

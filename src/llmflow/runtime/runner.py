@@ -23,7 +23,7 @@ from ..steps.base import Step
 from ..steps.context import RunContext, RunHooks
 from ..steps.effects import DIRECT, Effects
 from ..store.sqlite import RunStore
-from .admission import Admission
+from .admission import Admission, resumed
 from .recording import StoreRecorder
 from .telemetry import telemetry_hooks
 
@@ -209,6 +209,11 @@ class BatchRun:
                         budget.requests += 1
                         budget.spent_tokens += call["input_tokens"] + call["output_tokens"]
                         budget.spent_cost += Decimal(call["cost"] or 0)
+                ended = {r["id"] for r in self.store.rows("items", self.run_id)
+                         if r["status"] in ("ok", "failed")}  # fmt: skip
+                replays = {i for i in range(len(self.items)) if item_id(self.run_id, i) in ended}
+                calls = self.store.rows("model_calls", self.run_id)
+                self.admission = resumed(budget, calls, replays, self.base.gateway)
         else:
             self.store.start_run(
                 self.run_id, workflow=self.workflow.name, model=model, source=source,
@@ -231,7 +236,7 @@ class BatchRun:
         budget = self.run_budget
         if budget is not None and self.admission is None and admits_by_item:
             self.admission = Admission(budget)
-        admission = self.admission
+        admission = self.admission if admits_by_item else None
 
         async def worker() -> None:
             # `concurrency` workers pull items in order: a batch of 100,000 items holds
@@ -240,8 +245,8 @@ class BatchRun:
                 if self.stop is not None:  # the run's budget is spent: start nothing more
                     return
                 if admission is not None and not await admission.admit(index):
-                    self.not_started += sum(1 for _ in queue) + 1
-                    return
+                    self.not_started += 1  # and the next, but for items that only replay
+                    continue
                 try:
                     result = await execute(index, item)
                 finally:
