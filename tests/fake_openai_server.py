@@ -75,7 +75,12 @@ def serve(
         def log_message(self, *args: Any) -> None:  # keep test output clean
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        # The default backlog of 5 overflows when a busy machine is slow to accept a run's
+        # 16+ concurrent connections: the client sees resets that the real providers never send.
+        request_queue_size = 256
+
+    server = Server(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

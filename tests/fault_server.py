@@ -234,6 +234,7 @@ def serve_faults(
 
     class Server(ThreadingHTTPServer):
         daemon_threads = True
+        request_queue_size = 256  # no resets of our own making when the machine is slow to accept
 
         def handle_error(self, request: Any, client_address: Any) -> None:
             pass  # resets and cut-off bodies are the point

@@ -60,9 +60,12 @@ def test_email_triage_from_the_cli_on_the_embedded_model(
     assert run == ("local", "partial", 4, 1)
     calls = db.execute("SELECT step_path, input_tokens, output_tokens, status FROM model_calls")
     rows = calls.fetchall()
-    assert len(rows) >= 4  # at least a summary per good email
     assert all(r[1] > 0 and r[2] > 0 and r[3] == "ok" for r in rows)
-    assert "email-triage/summarise" in {r[0] for r in rows}
+    # On `local` the written fields come from code, which measured better than the checked
+    # model (bench/RESULTS-triage-truth.md): only the cascades' unsure labels reach the model.
+    for name in HARD[:-1]:
+        assert items[name]["output"]["tiers"]["summary"] == "code"
+    assert "email-triage/summarise" not in {r[0] for r in rows}
     # classification: each label from a cascade tier; an LLM tier call scored the labels
     tiers = [
         tier

@@ -17,7 +17,7 @@ from rich.table import Table
 from ..analysis.costs import summarise
 from ..errors import ConfigError
 from ..models.pricing import format_cost
-from .app import EXIT_OK, fail, out, print_table, usage_json, usd
+from .app import EXIT_OK, fail, out, print_table, usd
 
 if TYPE_CHECKING:
     from ..store.sqlite import RunStore
@@ -103,10 +103,36 @@ def list_runs(
     return EXIT_OK
 
 
+PAGE = 50
+"""Items `runs show` prints unless --limit says otherwise."""
+FAILED_SHOWN = 20
+"""Failed items listed above the table (all of them: --status failed)."""
+
+
 @runs_app.command("show")
 def show_run(
     run_id: Annotated[str, typer.Argument(help="A run id, or a unique prefix of one.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print JSON, streamed as it is read: one document {run, usage, items_total, "
+            "items_by_status, items, steps, model_calls}, one row a line.",
+        ),
+    ] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Items shown, in the order they started, with their steps and calls. "
+            f"\\[default: {PAGE}; with --json: every item]",
+            show_default=False,
+        ),
+    ] = None,
+    offset: Annotated[int, typer.Option(min=0, help="Items skipped before the first shown.")] = 0,
+    status: Annotated[
+        str | None, typer.Option(help="Only items of this status (ok, failed, running...).")
+    ] = None,
     item: Annotated[
         str | None,
         typer.Option("--item", help="Show this item's step tree: prompts, outputs and tool calls."),
@@ -115,7 +141,8 @@ def show_run(
         bool, typer.Option("--full", help="With --item: print long texts whole.")
     ] = False,
 ) -> int:
-    """Show a run: its items, steps and every model call with tokens and latency."""
+    """Show a run: its totals and a page of its items, with their steps and every model call
+    (tokens, latency, cost)."""
     store = _open()
     try:
         try:
@@ -130,22 +157,27 @@ def show_run(
                 return EXIT_OK
         except ConfigError as e:
             raise fail(str(e)) from None
-        items = store.rows("items", run["id"])
-        steps = store.rows("steps", run["id"])
-        calls = store.rows("model_calls", run["id"])
+        if as_json:
+            from .runs_json import write_run
+
+            write_run(store, run, limit=limit, offset=offset, status=status)
+            return EXIT_OK
+        _print_run(store, run, limit=limit or PAGE, offset=offset, status=status)
     finally:
         store.close()
-    if as_json:
-        payload = {
-            "run": dict(run),
-            "usage": usage_json(summarise(calls)),
-            "items": [dict(r) for r in items],
-            "steps": [dict(r) for r in steps],
-            "model_calls": [_call_json(c) for c in calls],
-        }
-        out.print_json(json.dumps(payload))
-        return EXIT_OK
-    keys = {i["id"]: i["key"] for i in items}
+    return EXIT_OK
+
+
+def _print_run(
+    store: RunStore, run: sqlite3.Row, *, limit: int, offset: int, status: str | None
+) -> None:
+    """The run's totals, its failed items, and one page of items with their model calls."""
+    counts = store.item_counts(run["id"])
+    usage = store.usage([run["id"]]).get(run["id"])  # summed in SQL: a run of any size
+    page = store.item_page(run["id"], limit=limit, offset=offset, status=status)
+    keys = {i["id"]: i["key"] for i in page}
+    calls = [c for i in page for c in store.item_rows("model_calls", i["id"])]
+    steps = [s for i in page for s in store.item_rows("steps", i["id"])]
     out.print(
         f"[bold]run {run['id']}[/] · {run['workflow']} · {run['status']} · model {run['model']} · "
         f"{run['items_ok']} ok, {run['items_failed']} failed · {_when(run['started_at'])} "
@@ -155,17 +187,20 @@ def show_run(
         out.print(f"input: {run['source']}   output: {run['out_dir']}")
     if run["error"]:
         out.print(f"[red]error: {run['error']}[/]")
-    failed = [i for i in items if i["status"] == "failed"]
-    for i in failed:
+    failed = counts.get("failed", 0)
+    for i in store.item_page(run["id"], limit=FAILED_SHOWN, status="failed"):
         out.print(f"[red]item {i['key']} failed: {i['error']}[/]")
-    table = Table(title=f"model calls ({len(calls)})", title_justify="left", box=box.SIMPLE_HEAD)
+    if failed > FAILED_SHOWN:
+        out.print(f"[red]... {failed - FAILED_SHOWN:,} more failed items: --status failed[/]")
+    title = f"model calls ({usage['calls'] if usage else 0})"
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     models = {c["model"] for c in calls}
     headers = ["item", "step", *(["model"] if len(models) > 1 else []), "in tok", "out tok"]
     for name in [*headers, "ms", "cost", "status"]:
         numeric = name in ("in tok", "out tok", "ms", "cost")
         table.add_column(name, justify="right" if numeric else "left", overflow="fold")
     prefix = f"{run['workflow']}/"
-    for c in sorted(calls, key=lambda c: (keys.get(c["item_id"], ""), c["started_at"])):
+    for c in calls:
         step = c["step_path"] or ""
         cells = [
             keys.get(c["item_id"], ""),
@@ -180,13 +215,22 @@ def show_run(
         table.add_row(*cells)
     print_table(table)
     _print_tool_calls(steps, keys, prefix)
-    total = summarise(calls)
+    matching = counts.get(status, 0) if status else sum(counts.values())
+    shown = f"{offset + 1:,}-{offset + len(page):,}" if page else "none"
+    more = f" · next: --offset {offset + len(page)}" if offset + len(page) < matching else ""
+    by_status = ", ".join(f"{n:,} {s}" for s, n in sorted(counts.items()))
     out.print(
-        f"{total.calls} calls ({total.cached} cached) · {total.input_tokens} input + "
-        f"{total.output_tokens} output tokens · cost {format_cost(total.cost)} · "
-        f"{len(steps)} steps recorded"
+        f"items {shown} of {matching:,}{' ' + status if status else ''} shown "
+        f"({by_status or 'no items'}){more}"
     )
-    return EXIT_OK
+    if usage is None:
+        out.print("0 calls")
+        return
+    cost = None if usage["unpriced"] else Decimal(str(usage["cost"] or 0))
+    out.print(
+        f"{usage['calls']} calls ({usage['cached']} cached) · {usage['input_tokens']} input + "
+        f"{usage['output_tokens']} output tokens · cost {format_cost(cost)}"
+    )
 
 
 TOOL_KINDS = ("tool", "action", "approval", "check")
@@ -275,10 +319,3 @@ def _call_status(call: sqlite3.Row) -> str:
     if call["cached"]:
         return "cached"
     return "ok" if call["attempts"] <= 1 else f"ok after {call['attempts']} tries"
-
-
-def _call_json(call: sqlite3.Row) -> dict[str, object]:
-    """A recorded model call, its money under `cost_usd` like every `--json` output."""
-    row = dict(call)
-    row["cost_usd"] = row.pop("cost", None)
-    return row

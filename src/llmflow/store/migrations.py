@@ -147,6 +147,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX runs_workflow_started ON runs (workflow, started_at);
         """,
     ),
+    (
+        "m009_run_rows_in_order",
+        """
+        -- `runs show --json` streams a run's steps and calls in the order they started,
+        -- straight off these indexes (no sort of the whole run); they replace (run_id) ones
+        CREATE INDEX steps_run_started ON steps (run_id, started_at);
+        CREATE INDEX model_calls_run_started ON model_calls (run_id, started_at);
+        DROP INDEX steps_run;
+        DROP INDEX model_calls_run;
+        """,
+    ),
 ]
 
 

@@ -13,7 +13,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -443,16 +443,19 @@ class RunStore:
         return self._unpacked(rows, "input", "output")
 
     def rows(self, table: str, run_id: str) -> list[sqlite3.Row]:
+        return list(self.stream(table, run_id))
+
+    def stream(self, table: str, run_id: str) -> Iterator[Any]:
+        """A run's items, steps or model calls in the order they started, read as they are
+        iterated (through the (run_id, started_at) indexes: nothing sorted, nothing held)."""
         if table not in {"items", "steps", "model_calls"}:
             raise ValueError(table)
-        order = "started_at, rowid"
-        rows = self.db.execute(
-            f"SELECT * FROM {table} WHERE run_id = ? ORDER BY {order}", (run_id,)
-        ).fetchall()
-        packed = {"steps": ("input", "output"), "model_calls": ("prompt",), "items": ("output",)}[
-            table
-        ]
-        return self._unpacked(rows, *packed) if packed else rows
+        packed = {"steps": ("input", "output"), "model_calls": ("prompt",), "items": ("output",)}
+        cursor = self.db.execute(
+            f"SELECT * FROM {table} WHERE run_id = ? ORDER BY started_at, rowid", (run_id,)
+        )
+        while chunk := cursor.fetchmany(500):
+            yield from self._unpacked(chunk, *packed[table])
 
     # -- paged reads (the viewer: pages stay fast on runs of 100,000 items) ------------------
 
