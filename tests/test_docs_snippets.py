@@ -57,6 +57,16 @@ PARSE_ONLY = {
     "llmflow run data-analysis my-questions.jsonl": "the reader's own CSV and questions "
     "(the line before it runs the template on its sample)",
     "llmflow approve RUN --comment ok": "needs a run waiting for approval",
+    "llmflow run email-triage imaps://me%40gmail.com@imap.gmail.com/INBOX --send-replies "
+    "smtp://me%40gmail.com@smtp.gmail.com:587": (
+        "needs the reader's mailbox and SMTP server (tests/test_smtp_send.py runs it on real ones)"
+    ),
+    "llmflow approve RUN/0": "needs a run waiting for approval (tests/test_smtp_send.py)",
+    "llmflow run email-triage imaps://me%40gmail.com@imap.gmail.com/INBOX --send-replies "
+    "'smtp://me%40gmail.com@smtp.gmail.com:587?max_per_run=5'": (
+        "needs the reader's mailbox and SMTP server (tests/test_smtp_send.py runs it on real ones)"
+    ),
+    "llmflow approve RUN/0 --comment ok": "needs a run waiting for approval",
     "llmflow worker --concurrency 4 --global-concurrency 16 --rate 600 --period 60": (
         "needs PostgreSQL (LLMFLOW_DATABASE_URL) and runs until stopped"
     ),

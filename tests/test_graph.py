@@ -125,6 +125,7 @@ def test_email_triage_as_mermaid_shows_every_step_in_order() -> None:
     labels = [label.split("<br/>")[0] for label in mermaid_ids(text).values()]
     assert labels == [
         "parse · code",
+        "by-headers · gate",
         "text · code",
         "rules · rules",
         "ml · ml",
@@ -132,18 +133,22 @@ def test_email_triage_as_mermaid_shows_every_step_in_order() -> None:
         "ml · ml",
         "llm · llm",
         "merge · _classification",
-        "summarise · llm",
+        "summary · code",
         "not-spam · gate",
-        "extract · llm",
+        "facts · code",
         "ground-ids · code",
         "needs-reply · gate",
-        "reply · llm",
+        "reply · code",
         "act · action",
+        "send · code",
     ]
     assert 'email_triage__not_spam{"not-spam · gate"}' in text  # a gate is a diamond
     flow = mermaid_edges(text)
-    assert ("parse · code", "text · code", "") in flow
-    assert ("not-spam · gate", "extract · llm", "pass") in flow
+    assert ("parse · code", "by-headers · gate", "") in flow
+    assert ("by-headers · gate", "text · code", "pass") in flow
+    assert ("by-headers · gate", "act · action", "divert") in flow  # filed by code
+    assert ("act · action", "send · code", "") in flow
+    assert ("not-spam · gate", "facts · code", "pass") in flow
     assert ("not-spam · gate", "act · action", "divert") in flow  # spam goes straight to act
     assert ("needs-reply · gate", "act · action", "divert") in flow
     assert "email_triage__not_spam -.->|" in text  # diverts are dashed
@@ -156,7 +161,7 @@ def test_email_triage_graph_nodes_are_step_paths() -> None:
     assert graph.nodes[f"{tiers}/category/ml"].label == "ml · ml"  # paths as recorded
     assert graph.nodes[f"{tiers}/category/llm"].label == "llm · llm"
     assert graph.nodes["email-triage/not-spam"].shape == "diamond"
-    assert len(graph.nodes) == 15
+    assert len(graph.nodes) == 17
 
 
 def test_every_pattern_nested_builds_the_expected_graph() -> None:
@@ -379,7 +384,7 @@ def test_cli_writes_an_svg_inferred_from_the_suffix(
     assert main(["graph", "email-triage", "--out", str(target)]) == 0
     svg = target.read_bytes()
     assert svg.lstrip().startswith((b"<?xml", b"<svg"))
-    assert b"summarise \xc2\xb7 llm" in svg  # "summarise · llm"
+    assert b"summary \xc2\xb7 code" in svg  # "summary · code"
     assert str(target) in capsys.readouterr().err
 
 

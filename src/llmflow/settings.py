@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     imap_password: SecretStr | None = Field(default=None, validation_alias="LLMFLOW_IMAP_PASSWORD")
     """The password or app password of the IMAP account an `imaps://` input names. Never
     stored or logged."""
+    smtp_password: SecretStr | None = Field(default=None, validation_alias="LLMFLOW_SMTP_PASSWORD")
+    """The password or app password of the SMTP account approved replies are sent from
+    (`--send-replies`); `LLMFLOW_IMAP_PASSWORD` when unset. Never stored or logged."""
     timeout_s: float = Field(default=120.0, gt=0, validation_alias="LLMFLOW_TIMEOUT")
     """Timeout of one model call, in seconds."""
     max_retries: int = Field(default=4, ge=0, le=20, validation_alias="LLMFLOW_MAX_RETRIES")

@@ -32,10 +32,10 @@ from .app import (
     usd,
     writable_folder,
 )
+from .mailboxes import end_snapshot, mail_options, mailbox_snapshot
 from .signals import EXIT_TERMINATED, run_until_signal, terminated
 
 if TYPE_CHECKING:  # the work loads when a command runs, so that `llmflow --help` starts fast
-    from ..inputs.imap import Snapshot
     from ..models.gateway import Gateway
     from ..models.pricing import Pricing
     from ..runtime.runner import BatchResult, Item, Workflow
@@ -130,10 +130,30 @@ def run(
             "interrupted run without repeating them.",
         ),
     ] = True,
+    send_replies: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LLMFLOW_SMTP_URL",
+            metavar="smtp://user@host:587",
+            help="On a mailbox input: send each drafted reply over SMTP once a person approved "
+            "it (llmflow approve): smtp:// is STARTTLS, smtps:// TLS; ?max_per_run=10&"
+            "max_per_day=50; the password in LLMFLOW_SMTP_PASSWORD (docs/mailboxes.md). "
+            "\\[env: LLMFLOW_SMTP_URL]",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="On a mailbox input: change nothing on the mail servers and send nothing; "
+            "the results say what would be flagged, drafted, filed and sent.",
+        ),
+    ] = False,
 ) -> int:
     """Run a workflow on a batch of inputs and record it, with its cost."""
     job = prepare(workflow, inputs, model=model, base_url=base_url, concurrency=concurrency,
-                  cache=not no_cache)  # fmt: skip
+                  cache=not no_cache, send_replies=send_replies, dry_run=dry_run,
+                  durable=durable)  # fmt: skip
     if job.snapshot is not None and not job.items:
         err.print(f"no new messages in {job.source_url}", highlight=False, soft_wrap=True)
         return EXIT_OK
@@ -168,9 +188,7 @@ def run(
         batch = execute(job, out_dir=out_dir, budget=budget, item_budget=item_budget,
                         quiet=as_json)  # fmt: skip
     if job.snapshot is not None and batch.status != "interrupted":
-        from ..inputs.imap import finish_snapshot
-
-        finish_snapshot(job.snapshot, batch.status, job.settings)
+        end_snapshot(job.snapshot, batch.status, job.settings, dry_run=job.dry_run)
     if batch.status == "interrupted":
         how = "by SIGTERM" if terminated() else ""
         then = (
@@ -214,6 +232,8 @@ class Job:
     """For a mailbox input: the id of the snapshot of its new messages (the run's id too)."""
     source_url: str | None = None
     """For a mailbox input: its URL (no password)."""
+    dry_run: bool = False
+    """For a mailbox input: change nothing on the servers (`--dry-run`)."""
 
 
 def prepare(
@@ -224,6 +244,9 @@ def prepare(
     base_url: str | None,
     concurrency: int | None,
     cache: bool,
+    send_replies: str | None = None,
+    dry_run: bool = False,
+    durable: bool = True,
 ) -> Job:
     """Resolve settings, model, workflow and inputs — every configuration error before any
     work starts (exit 2 with the message)."""
@@ -234,10 +257,17 @@ def prepare(
     from ..workflows import load_workflow
 
     try:
+        mail = None
         if isinstance(inputs, str) and inputs.lower().startswith(("imaps://", "imap://")):
             from ..inputs.imap import check_source
 
             check_source(inputs)  # the URL, the login, the mailbox: before any other work
+            mail = mail_options(send_replies, dry_run=dry_run, durable=durable)
+        elif send_replies or dry_run:
+            raise ConfigError(
+                f"{'--send-replies' if send_replies else '--dry-run'} is for a mailbox: give "
+                "imaps://user@host/INBOX as the input (docs/mailboxes.md)"
+            )
         overrides: dict[str, Any] = {}
         if model:
             overrides["model"] = model
@@ -259,7 +289,7 @@ def prepare(
             raise ConfigError(f"workflow {wf.name!r} does not read inputs from files")
         snapshot = source_url = None
         if isinstance(inputs, str) and inputs.lower().startswith(("imaps://", "imap://")):
-            snapshot, source_url = mailbox_snapshot(inputs, settings)
+            snapshot, source_url = mailbox_snapshot(inputs, settings, mail)
             inputs = snapshot.path
         inputs = Path(inputs)
         items = wf.load(inputs) if snapshot is None or snapshot.count else []
@@ -278,39 +308,8 @@ def prepare(
         cache=cache,
         snapshot=snapshot.id if snapshot is not None else None,
         source_url=source_url,
+        dry_run=dry_run,
     )
-
-
-def mailbox_snapshot(url: str, settings: Settings) -> tuple[Snapshot, str]:
-    """The messages of a mailbox that no run took yet, fetched into a snapshot folder (or
-    those a run fetched and never started on); says what the user should know."""
-    from ..inputs.imap import parse_source, take_snapshot, unfinished_snapshots
-    from ..store.sqlite import RunStore
-
-    source = parse_source(url)
-    store = RunStore(settings.db_path)
-    try:
-        waiting = []
-        for snap in unfinished_snapshots(source, settings):
-            if not store.has_run(snap.id):
-                waiting.append(snap)
-            elif store.find_run(snap.id)["status"] not in (None, "running", "interrupted"):
-                from ..inputs.imap import finish_snapshot
-
-                finish_snapshot(snap.id, str(store.find_run(snap.id)["status"]), settings)
-            else:
-                err.print(
-                    f"run {snap.id} holds {snap.count} message(s) of {source.url} and was "
-                    f"interrupted: finish it with: llmflow resume {snap.id}",
-                    highlight=False,
-                    soft_wrap=True,
-                )
-    finally:
-        store.close()
-    snapshot = waiting[0] if waiting else take_snapshot(source, settings)
-    for note in snapshot.notes:
-        err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
-    return snapshot, source.url
 
 
 def execute(

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from ..errors import RunError
 from ..ids import new_id
 from ..settings import Settings
@@ -282,6 +284,37 @@ def snapshot_message(
             )
             return ref, (Path(manifest["folder"]) / file).read_bytes()
     return None
+
+
+class RunOptions(BaseModel):
+    """What the run of a snapshot does beyond reading: set by `llmflow run`, kept in the
+    snapshot's manifest, so that a resumed run does the same."""
+
+    send: str | None = None
+    """Where approved replies are sent: an `smtp://` or `smtps://` URL (no password)."""
+    dry_run: bool = False
+    """Change nothing on the servers: only say what would be flagged, drafted, filed, sent."""
+
+
+def set_run_options(snapshot: Snapshot, options: RunOptions) -> None:
+    """Record what the run of `snapshot` may do (before it starts)."""
+    path = snapshot.path / MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["options"] = options.model_dump()
+    write_manifest(snapshot.path, manifest)
+
+
+def run_options(snapshot_id: str | None, settings: Settings | None = None) -> RunOptions:
+    """What the run of snapshot `snapshot_id` may do (nothing more when it read no mailbox)."""
+    manifest = _manifest(snapshot_id, settings)
+    return RunOptions.model_validate((manifest or {}).get("options") or {})
+
+
+def release_snapshot(snapshot_id: str, settings: Settings | None = None) -> None:
+    """After a dry run: its messages are free again for the next run to take."""
+    with ledger(settings) as book:
+        book.finish(snapshot_id, "dry-run")
+        book.db.execute("delete from messages where snapshot=?", (snapshot_id,))
 
 
 def finish_snapshot(snapshot_id: str, status: str, settings: Settings | None = None) -> None:

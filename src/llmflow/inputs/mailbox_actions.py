@@ -47,16 +47,21 @@ def folder_name(box: Mailbox, path: str) -> str:
     return box.delimiter().join(p.strip() for p in path.split("/") if p.strip())
 
 
+def draft_message_id(key: str) -> str:
+    """The Message-ID of the reply drafted under idempotency key `key`: the same draft is
+    the same message, in Drafts and when it is sent."""
+    return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@llmflow.invalid>"
+
+
 def reply_message(
-    original: Email, raw: bytes, text: str, *, sender: str | None, key: str
+    original: Email, raw: bytes, text: str, *, sender: str | None, message_id: str
 ) -> EmailMessage:
     """A reply to `original` (`raw`: its bytes, for Reply-To and References) threaded to it:
-    In-Reply-To, References, Re: subject; its Message-ID derived from `key`, so the same
-    draft is the same message."""
+    In-Reply-To, References, Re: subject; `message_id` from `draft_message_id`."""
     headers = email.message_from_bytes(raw[:65536], policy=email.policy.default)
     reply_to = str(headers.get("Reply-To") or "").strip()
     references = " ".join(str(headers.get("References") or "").split())
-    msg = EmailMessage()
+    msg = EmailMessage(policy=WIRE)
     if sender:
         msg["From"] = sender
     to = reply_to or original.sender
@@ -67,10 +72,9 @@ def reply_message(
     if original.message_id:
         msg["In-Reply-To"] = original.message_id
         msg["References"] = " ".join(x for x in (references, original.message_id) if x)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
-    msg["Message-ID"] = f"<{digest}@llmflow.invalid>"
+    msg["Message-ID"] = message_id
     msg["Date"] = formatdate(localtime=True)
-    msg[KEY_HEADER] = digest
+    msg[KEY_HEADER] = message_id.strip("<>").split("@")[0]
     msg.set_content(text)
     return msg
 
@@ -83,8 +87,10 @@ def act_in_mailbox(
     raw: bytes,
     key: str,
     settings: Settings | None = None,
+    dry_run: bool = False,
 ) -> list[str]:
-    """Carry out `actions` on the message's server; returns what was done, one line each.
+    """Carry out `actions` on the message's server; returns what was done, one line each
+    (with `dry_run`, what would be done: the server is only read).
 
     Safe to run again with the same `key` (after a crash mid-way): flags are set, not
     toggled; a draft whose key is already in Drafts is not saved again; a copy or move whose
@@ -93,6 +99,8 @@ def act_in_mailbox(
     source = parse_source(ref.url, ref.user)
     done: list[str] = []
     with open_mailbox(source, settings) as box:
+        if dry_run:
+            return _plan(box, original, actions, ref)
         uid = box.locate(ref, original.message_id)
         if actions.flags and uid is not None:
             flags = " ".join(actions.flags)
@@ -102,7 +110,11 @@ def act_in_mailbox(
             drafts = box.special("\\Drafts", "Drafts")
             box.ensure_folder(drafts)
             message = reply_message(
-                original, raw, actions.draft, sender=source.from_address(), key=key
+                original,
+                raw,
+                actions.draft,
+                sender=source.from_address(),
+                message_id=draft_message_id(key),
             )
             if box.find(drafts, KEY_HEADER, str(message[KEY_HEADER])):
                 done.append(f"draft already in {drafts}")
@@ -137,6 +149,20 @@ def act_in_mailbox(
         if uid is None and not done:
             done.append(f"not in {ref.mailbox} any more")
     return done
+
+
+def _plan(box: Mailbox, original: Email, actions: MessageActions, ref: MailboxRef) -> list[str]:
+    """What `act_in_mailbox` would do, for a dry run: nothing on the server changes."""
+    if box.locate(ref, original.message_id) is None:
+        return [f"would do nothing: not in {ref.mailbox} any more"]
+    plan = [f"would flag {' '.join(actions.flags)}"] if actions.flags else []
+    if actions.draft is not None:
+        drafts = box.special("\\Drafts", "Drafts")
+        plan.append(f"would draft a reply in {drafts}")
+    for target, verb in ((actions.copy_to, "copy"), (actions.move_to, "move")):
+        if target is not None:
+            plan.append(f"would {verb} to {folder_name(box, target)}")
+    return plan
 
 
 def triage_folder(ref: MailboxRef, category: str) -> tuple[str | None, str | None]:

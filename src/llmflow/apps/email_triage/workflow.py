@@ -15,7 +15,9 @@ Gates keep the cost down: spam is filed right after its summary, and no reply is
 drafted for mail that needs none. Per email, `act` files the message under its category and
 appends its result to `results.jsonl` - an action, done exactly once per run even when a
 durable run is killed and resumed; after the batch, `digest.md` lists everything by
-priority, failed items included.
+priority, failed items included. On a mailbox (`mailbox.py`), `act` also flags the message,
+saves its drafted reply in Drafts and may file it on the server, and `send` sends the reply
+only when the run was given an SMTP server and a person approved that exact message.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from ...steps.context import RunContext
 from ...steps.llm import LLMStep, llm
 from . import truth
 from .classifier import cascades, classification_text, label_sets
+from .mailbox import act_on_server, send_reply
 
 INSTRUCTIONS = Path(__file__).parent / "instructions"
 SAMPLE_INBOX = Path(__file__).parent / "sample_inbox"
@@ -91,7 +94,10 @@ class Triage(BaseModel):
     """The message's id on its IMAP server (server, mailbox, UIDVALIDITY, UID), when read
     from one."""
     mailbox_actions: list[str] = Field(default_factory=list)
-    """What `act` did on the IMAP server (flags, a draft saved, a move), one line each."""
+    """What `act` did on the IMAP server (flags, a draft saved, a move) and what `send` did
+    with the reply (sent after approval, or why not), one line each."""
+    reply_message_id: str | None = None
+    """The Message-ID of the drafted reply (in Drafts, and when sent), on a mailbox."""
 
 
 # Every step's prompt is [one shared system prompt][the email][the step's task]: a mail's
@@ -156,36 +162,15 @@ def _ground_ids(triage: Triage) -> Triage:
     return triage.model_copy(update={"extraction": grounded})
 
 
-def _act_in_mailbox(triage: Triage, ctx: RunContext) -> Triage:
-    """On a message read over IMAP: the keyword `$llmflow-<category>`, `\\Flagged` when
-    urgent, the drafted reply saved in Drafts threaded to it (never sent), then a copy or a
-    move to `<folder>/<Category>` when the source URL says `file=copy|move`. Each action is
-    keyed by the message and this step and checks the server first: never done twice."""
-    from ...inputs.imap import MessageActions, act_in_mailbox, snapshot_message, triage_folder
-
-    found = snapshot_message(ctx.run_id, triage.email.source)  # the run's id is the snapshot's
-    if found is None:
-        return triage
-    ref, raw = found
-    c = triage.classification
-    category = c.category if c else "unsorted"
-    flags = [f"$llmflow-{category}"] + (["\\Flagged"] if c and c.priority == "urgent" else [])
-    copy_to, move_to = triage_folder(ref, category)
-    actions = MessageActions(flags=flags, draft=triage.reply, copy_to=copy_to, move_to=move_to)
-    key = f"{ref.identity}#{ctx.path}"
-    done = act_in_mailbox(triage.email, actions, ref=ref, raw=raw, key=key)
-    return triage.model_copy(update={"mailbox_message": ref.identity, "mailbox_actions": done})
-
-
 def _act(triage: Triage, ctx: RunContext) -> Triage:
     """File the message under its category and append its result to results.jsonl.
 
     Runs as an action (exactly once per durable run): if the process dies inside it, the
     resumed run files the same copy again (an atomic rewrite) and appends nothing twice, as
     the line carries the action's idempotency key. A message read over IMAP is also
-    flagged, its reply drafted and maybe moved on its server (`_act_in_mailbox`).
+    flagged, its reply drafted and maybe moved on its server (`mailbox.act_on_server`).
     """
-    triage = _act_in_mailbox(triage, ctx)
+    triage = act_on_server(triage, ctx)
     if ctx.out_dir is None:
         return triage
     from ...durable.actions import append_line_once, write_once
@@ -227,6 +212,7 @@ def result_record(triage: Triage) -> dict[str, object]:
         "filed_as": triage.filed_as,
         "mailbox_message": triage.mailbox_message,
         "mailbox_actions": triage.mailbox_actions,
+        "reply_message_id": triage.reply_message_id,
     }
 
 
@@ -487,6 +473,7 @@ def build(
         gate("needs-reply", lambda t: t.extraction.needs_reply or Divert(act, "no reply needed")),
         CodeStep("reply", reply),
         act,
+        CodeStep("send", send_reply),
     )
     return Workflow(
         name="email-triage",
