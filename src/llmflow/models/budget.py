@@ -56,7 +56,8 @@ class Budget:
     overhang_tokens: int = 0
     _held_cost: Decimal = ZERO
     _held_tokens: int = 0
-    _changed: asyncio.Event | None = None
+    _waiting: dict[asyncio.AbstractEventLoop, asyncio.Event] = field(default_factory=dict)
+    """Per event loop (a durable run's recovered items run on DBOS's), calls waiting to book."""
 
     def reserve(self, cost: Decimal | None, tokens: int) -> Reservation:
         """Book a call's worst case, or raise `BudgetExceededError` naming the limit."""
@@ -119,9 +120,7 @@ class Budget:
 
     async def settled(self) -> None:
         """Wait until a call in flight settles or releases its reservation."""
-        if self._changed is None:
-            self._changed = asyncio.Event()
-        await self._changed.wait()
+        await self._waiting.setdefault(asyncio.get_running_loop(), asyncio.Event()).wait()
 
     def release(self, held: Reservation) -> None:
         """Cancel a reservation whose call never ran."""
@@ -141,9 +140,16 @@ class Budget:
         self._notify()
 
     def _notify(self) -> None:
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = None
+        waiting, self._waiting = self._waiting, {}
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        for loop, event in waiting.items():
+            if loop is here:
+                event.set()
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(event.set)
 
     def _refuse(self, kind: str, limit: str, state: str) -> None:
         raise BudgetExceededError(
