@@ -311,7 +311,7 @@ def test_the_message_has_file_line_and_column(tmp_path: Path) -> None:
     assert str(caught.value).endswith(
         "workflow.yaml:3:19: unknown kind 'lmm' (did you mean 'llm'?): one of code, llm, agent, "
         "tool, gate, chain, route, parallel, vote, orchestrate, refine, cascade, rules, ml, "
-        "classify, claims"
+        "classify, claims, grounding"
     )
 
 

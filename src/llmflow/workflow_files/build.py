@@ -19,6 +19,7 @@ from ..steps.claims import claims_match_actions, reply_text
 from . import schema as m
 from .agents import AgentBuilder
 from .build_classifiers import ClassifierBuilder
+from .build_grounding import GroundingBuilder
 from .build_patterns import PatternBuilder
 from .check import (
     KIND_NAMES,
@@ -35,7 +36,7 @@ from .scope import (
 from .source import Path_, did_you_mean
 
 
-class Builder(AgentBuilder, PatternBuilder, ClassifierBuilder):
+class Builder(AgentBuilder, PatternBuilder, ClassifierBuilder, GroundingBuilder):
     """Builds the steps of one workflow file (and the agent files it uses)."""
 
     def step(
@@ -121,6 +122,8 @@ class Builder(AgentBuilder, PatternBuilder, ClassifierBuilder):
             max_tokens=spec.max_tokens,
         )
         step.template = template
+        if not self.grounded_answer(spec, step, path, where):
+            return None
         return step
 
     def _tool(

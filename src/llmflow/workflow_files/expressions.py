@@ -19,6 +19,8 @@ from jinja2 import meta, nodes
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from ..patterns.grounded import text_of
+from ..steps.grounding import ungrounded
 from ..steps.untrusted import mark_untrusted
 
 # StrictUndefined: a typo in a field name fails the step with the name, instead of a silent
@@ -30,6 +32,10 @@ strict = ImmutableSandboxedEnvironment(
 lenient = ImmutableSandboxedEnvironment(undefined=jinja2.ChainableUndefined, autoescape=False)
 for _environment in (strict, lenient):  # `{{ input.body | untrusted('mail') }}`: marked as data
     _environment.filters["untrusted"] = mark_untrusted
+    # `steps.summary | ungrounded(input.body)`: what it states that the mail does not (a list)
+    _environment.filters["ungrounded"] = lambda text, source: ungrounded(
+        text_of(text), text_of(source)
+    )
 
 
 class ExpressionError(Exception):

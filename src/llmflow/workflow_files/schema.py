@@ -57,6 +57,24 @@ class LLMSpec(StepSpec):
     model: str | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
     max_tokens: Annotated[int, Field(gt=0)] = 512
+    grounded: Any = None
+    """What the answer must be grounded in: an expression (`input.body`), or a
+    GroundingOptions mapping (checked by the loader). Every number, amount, date, id, email
+    address, URL and name the answer states must be stated there."""
+    on_ungrounded: Literal["fail", "empty"] | None = None
+    """What an ungrounded answer does: `fail` the step (default), or `empty`: answer null
+    (nothing rather than an invention; a cascade tier answering null abstains)."""
+
+
+class GroundingOptions(Spec):
+    source: Expression
+    """The text the output must be grounded in, e.g. `input.body`."""
+    fields: list[str] | None = None
+    """Only these fields of an object output are checked (default: every text and number)."""
+    allowed: list[str] = Field(default_factory=list)
+    """Text the output may state besides the source (our name, a signature)."""
+    names: bool = True
+    """Check capitalised names too (off for languages without capitals)."""
 
 
 class ToolRef(Spec):
@@ -223,6 +241,11 @@ class ClaimsSpec(StepSpec):
     """The reply sent instead of one claiming what did not happen (default: an apology)."""
 
 
+class GroundingSpec(StepSpec, GroundingOptions):
+    text: Expression
+    """What to check, e.g. `steps.summary` (in a refine evaluator: `output`)."""
+
+
 KINDS: dict[str, type[StepSpec]] = {
     "code": CodeSpec,
     "llm": LLMSpec,
@@ -240,6 +263,7 @@ KINDS: dict[str, type[StepSpec]] = {
     "ml": MLSpec,
     "classify": ClassifySpec,
     "claims": ClaimsSpec,
+    "grounding": GroundingSpec,
 }
 
 InputType = Literal["text", "jsonl", "json", "csv", "email", "value"]

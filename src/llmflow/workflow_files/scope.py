@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -101,9 +101,17 @@ def _reason(e: jinja2.TemplateError) -> str:
 
 
 class ScopedLLM(LLMStep[Any, Any]):
-    """An llm step whose prompt is a sandboxed template over the scope."""
+    """An llm step whose prompt is a sandboxed template over the scope; with `grounding`
+    (the `grounded:` option), its answer passes that check before anything reads it."""
 
     template: jinja2.Template | None = None
+    grounding: Callable[[Any, Scope, RunContext], Awaitable[Any]] | None = None
+
+    async def run(self, input: Any, ctx: RunContext) -> Any:
+        answer = await super().run(input, ctx)
+        if self.grounding is None:
+            return answer
+        return await self.grounding(answer, scope_of(input), ctx)
 
     def render(self, input: Any) -> str:
         try:
