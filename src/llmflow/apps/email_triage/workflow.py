@@ -24,17 +24,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
-
-from pydantic import BaseModel, Field
 
 from ...errors import OutputValidationError
-from ...inputs.email import Email, RawEmail, load_inbox, parse_email
+from ...inputs.email import RawEmail, load_inbox, parse_email
 from ...models.client import ModelResponse
 from ...patterns.cascade import CascadeResult
 from ...patterns.chain import Divert, assign, chain, gate
 from ...patterns.parallel import parallel
-from ...runtime.runner import BatchResult, Workflow
+from ...runtime.runner import Workflow
 from ...settings import Settings
 from ...steps.base import CodeStep
 from ...steps.context import RunContext
@@ -42,62 +39,18 @@ from ...steps.llm import LLMStep, llm
 from . import truth
 from .classifier import cascades, classification_text, label_sets
 from .mailbox import act_on_server, send_reply
+from .triage_digest import result_record as result_record
+from .triage_digest import write_digest as write_digest
+from .triage_types import PRIORITY_ORDER as PRIORITY_ORDER
+from .triage_types import Category as Category
+from .triage_types import Classification as Classification
+from .triage_types import Extraction as Extraction
+from .triage_types import Priority as Priority
+from .triage_types import ShortId as ShortId
+from .triage_types import Triage as Triage
 
 INSTRUCTIONS = Path(__file__).parent / "instructions"
 SAMPLE_INBOX = Path(__file__).parent / "sample_inbox"
-
-Category = Literal["billing", "support", "sales", "internal", "spam"]
-Priority = Literal["urgent", "high", "normal", "low"]
-PRIORITY_ORDER: dict[str, int] = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
-
-
-class Classification(BaseModel):
-    category: Category
-    priority: Priority
-    answered_by: dict[str, str] = Field(default_factory=dict)
-    """Which cascade tier gave each label, e.g. {"category": "ml", "priority": "llm"}."""
-
-
-# Bounded lengths keep a small model from rambling inside a string until max_tokens.
-ShortId = Annotated[str, Field(max_length=24)]
-
-
-class Extraction(BaseModel):
-    request: str = Field(max_length=200)
-    """What the sender wants, in one sentence; empty when no checked answer was found."""
-    deadline: str | None = Field(max_length=60)
-    """By when: from the model, as written; after the checks, an ISO date stated in the
-    mail, or None."""
-    order_numbers: list[ShortId] = Field(max_length=4)
-    invoice_numbers: list[ShortId] = Field(max_length=4)
-    needs_reply: bool
-
-
-class Triage(BaseModel):
-    """One email's triage, built up step by step."""
-
-    email: Email
-    classification: Classification | None = None
-    extraction: Extraction | None = None
-    summary: str | None = None
-    reply: str | None = None
-    amounts: list[str] = Field(default_factory=list)
-    """Money amounts in the mail, by code ("4820.00 USD")."""
-    tiers: dict[str, str] = Field(default_factory=dict)
-    """Who answered each field: "llm", "code" (rules, extractive text, a template), or
-    "headers" (a mail filed by code)."""
-    rejected: dict[str, str] = Field(default_factory=dict)
-    """Model answers refused by the checks, per field, and why (never shown as facts)."""
-    filed_as: str | None = None
-    """Where `act` filed the message, relative to the run's output folder."""
-    mailbox_message: str | None = None
-    """The message's id on its IMAP server (server, mailbox, UIDVALIDITY, UID), when read
-    from one."""
-    mailbox_actions: list[str] = Field(default_factory=list)
-    """What `act` did on the IMAP server (flags, a draft saved, a move) and what `send` did
-    with the reply (sent after approval, or why not), one line each."""
-    reply_message_id: str | None = None
-    """The Message-ID of the drafted reply (in Drafts, and when sent), on a mailbox."""
 
 
 # Every step's prompt is [one shared system prompt][the email][the step's task]: a mail's
@@ -187,92 +140,6 @@ def _act(triage: Triage, ctx: RunContext) -> Triage:
     filed = triage.model_copy(update={"filed_as": f"{category}/{name}"})
     append_line_once(ctx.out_dir / "results.jsonl", result_record(filed))
     return filed
-
-
-def result_record(triage: Triage) -> dict[str, object]:
-    """The flat record of one triaged email, as written to results.jsonl."""
-    c, x = triage.classification, triage.extraction
-    return {
-        "file": triage.email.source,
-        "from": triage.email.sender,
-        "subject": triage.email.subject,
-        "category": c.category if c else None,
-        "priority": c.priority if c else None,
-        "summary": triage.summary,
-        "request": x.request if x else None,
-        "deadline": x.deadline if x else None,
-        "order_numbers": x.order_numbers if x else [],
-        "invoice_numbers": x.invoice_numbers if x else [],
-        "needs_reply": x.needs_reply if x else False,
-        "amounts": triage.amounts,
-        "reply": triage.reply,
-        "kind": triage.email.kind,
-        "tiers": triage.tiers,
-        "rejected": triage.rejected,
-        "filed_as": triage.filed_as,
-        "mailbox_message": triage.mailbox_message,
-        "mailbox_actions": triage.mailbox_actions,
-        "reply_message_id": triage.reply_message_id,
-    }
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    """Model text as one Markdown-safe line, cut at `limit` characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def write_digest(batch: BatchResult, ctx: RunContext) -> dict[str, Path]:
-    """After the batch: digest.md by priority, and the failed items in results.jsonl."""
-    if ctx.out_dir is None:
-        return {}
-    from ...durable.actions import append_line_once, write_once
-
-    ctx.out_dir.mkdir(parents=True, exist_ok=True)
-    done = [r.output for r in batch.results if r.ok and isinstance(r.output, Triage)]
-    done.sort(key=lambda t: PRIORITY_ORDER[t.classification.priority] if t.classification else 9)
-    results = ctx.out_dir / "results.jsonl"
-    # Safe to run again (a resumed run finishes again): each failed item's line is keyed by
-    # the run and the item, and the digest is rewritten whole.
-    for r in batch.failed:
-        record = {"file": r.key, "error": str(r.error)}
-        append_line_once(results, record, key=f"{batch.run_id}/failed/{r.key}")
-    lines = [f"# Inbox digest — run {batch.run_id}", ""]
-    lines.append(f"{len(done)} emails triaged, {len(batch.failed)} could not be read.")
-    for priority in PRIORITY_ORDER:
-        group = [t for t in done if t.classification and t.classification.priority == priority]
-        if not group:
-            continue
-        lines += ["", f"## {priority.capitalize()} ({len(group)})", ""]
-        for t in group:
-            assert t.classification is not None
-            lines.append(
-                f"- **{t.email.subject}** — {t.email.sender} · {t.classification.category}"
-            )
-            if t.summary:
-                lines.append(f"  {_one_line(t.summary)}")
-            if t.extraction and t.extraction.deadline:
-                lines.append(f"  Deadline: {_one_line(t.extraction.deadline)}")
-            if t.rejected:
-                lines.append(
-                    "  Model answers refused as unverified (code answered instead): "
-                    + ", ".join(sorted(t.rejected))
-                )
-            if t.reply:
-                lines.append("  A reply is drafted in results.jsonl.")
-    by_code = [t for t in done if t.classification is None]
-    if by_code:
-        lines += ["", f"## Filed by code ({len(by_code)})", ""]
-        lines += [
-            f"- **{t.email.subject}** — {t.email.sender} · {t.email.kind} ({t.email.kind_reason})"
-            for t in by_code
-        ]
-    if batch.failed:
-        lines += ["", "## Could not be read", ""]
-        lines += [f"- {r.key}: {r.error}" for r in batch.failed]
-    digest = ctx.out_dir / "digest.md"
-    write_once(digest, "\n".join(lines) + "\n")
-    return {"digest": digest, "results": results}
 
 
 def _columns(triage: Triage) -> dict[str, str]:

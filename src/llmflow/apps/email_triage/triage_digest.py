@@ -1,0 +1,96 @@
+"""What a triage run writes: one flat record per email in results.jsonl (`result_record`),
+and after the batch digest.md, everything by priority, failed items included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...runtime.runner import BatchResult
+from ...steps.context import RunContext
+from .triage_types import PRIORITY_ORDER, Triage
+
+
+def result_record(triage: Triage) -> dict[str, object]:
+    """The flat record of one triaged email, as written to results.jsonl."""
+    c, x = triage.classification, triage.extraction
+    return {
+        "file": triage.email.source,
+        "from": triage.email.sender,
+        "subject": triage.email.subject,
+        "category": c.category if c else None,
+        "priority": c.priority if c else None,
+        "summary": triage.summary,
+        "request": x.request if x else None,
+        "deadline": x.deadline if x else None,
+        "order_numbers": x.order_numbers if x else [],
+        "invoice_numbers": x.invoice_numbers if x else [],
+        "needs_reply": x.needs_reply if x else False,
+        "amounts": triage.amounts,
+        "reply": triage.reply,
+        "kind": triage.email.kind,
+        "tiers": triage.tiers,
+        "rejected": triage.rejected,
+        "filed_as": triage.filed_as,
+        "mailbox_message": triage.mailbox_message,
+        "mailbox_actions": triage.mailbox_actions,
+        "reply_message_id": triage.reply_message_id,
+    }
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """Model text as one Markdown-safe line, cut at `limit` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def write_digest(batch: BatchResult, ctx: RunContext) -> dict[str, Path]:
+    """After the batch: digest.md by priority, and the failed items in results.jsonl."""
+    if ctx.out_dir is None:
+        return {}
+    from ...durable.actions import append_line_once, write_once
+
+    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    done = [r.output for r in batch.results if r.ok and isinstance(r.output, Triage)]
+    done.sort(key=lambda t: PRIORITY_ORDER[t.classification.priority] if t.classification else 9)
+    results = ctx.out_dir / "results.jsonl"
+    # Safe to run again (a resumed run finishes again): each failed item's line is keyed by
+    # the run and the item, and the digest is rewritten whole.
+    for r in batch.failed:
+        record = {"file": r.key, "error": str(r.error)}
+        append_line_once(results, record, key=f"{batch.run_id}/failed/{r.key}")
+    lines = [f"# Inbox digest — run {batch.run_id}", ""]
+    lines.append(f"{len(done)} emails triaged, {len(batch.failed)} could not be read.")
+    for priority in PRIORITY_ORDER:
+        group = [t for t in done if t.classification and t.classification.priority == priority]
+        if not group:
+            continue
+        lines += ["", f"## {priority.capitalize()} ({len(group)})", ""]
+        for t in group:
+            assert t.classification is not None
+            lines.append(
+                f"- **{t.email.subject}** — {t.email.sender} · {t.classification.category}"
+            )
+            if t.summary:
+                lines.append(f"  {_one_line(t.summary)}")
+            if t.extraction and t.extraction.deadline:
+                lines.append(f"  Deadline: {_one_line(t.extraction.deadline)}")
+            if t.rejected:
+                lines.append(
+                    "  Model answers refused as unverified (code answered instead): "
+                    + ", ".join(sorted(t.rejected))
+                )
+            if t.reply:
+                lines.append("  A reply is drafted in results.jsonl.")
+    by_code = [t for t in done if t.classification is None]
+    if by_code:
+        lines += ["", f"## Filed by code ({len(by_code)})", ""]
+        lines += [
+            f"- **{t.email.subject}** — {t.email.sender} · {t.email.kind} ({t.email.kind_reason})"
+            for t in by_code
+        ]
+    if batch.failed:
+        lines += ["", "## Could not be read", ""]
+        lines += [f"- {r.key}: {r.error}" for r in batch.failed]
+    digest = ctx.out_dir / "digest.md"
+    write_once(digest, "\n".join(lines) + "\n")
+    return {"digest": digest, "results": results}
