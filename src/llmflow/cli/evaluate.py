@@ -1,5 +1,6 @@
 """`llmflow eval`: accuracy, macro-F1, cost, latency and share per tier of each variant of a
-cascade on labelled data, and a plot; `--live` compares recorded runs with the calibration."""
+cascade on labelled data, and a plot; `--live` compares recorded runs with the calibration;
+`--step <llm step>` scores a language step on gold data (`evaluate_language`)."""
 
 from __future__ import annotations
 
@@ -23,16 +24,26 @@ from .cascade_inputs import (
     labelled_answers,
     settings_for,
 )
+from .evaluate_language import evaluate_language, language_step
 
 
 def evaluate(
     workflow: Annotated[str, typer.Argument(help="A registered workflow or a workflow file.")],
     data: Annotated[
         Path | None,
-        typer.Option("--data", help='Labelled JSONL: {"text": ..., "label": ...} per line.'),
+        typer.Option(
+            "--data",
+            help='Labelled JSONL: {"text": ..., "label": ...} per line; for a language step, '
+            '{"input": ..., "gold": {field: value}}.',
+        ),
     ] = None,
     step: Annotated[
-        str | None, typer.Option("--step", help="The cascade (needed if there are several).")
+        str | None,
+        typer.Option(
+            "--step",
+            help="The cascade (needed if there are several), or a language step to score on "
+            "gold data: per-field accuracy, grounded rate, output checks.",
+        ),
     ] = None,
     variants: Annotated[
         str, typer.Option(help="Comma-separated: <tier>-only for each tier, and cascade.")
@@ -60,7 +71,8 @@ def evaluate(
     as_json: Json = False,
 ) -> int:
     """Accuracy, macro-F1, cost, latency and share per tier of each variant (`--live`: how
-    the cascade does in production, and whether it drifted)."""
+    the cascade does in production, and whether it drifted; `--step` naming a language step:
+    its per-field accuracy, grounded rate and output checks on gold data)."""
     from ..analysis.evaluation import check_variants, needed_rows, plot, score, variant_names
 
     if live:
@@ -69,6 +81,11 @@ def evaluate(
         return _live(workflow, step, days, share_tolerance, confidence_tolerance, model, as_json)
     if data is None:
         raise fail("--data is needed (labelled JSONL), or --live")
+    wf = language_step(workflow, step)
+    if wf is not None and step is not None:
+        if variants or plot_to is not None:
+            raise fail(f"--variants and --plot compare a cascade's tiers: {step!r} is not one")
+        return evaluate_language(wf, step, data, model, base_url, as_json)
     try:
         settings = settings_for(model, base_url)
         name, cascade = find_workflow_cascade(workflow, step)
