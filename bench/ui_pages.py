@@ -8,7 +8,9 @@ each page is fetched over loopback HTTP (urllib), REPS times; the figure is the 
 The baseline, timed in the same process on the same store, is what the CLI read before the
 paged queries: `runs show`'s reads (every item, step and model call of the run, summed in
 Python by `analysis.costs.summarise`) and `runs list`'s (the newest 20 runs, each run's calls
-summed in Python). The ratio is page time / baseline time.
+summed in Python). The ratio is page time / baseline time. Also timed: the sums the pages
+ran on every view before the run totals (GROUP BY over the big run's rows, as the store's
+queries were before migration m010), for the same page content read from the totals.
 
 Run: .venv/bin/python bench/ui_pages.py [ITEMS]  (rewrites bench/RESULTS-ui.md)
 """
@@ -16,6 +18,7 @@ Run: .venv/bin/python bench/ui_pages.py [ITEMS]  (rewrites bench/RESULTS-ui.md)
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 import statistics
 import sys
@@ -32,6 +35,8 @@ from llmflow.store.sqlite import RunStore
 
 ITEMS = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
 REPS = 7
+BASE_REPS = 3
+"""The baselines take seconds to minutes each: median of 3."""
 RESULTS = Path(__file__).with_name("RESULTS-ui.md")
 TARGET_S = 0.5
 
@@ -83,10 +88,10 @@ def _item(store: RunStore, run_id: str, i: int, at: float) -> None:
                    output={"label": "billing"}, error=None)  # fmt: skip
 
 
-def median_s(fn: Callable[[], object]) -> float:
+def median_s(fn: Callable[[], object], reps: int = REPS) -> float:
     fn()  # warm (SQLite's page cache, the templates)
     times = []
-    for _ in range(REPS):
+    for _ in range(reps):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
@@ -98,6 +103,7 @@ def main() -> None:
 
     from llmflow.ui.app import create_app
 
+    load_start = os.getloadavg()
     folder = Path(tempfile.mkdtemp(prefix="llmflow-ui-bench-"))
     db = folder / "llmflow.db"
     t = time.perf_counter()
@@ -131,8 +137,25 @@ def main() -> None:
     def list_baseline() -> object:  # `runs list`: 20 runs, each run's calls summed in Python
         return [summarise(store.call_costs(r["id"])) for r in store.runs(20)]
 
-    show_s = median_s(show_baseline)
-    list_s = median_s(list_baseline)
+    def summed_on_read() -> object:  # the run page's and /cost's sums before the totals
+        db = store.db
+        usage = db.execute(f"SELECT {OLD_USAGE.format(p='')} FROM model_calls WHERE run_id = ?",
+                           (run_id,)).fetchall()  # fmt: skip
+        steps = db.execute(
+            "SELECT path, count(*), sum(status <> 'ok'), avg(latency_ms), max(latency_ms) "
+            "FROM steps WHERE run_id = ? GROUP BY path", (run_id,)).fetchall()  # fmt: skip
+        counts = db.execute("SELECT status, count(*) FROM items WHERE run_id = ? GROUP BY 1",
+                            (run_id,)).fetchall()  # fmt: skip
+        by_model = db.execute(f"SELECT model, {OLD_USAGE.format(p='')} FROM model_calls "
+                              "GROUP BY 1").fetchall()  # fmt: skip
+        return usage, steps, counts, by_model
+
+    show_s = median_s(show_baseline, BASE_REPS)
+    list_s = median_s(list_baseline, BASE_REPS)
+    summed_s = median_s(summed_on_read, BASE_REPS)
+    totals_s = median_s(lambda: (store.usage([run_id]), store.step_usage(run_id),
+                                 store.item_counts(run_id), store.cost_by("model")))  # fmt: skip
+    print(f"summed on read {summed_s * 1000:.1f} ms, from the totals {totals_s * 1000:.1f} ms")
     pages = [
         ("runs (newest 50, with usage)", "/", list_s, "`runs list` reads"),
         ("runs, filtered by workflow and status", "/?workflow=email-triage&status=partial",
@@ -153,22 +176,26 @@ def main() -> None:
     server.should_exit = True
     thread.join()
     store.close()
+    load_end = os.getloadavg()
 
     calls = ITEMS * 2 + 200
     lines = [
         "# `llmflow ui` pages on a run of 100,000 items",
         "",
         f"Written by `bench/ui_pages.py` on {datetime.date.today()}, Python "
-        f"{platform.python_version()}, {platform.machine()}, 2 shared cores. The store holds "
+        f"{platform.python_version()}, {platform.machine()}, {os.cpu_count()} shared cores, load "
+        f"average (1 min, `uptime`) {load_start[0]:.1f} at the start and {load_end[0]:.1f} at "
+        "the end. The store holds "
         f"one run of {ITEMS:,} items ({ITEMS * 3:,} steps, {calls - 200:,} model calls) and 40 "
         f"small runs: {size_mb:,.0f} MB, filled in {fill_s:.0f} s. Each page is fetched over "
         f"loopback HTTP from a uvicorn server in the same process; median of {REPS}, after one "
-        "warm-up fetch.",
+        "warm-up fetch. The fill time includes the triggers that keep the run totals.",
         "",
         "Baseline, timed in the same process on the same store: what the CLI read before the "
         f"paged queries. `runs show` reads: every item, step and model call of the big run, "
         f"summed in Python: **{show_s * 1000:,.0f} ms**. `runs list` reads: the newest 20 runs, "
-        f"each run's calls summed in Python: **{list_s * 1000:,.0f} ms**.",
+        f"each run's calls summed in Python: **{list_s * 1000:,.0f} ms** (baselines: median of "
+        f"{BASE_REPS}).",
         "",
         "| page | path | page ms | baseline | baseline ms | ratio | under "
         f"{TARGET_S * 1000:.0f} ms |",
@@ -179,15 +206,32 @@ def main() -> None:
                      f"| {s / base:.3f} | {'yes' if s < TARGET_S else 'no'} |")  # fmt: skip
     lines += [
         "",
-        "The run page sums its steps and calls in SQL (GROUP BY over the run's rows, through "
-        "the `steps_run` and `model_calls_run` indexes); items are paged through "
-        "`items_run_started` (run, started_at); an item's timeline reads only its own rows "
-        "(`steps_item`, `model_calls_item`).",
+        "No page sums a run's rows: a run's totals (items by status; per step; per step, "
+        "model and day of its model calls) are kept in `run_item_totals`, `run_step_totals` "
+        "and `run_call_totals` by triggers as the rows are written (migration m010), and the "
+        "runs list, the run page and `/cost` read those. Items are paged in an index alone "
+        "(`items_run_started`, or `items_run_status_started` for a status) and only the "
+        "page's rows are read; an item's timeline reads only its own rows (`steps_item`, "
+        "`model_calls_item`).",
+        "",
+        "The same content summed on read, as every view did before the totals (the big run's "
+        "calls, steps and items, and all calls by model, GROUP BY): "
+        f"**{summed_s * 1000:,.0f} ms**; read from the totals: **{totals_s * 1000:,.2f} ms** "
+        f"(ratio {totals_s / summed_s:.5f}).",
         "",
     ]
     if ITEMS == 100_000:
         RESULTS.write_text("\n".join(lines))
         print(f"wrote {RESULTS}")
+
+
+OLD_USAGE = """count(*) AS calls, sum({p}cached) AS cached,
+    sum(CASE WHEN {p}cached THEN 0 ELSE coalesce({p}input_tokens, 0) END) AS input_tokens,
+    sum(CASE WHEN {p}cached THEN 0 ELSE coalesce({p}output_tokens, 0) END) AS output_tokens,
+    sum(CASE WHEN {p}cached THEN 0 ELSE CAST({p}cost AS REAL) END) AS cost,
+    sum(CASE WHEN NOT {p}cached AND {p}cost IS NULL THEN 1 ELSE 0 END) AS unpriced,
+    sum({p}status <> 'ok') AS failed, avg({p}latency_ms) AS latency_ms"""
+"""The store's sums of model calls before the run totals (for the figure summed on read)."""
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx2
@@ -153,3 +154,80 @@ async def test_an_interrupted_batch_keeps_what_finished(tmp_path: Path) -> None:
     assert (run["status"], run["items_ok"]) == ("interrupted", 1)
     statuses = {i["key"]: i["status"] for i in store.rows("items", batch.run_id)}
     assert statuses == {"fast": "ok", "slow": "interrupted"}
+
+
+def test_the_viewers_reads_use_totals_and_indexes_never_a_scan_of_a_runs_rows() -> None:
+    """EXPLAIN QUERY PLAN of every query the viewer's pages and `runs list|show` run: the
+    sums read `run_*_totals` alone, and pages of items are found through an index."""
+    store = RunStore(":memory:")
+    store.start_run("r", workflow="wf", model="m", source=None, out_dir=None, items_total=2)
+    for n in range(2):
+        store.start_item(f"r.{n}", run_id="r", key=str(n))
+        store.add_step(run_id="r", item_id=f"r.{n}", path="wf/a", kind="llm", input=None,
+                       output=None, error=None, started_at=n, latency_s=0.1)  # fmt: skip
+        store.end_item(f"r.{n}", status="ok", output=None, error=None)
+    store.flush()
+    plans: dict[str, list[str]] = {}
+
+    def plan(name: str, read: Callable[[], object]) -> None:
+        seen: list[str] = []
+        store.db.set_trace_callback(seen.append)
+        read()
+        store.db.set_trace_callback(None)
+        plans[name] = [
+            str(row[3]) for sql in seen if sql.lstrip().upper().startswith(("SELECT", "WITH"))
+            for row in store.db.execute(f"EXPLAIN QUERY PLAN {sql}")
+        ]  # fmt: skip
+
+    for by in ("day", "workflow", "step", "model"):
+        plan(f"cost_by {by}", lambda by=by: store.cost_by(by, since=0))  # type: ignore[misc]
+    plan("usage", lambda: store.usage(["r"]))
+    plan("step_usage", lambda: store.step_usage("r"))
+    plan("item_counts", lambda: store.item_counts("r"))
+    plan("run_page", lambda: store.run_page(status="running", workflow="wf"))
+    plan("find_run", lambda: store.find_run("r"))
+    for name in list(plans):
+        touched = [p for p in plans[name] if any(t in p for t in ("items", "steps", "model_calls"))]
+        assert not touched, f"{name} reads a run's rows: {touched}"
+    plan("item_page", lambda: store.item_page("r", offset=1))
+    plan("failed items", lambda: store.item_page("r", status="failed", offset=1))
+    plan("an item's rows", lambda: store.item_rows("model_calls", "r.0"))
+    assert any("COVERING INDEX items_run_started" in p for p in plans["item_page"])
+    assert any("COVERING INDEX items_run_status_started" in p for p in plans["failed items"])
+    for name, lines in plans.items():
+        scans = [p for p in lines if p.startswith("SCAN ")
+                 and p.split()[1] in ("items", "steps", "model_calls")]  # fmt: skip
+        assert not scans, f"{name} scans a table: {scans}"
+    store.close()
+
+
+def test_a_store_recorded_before_the_run_totals_gets_them_from_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmflow.store import migrations
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS[:-1])  # before m010
+    migrate(db)
+    monkeypatch.undo()
+    db.execute("INSERT INTO runs (id, workflow, status, started_at) VALUES ('r', 'wf', 'ok', 0)")
+    for n, status in enumerate(["ok", "ok", "failed"]):
+        db.execute("INSERT INTO items VALUES (?, 'r', ?, ?, NULL, NULL, ?, ?)",
+                   (f"r.{n}", str(n), status, n, n + 1))  # fmt: skip
+        db.execute("INSERT INTO steps (id, run_id, item_id, path, kind, status, started_at, "
+                   "latency_ms) VALUES (?, 'r', ?, 'wf/a', 'llm', ?, ?, 5)",
+                   (f"s{n}", f"r.{n}", status, n))  # fmt: skip
+        db.execute("INSERT INTO model_calls (id, run_id, item_id, step_path, model, provider, "
+                   "prompt, input_tokens, output_tokens, latency_ms, attempts, status, "
+                   "started_at, cost, cached) VALUES (?, 'r', ?, 'wf/a', 'm', 'p', '{}', 10, 2, "
+                   "100, 1, 'ok', ?, '0.5', 0)", (f"c{n}", f"r.{n}", n))  # fmt: skip
+    db.commit()
+    db.close()
+    store = RunStore(path)  # applies m010: the totals of the rows already there
+    assert store.item_counts("r") == {"ok": 2, "failed": 1}
+    u = store.usage(["r"])["r"]
+    assert (u["calls"], u["input_tokens"], u["output_tokens"], u["cost"]) == (3, 30, 6, 1.5)
+    (step,) = store.step_usage("r")
+    assert (step["steps"], step["steps_failed"], step["step_ms"], step["calls"]) == (3, 1, 5, 3)
+    store.close()

@@ -11,7 +11,9 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -238,4 +240,103 @@ def test_paged_reads_filter_count_and_sum_in_the_store(store: Store) -> None:
     assert [r["key"] for r in store.cost_by("workflow")] == ["wf"]
     assert {r["key"] for r in store.cost_by("step")} == {"wf/classify", "wf/reply"}
     assert len(store.cost_by("day")) == 1
-    assert store.cost_by("day", since=time.time() + 60) == []
+    assert store.cost_by("day", since=time.time() + 2 * 86400) == []  # by whole days
+
+
+def _summed(store: Store, run_id: str) -> dict[str, Any]:
+    """A run's totals summed from its rows, in Python: what the store's totals must equal."""
+    calls = store.rows("model_calls", run_id)
+    paid = [c for c in calls if not c["cached"]]
+    usage = {
+        "calls": len(calls), "cached": sum(1 for c in calls if c["cached"]),
+        "input_tokens": sum(c["input_tokens"] or 0 for c in paid),
+        "output_tokens": sum(c["output_tokens"] or 0 for c in paid),
+        "cost": sum(Decimal(c["cost"]) for c in paid if c["cost"] is not None),
+        "unpriced": sum(1 for c in paid if c["cost"] is None),
+        "failed": sum(1 for c in calls if c["status"] != "ok"),
+    }  # fmt: skip
+    steps: dict[str, list[int]] = {}
+    for s in store.rows("steps", run_id):
+        counted = steps.setdefault(s["path"], [0, 0])
+        counted[0] += 1
+        counted[1] += s["status"] != "ok"
+    items: dict[str, int] = {}
+    for i in store.rows("items", run_id):
+        items[i["status"]] = items.get(i["status"], 0) + 1
+    return {"usage": usage, "steps": steps, "items": items}
+
+
+def _totals(store: Store, run_id: str) -> dict[str, Any]:
+    u = store.usage([run_id])[run_id]
+    usage = {k: u[k] for k in ("calls", "cached", "input_tokens", "output_tokens", "unpriced",
+                               "failed")}  # fmt: skip
+    usage["cost"] = Decimal(int(u["cost_pico"])) / 10**12
+    steps = {s["path"]: [s["steps"], s["steps_failed"]] for s in store.step_usage(run_id)}
+    return {"usage": usage, "steps": steps, "items": store.item_counts(run_id)}
+
+
+def _record_item(store: Store, run_id: str, n: int, *, status: str, cost: str | None) -> None:
+    item_id = f"{run_id}.{n}"
+    store.start_item(item_id, run_id=run_id, key=f"k{n}")
+    for path in ("wf/classify", "wf/reply"):
+        store.add_step(run_id=run_id, item_id=item_id, path=path, kind="llm", input=n,
+                       output=None, error=ValueError("x") if status == "failed" else None,
+                       started_at=time.time(), latency_s=0.01)  # fmt: skip
+    # Each call is recorded in flight first, then again when it ends (one row, replaced).
+    store.add_call(_call(f"{item_id}.c", status="running", cost=None), run_id=run_id,
+                   item_id=item_id, step_path="wf/classify")  # fmt: skip
+    store.add_call(_call(f"{item_id}.c", cost=cost), run_id=run_id, item_id=item_id,
+                   step_path="wf/classify")  # fmt: skip
+    hit = _call(f"{item_id}.hit", cost=None)
+    hit.cached = True
+    store.add_call(hit, run_id=run_id, item_id=item_id, step_path="wf/reply")
+    store.end_item(item_id, status=status, output=n, error=None)
+    store.flush()
+
+
+def test_run_totals_equal_the_summed_rows_after_a_run(store: Store) -> None:
+    _start(store, items=6)
+    for n in range(6):
+        _record_item(store, "run1", n, status="failed" if n % 3 == 0 else "ok",
+                     cost=None if n == 5 else "0.0000672")  # fmt: skip
+    store.add_call(_call("stray", status="running", cost=None), run_id="run1", item_id=None,
+                   step_path="wf/classify")  # fmt: skip
+    store.flush()
+    store.interrupt_calls("run1")  # updated in place: counted as not ok
+    assert _totals(store, "run1") == _summed(store, "run1")
+    store.end_run("run1", status="partial", items_ok=4, items_failed=2, error=None)
+    totals = _totals(store, "run1")
+    assert totals == _summed(store, "run1")
+    assert totals["items"] == {"ok": 4, "failed": 2}
+    assert totals["steps"] == {"wf/classify": [6, 2], "wf/reply": [6, 2]}
+    usage = totals["usage"]
+    assert usage == {"calls": 13, "cached": 6, "input_tokens": 70, "output_tokens": 35,
+                     "cost": Decimal("0.000336"), "unpriced": 2, "failed": 1}  # fmt: skip
+    assert store.usage(["run1"])["run1"]["cost"] == pytest.approx(0.000336)
+    (listed,) = store.run_page()
+    assert (listed["items_ok"], listed["items_failed"]) == (4, 2)
+    assert {r["key"]: r["calls"] for r in store.cost_by("step")} == {
+        "wf/classify": 7, "wf/reply": 6}  # fmt: skip
+
+
+def test_a_resumed_run_counts_its_new_and_rerun_items(store: Store) -> None:
+    _start(store, items=4)
+    for n in range(2):
+        _record_item(store, "run1", n, status="failed" if n else "ok", cost="0.25")
+    store.end_run("run1", status="interrupted", items_ok=1, items_failed=1, error="stopped")
+    assert store.item_counts("run1") == {"ok": 1, "failed": 1}
+
+    store.resume_run("run1")
+    store.interrupt_calls("run1")
+    _record_item(store, "run1", 1, status="ok", cost="0.25")  # the failed item, again
+    running = store.run_page()[0]
+    assert (running["status"], running["items_ok"], running["items_failed"]) == ("running", 2, 0)
+    for n in (2, 3):
+        _record_item(store, "run1", n, status="ok", cost="0.25")
+    store.end_run("run1", status="ok", items_ok=4, items_failed=0, error=None)
+    totals = _totals(store, "run1")
+    assert totals == _summed(store, "run1")
+    assert totals["items"] == {"ok": 4}
+    assert totals["usage"]["calls"] == 8  # 4 items: the rerun item's calls replaced
+    assert totals["steps"] == {"wf/classify": [5, 1], "wf/reply": [5, 1]}  # steps append
+    assert store.usage(["run1"])["run1"]["cost"] == 1.0

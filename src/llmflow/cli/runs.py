@@ -6,6 +6,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,12 +15,13 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from ..analysis.costs import summarise
 from ..errors import ConfigError
-from ..models.pricing import format_cost
+from ..models.pricing import ZERO, format_cost
+from ..store.base import usage_cost
 from .app import EXIT_OK, fail, out, print_table, usd
 
 if TYPE_CHECKING:
+    from ..store.base import Row
     from ..store.sqlite import RunStore
 
 SHORT_ID = 12
@@ -52,6 +54,22 @@ def _duration(row: sqlite3.Row) -> str:
     return f"{row['ended_at'] - row['started_at']:.1f}s"
 
 
+@dataclass(frozen=True)
+class _Usage:
+    """What a run's model calls used, from its totals (`Store.usage`)."""
+
+    calls: int = 0
+    tokens: int = 0
+    cost: Decimal | None = ZERO
+    """Dollars, exact; None when a call's price is unknown."""
+
+    @classmethod
+    def of(cls, row: Row | None) -> _Usage:
+        if row is None:
+            return cls()
+        return cls(row["calls"], row["input_tokens"] + row["output_tokens"], usage_cost(row))
+
+
 @runs_app.command("list")
 def list_runs(
     limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 20,
@@ -61,9 +79,10 @@ def list_runs(
     store = _open()
     try:
         rows = store.runs(limit)
-        costs = {r["id"]: summarise(store.call_costs(r["id"])) for r in rows}
+        totals = store.usage([r["id"] for r in rows])  # kept as rows land: nothing summed
     finally:
         store.close()
+    costs = {r["id"]: _Usage.of(totals.get(r["id"])) for r in rows}
     if as_json:
         out.print_json(
             json.dumps(
@@ -226,7 +245,7 @@ def _print_run(
     if usage is None:
         out.print("0 calls")
         return
-    cost = None if usage["unpriced"] else Decimal(str(usage["cost"] or 0))
+    cost = usage_cost(usage)
     out.print(
         f"{usage['calls']} calls ({usage['cached']} cached) · {usage['input_tokens']} input + "
         f"{usage['output_tokens']} output tokens · cost {format_cost(cost)}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
 
@@ -23,6 +24,14 @@ class Row(Protocol):
     def keys(self) -> list[str]: ...
 
     def __iter__(self) -> Iterator[Any]: ...
+
+
+def usage_cost(row: Row) -> Decimal | None:
+    """A `Store.usage` (or `step_usage`, `cost_by`) row's cost in dollars, exact, from its
+    `cost_pico` (dollars x 10^12); None when a call's price is unknown."""
+    if row["unpriced"]:
+        return None
+    return Decimal(int(row["cost_pico"] or 0)) / Decimal(10**12)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -175,7 +184,13 @@ class Store(Protocol):
         JSON, audit_label, correction, created_at)."""
         ...
 
-    # -- paged reading (the viewer) ---------------------------------------------------------
+    # -- paged reading (the viewer, `runs list|show`) ----------------------------------------
+    # A run's totals are kept as its rows are written (items by status; per step path; per
+    # step path, model and day of its model calls), counting a resumed run's new and rerun
+    # items as they land: `usage`, `step_usage`, `item_counts` and `cost_by` read them and
+    # never sum a run's rows, so they take the same time on a run of 10 or 100,000 items.
+    # Their usage columns: calls, cached, input_tokens, output_tokens (cache hits excluded),
+    # cost (float dollars), cost_pico (exact: `usage_cost`), unpriced, failed, latency_ms.
 
     def run_page(
         self,
@@ -206,4 +221,7 @@ class Store(Protocol):
 
     def call(self, call_id: str) -> Row | None: ...
 
-    def cost_by(self, by: str, *, since: float | None = None) -> Sequence[Row]: ...
+    def cost_by(self, by: str, *, since: float | None = None) -> Sequence[Row]:
+        """Usage grouped by day, workflow, step or model (column `key`), from the local day
+        of `since` on (whole days)."""
+        ...

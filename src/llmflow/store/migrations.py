@@ -158,6 +158,166 @@ MIGRATIONS: list[tuple[str, str]] = [
         DROP INDEX model_calls_run;
         """,
     ),
+    (
+        "m010_run_totals",
+        """
+        -- A run's totals, kept by triggers as its rows are written (a resumed run's new rows
+        -- count as they land): the viewer and `runs list|show` read them instead of summing
+        -- a run's 100,000 items on every view. Model calls are written by upsert, never
+        -- INSERT OR REPLACE (whose delete fires no trigger); steps are only appended.
+        CREATE TABLE run_item_totals (
+            run_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            items INTEGER NOT NULL,
+            PRIMARY KEY (run_id, status)
+        ) WITHOUT ROWID;
+        CREATE TABLE run_step_totals (
+            run_id TEXT NOT NULL,
+            path TEXT NOT NULL,
+            kind TEXT NOT NULL,            -- the least kind seen at the path
+            steps INTEGER NOT NULL,
+            failed INTEGER NOT NULL,       -- steps not ok
+            latency_ms REAL NOT NULL,      -- summed
+            max_latency_ms REAL NOT NULL,
+            first_at REAL NOT NULL,        -- when the path's first step started
+            PRIMARY KEY (run_id, path)
+        ) WITHOUT ROWID;
+        CREATE TABLE run_call_totals (
+            run_id TEXT NOT NULL,
+            step_path TEXT NOT NULL,       -- '' for a call outside any step
+            model TEXT NOT NULL,
+            day TEXT NOT NULL,             -- the local date the calls started
+            calls INTEGER NOT NULL,
+            cached INTEGER NOT NULL,
+            input_tokens INTEGER NOT NULL, -- cache hits excluded
+            output_tokens INTEGER NOT NULL,
+            cost_pico INTEGER NOT NULL,    -- dollars x 10^12 (an exact sum), cache hits free
+            unpriced INTEGER NOT NULL,     -- calls of unknown price (cache hits excluded)
+            failed INTEGER NOT NULL,       -- calls not ok
+            latency_ms REAL NOT NULL,      -- summed
+            PRIMARY KEY (run_id, step_path, model, day)
+        ) WITHOUT ROWID;
+        CREATE INDEX run_call_totals_day ON run_call_totals (day);
+
+        CREATE TRIGGER items_totals_insert AFTER INSERT ON items BEGIN
+            INSERT INTO run_item_totals VALUES (NEW.run_id, NEW.status, 1)
+                ON CONFLICT DO UPDATE SET items = items + 1;
+        END;
+        CREATE TRIGGER items_totals_update AFTER UPDATE OF run_id, status ON items
+        WHEN OLD.status IS NOT NEW.status OR OLD.run_id IS NOT NEW.run_id BEGIN
+            UPDATE run_item_totals SET items = items - 1
+                WHERE run_id = OLD.run_id AND status = OLD.status;
+            DELETE FROM run_item_totals WHERE run_id = OLD.run_id AND status = OLD.status
+                AND items <= 0;
+            INSERT INTO run_item_totals VALUES (NEW.run_id, NEW.status, 1)
+                ON CONFLICT DO UPDATE SET items = items + 1;
+        END;
+        CREATE TRIGGER items_totals_delete AFTER DELETE ON items BEGIN
+            UPDATE run_item_totals SET items = items - 1
+                WHERE run_id = OLD.run_id AND status = OLD.status;
+            DELETE FROM run_item_totals WHERE run_id = OLD.run_id AND status = OLD.status
+                AND items <= 0;
+        END;
+
+        CREATE TRIGGER steps_totals_insert AFTER INSERT ON steps WHEN NEW.run_id IS NOT NULL
+        BEGIN
+            INSERT INTO run_step_totals VALUES (NEW.run_id, NEW.path, NEW.kind, 1,
+                NEW.status <> 'ok', coalesce(NEW.latency_ms, 0), coalesce(NEW.latency_ms, 0),
+                NEW.started_at)
+                ON CONFLICT DO UPDATE SET kind = min(kind, excluded.kind), steps = steps + 1,
+                failed = failed + excluded.failed, latency_ms = latency_ms + excluded.latency_ms,
+                max_latency_ms = max(max_latency_ms, excluded.max_latency_ms),
+                first_at = min(first_at, excluded.first_at);
+        END;
+
+        CREATE TRIGGER model_calls_totals_insert AFTER INSERT ON model_calls
+        WHEN NEW.run_id IS NOT NULL BEGIN
+            INSERT INTO run_call_totals VALUES (NEW.run_id, coalesce(NEW.step_path, ''),
+                NEW.model, date(NEW.started_at, 'unixepoch', 'localtime'), 1,
+                NEW.cached <> 0,
+                CASE WHEN NEW.cached THEN 0 ELSE coalesce(NEW.input_tokens, 0) END,
+                CASE WHEN NEW.cached THEN 0 ELSE coalesce(NEW.output_tokens, 0) END,
+                CASE WHEN NEW.cached OR NEW.cost IS NULL THEN 0
+                     ELSE CAST(round(CAST(NEW.cost AS REAL) * 1e12) AS INTEGER) END,
+                NOT NEW.cached AND NEW.cost IS NULL, NEW.status <> 'ok', NEW.latency_ms)
+                ON CONFLICT DO UPDATE SET calls = calls + 1, cached = cached + excluded.cached,
+                input_tokens = input_tokens + excluded.input_tokens,
+                output_tokens = output_tokens + excluded.output_tokens,
+                cost_pico = cost_pico + excluded.cost_pico,
+                unpriced = unpriced + excluded.unpriced, failed = failed + excluded.failed,
+                latency_ms = latency_ms + excluded.latency_ms;
+        END;
+        CREATE TRIGGER model_calls_totals_delete AFTER DELETE ON model_calls
+        WHEN OLD.run_id IS NOT NULL BEGIN
+            UPDATE run_call_totals SET calls = calls - 1, cached = cached - (OLD.cached <> 0),
+                input_tokens = input_tokens
+                    - CASE WHEN OLD.cached THEN 0 ELSE coalesce(OLD.input_tokens, 0) END,
+                output_tokens = output_tokens
+                    - CASE WHEN OLD.cached THEN 0 ELSE coalesce(OLD.output_tokens, 0) END,
+                cost_pico = cost_pico - CASE WHEN OLD.cached OR OLD.cost IS NULL THEN 0
+                    ELSE CAST(round(CAST(OLD.cost AS REAL) * 1e12) AS INTEGER) END,
+                unpriced = unpriced - (NOT OLD.cached AND OLD.cost IS NULL),
+                failed = failed - (OLD.status <> 'ok'), latency_ms = latency_ms - OLD.latency_ms
+                WHERE run_id = OLD.run_id AND step_path = coalesce(OLD.step_path, '')
+                AND model = OLD.model AND day = date(OLD.started_at, 'unixepoch', 'localtime');
+            DELETE FROM run_call_totals WHERE run_id = OLD.run_id
+                AND step_path = coalesce(OLD.step_path, '') AND model = OLD.model
+                AND day = date(OLD.started_at, 'unixepoch', 'localtime') AND calls <= 0;
+        END;
+        -- an update counts as the old row deleted and the new one inserted
+        CREATE TRIGGER model_calls_totals_update AFTER UPDATE ON model_calls BEGIN
+            UPDATE run_call_totals SET calls = calls - 1, cached = cached - (OLD.cached <> 0),
+                input_tokens = input_tokens
+                    - CASE WHEN OLD.cached THEN 0 ELSE coalesce(OLD.input_tokens, 0) END,
+                output_tokens = output_tokens
+                    - CASE WHEN OLD.cached THEN 0 ELSE coalesce(OLD.output_tokens, 0) END,
+                cost_pico = cost_pico - CASE WHEN OLD.cached OR OLD.cost IS NULL THEN 0
+                    ELSE CAST(round(CAST(OLD.cost AS REAL) * 1e12) AS INTEGER) END,
+                unpriced = unpriced - (NOT OLD.cached AND OLD.cost IS NULL),
+                failed = failed - (OLD.status <> 'ok'), latency_ms = latency_ms - OLD.latency_ms
+                WHERE run_id = OLD.run_id AND step_path = coalesce(OLD.step_path, '')
+                AND model = OLD.model AND day = date(OLD.started_at, 'unixepoch', 'localtime');
+            DELETE FROM run_call_totals WHERE run_id = OLD.run_id
+                AND step_path = coalesce(OLD.step_path, '') AND model = OLD.model
+                AND day = date(OLD.started_at, 'unixepoch', 'localtime') AND calls <= 0;
+            INSERT INTO run_call_totals SELECT NEW.run_id, coalesce(NEW.step_path, ''),
+                NEW.model, date(NEW.started_at, 'unixepoch', 'localtime'), 1,
+                NEW.cached <> 0,
+                CASE WHEN NEW.cached THEN 0 ELSE coalesce(NEW.input_tokens, 0) END,
+                CASE WHEN NEW.cached THEN 0 ELSE coalesce(NEW.output_tokens, 0) END,
+                CASE WHEN NEW.cached OR NEW.cost IS NULL THEN 0
+                     ELSE CAST(round(CAST(NEW.cost AS REAL) * 1e12) AS INTEGER) END,
+                NOT NEW.cached AND NEW.cost IS NULL, NEW.status <> 'ok', NEW.latency_ms
+                WHERE NEW.run_id IS NOT NULL
+                ON CONFLICT DO UPDATE SET calls = calls + 1, cached = cached + excluded.cached,
+                input_tokens = input_tokens + excluded.input_tokens,
+                output_tokens = output_tokens + excluded.output_tokens,
+                cost_pico = cost_pico + excluded.cost_pico,
+                unpriced = unpriced + excluded.unpriced, failed = failed + excluded.failed,
+                latency_ms = latency_ms + excluded.latency_ms;
+        END;
+
+        -- the runs and rows recorded before this migration
+        INSERT INTO run_item_totals SELECT run_id, status, count(*) FROM items
+            GROUP BY run_id, status;
+        INSERT INTO run_step_totals SELECT run_id, path, min(kind), count(*),
+            sum(status <> 'ok'), sum(coalesce(latency_ms, 0)), max(coalesce(latency_ms, 0)),
+            min(started_at) FROM steps WHERE run_id IS NOT NULL GROUP BY run_id, path;
+        INSERT INTO run_call_totals SELECT run_id, coalesce(step_path, ''), model,
+            date(started_at, 'unixepoch', 'localtime'), count(*), sum(cached <> 0),
+            sum(CASE WHEN cached THEN 0 ELSE coalesce(input_tokens, 0) END),
+            sum(CASE WHEN cached THEN 0 ELSE coalesce(output_tokens, 0) END),
+            sum(CASE WHEN cached OR cost IS NULL THEN 0
+                     ELSE CAST(round(CAST(cost AS REAL) * 1e12) AS INTEGER) END),
+            sum(NOT cached AND cost IS NULL), sum(status <> 'ok'), sum(latency_ms)
+            FROM model_calls WHERE run_id IS NOT NULL GROUP BY 1, 2, 3, 4;
+
+        -- a run's items of one status, in order (the failed items); (run_id) is a prefix
+        -- of items_run_started
+        CREATE INDEX items_run_status_started ON items (run_id, status, started_at);
+        DROP INDEX items_run;
+        """,
+    ),
 ]
 
 

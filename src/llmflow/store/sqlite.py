@@ -24,6 +24,7 @@ from ..ids import new_id
 from ..redact import redact
 from .base import CallRecord
 from .migrations import migrate
+from .sqlite_reads import RUNS_NOW, PagedReads
 
 
 def to_json(value: Any) -> str | None:
@@ -70,22 +71,16 @@ def _process_gone(host: str | None, pid: int | None) -> bool:
     return False
 
 
-_RUNS_NOW = """SELECT id, workflow, model, source, out_dir, items_total, error, started_at,
-    ended_at, host, pid,
-    CASE WHEN status = 'running' AND llmflow_gone(host, pid) THEN 'interrupted'
-         ELSE status END AS status,
-    CASE WHEN status = 'running' THEN
-        (SELECT count(*) FROM items i WHERE i.run_id = runs.id AND i.status = 'ok')
-         ELSE items_ok END AS items_ok,
-    CASE WHEN status = 'running' THEN
-        (SELECT count(*) FROM items i WHERE i.run_id = runs.id AND i.status = 'failed')
-         ELSE items_failed END AS items_failed
-    FROM runs"""
-"""Runs as they stand now: one still marked running whose process died shows as
-`interrupted`, and a running one counts its items so far."""
+_CALL_UPDATE = ", ".join(
+    f"{c} = excluded.{c}"
+    for c in ("run_id", "item_id", "step_path", "model", "provider", "prompt", "response",
+              "finish_reason", "input_tokens", "output_tokens", "latency_ms", "attempts",
+              "status", "error", "started_at", "cost", "cached")
+)  # fmt: skip
+"""A model call recorded again (it ended): every column replaced."""
 
 
-class RunStore:
+class RunStore(PagedReads):
     """The SQLite run store (implements `store.base.Store`). One per process and database
     file; use from one thread."""
 
@@ -238,12 +233,14 @@ class RunStore:
     def add_call(
         self, call: CallRecord, *, run_id: str | None, item_id: str | None, step_path: str
     ) -> None:
-        """Record a model call (replacing its `running` record, when it has one)."""
+        """Record a model call (replacing its `running` record, when it has one: by upsert,
+        so that the run's totals count the update, `migrations` m010)."""
         self.add(
-            "INSERT OR REPLACE INTO model_calls (id, run_id, item_id, step_path, model, provider, "
+            "INSERT INTO model_calls (id, run_id, item_id, step_path, model, provider, "
             "prompt, response, finish_reason, input_tokens, output_tokens, latency_ms, attempts, "
             "status, error, started_at, cost, cached) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            f"ON CONFLICT (id) DO UPDATE SET {_CALL_UPDATE}",
             (
                 call.id, run_id, item_id, step_path, call.model, call.provider,
                 self._pack(call.prompt),
@@ -326,15 +323,15 @@ class RunStore:
     # -- reading ----------------------------------------------------------------------------
 
     def runs(self, limit: int = 20) -> list[sqlite3.Row]:
-        """The newest runs (their calls, tokens and cost: `runtime.costs.summarise`), with
+        """The newest runs (their calls, tokens and cost: `usage`, from their totals), with
         their items counted as they stand now (`items_ok`, `items_failed`), so
         that a run still going, or whose process died, shows its true progress."""
-        return self.db.execute(f"{_RUNS_NOW} ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
+        return self.db.execute(f"{RUNS_NOW} ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
 
     def find_run(self, run_id: str) -> sqlite3.Row:
         """The run whose id is `run_id` or starts with it (a unique prefix)."""
         rows = self.db.execute(
-            f"{_RUNS_NOW} WHERE id LIKE ? ORDER BY started_at DESC LIMIT 2",
+            f"{RUNS_NOW} WHERE id LIKE ? ORDER BY started_at DESC LIMIT 2",
             (run_id.replace("%", "").replace("_", "") + "%",),
         ).fetchall()
         if not rows:
@@ -359,7 +356,7 @@ class RunStore:
     def latest_run(self, workflow: str, model: str) -> sqlite3.Row | None:
         """The newest finished run (ok or partial) of `workflow` on `model`."""
         row: sqlite3.Row | None = self.db.execute(
-            f"{_RUNS_NOW} WHERE workflow = ? AND model = ? AND status IN ('ok', 'partial') "
+            f"{RUNS_NOW} WHERE workflow = ? AND model = ? AND status IN ('ok', 'partial') "
             "ORDER BY started_at DESC LIMIT 1",
             (workflow, model),
         ).fetchone()
@@ -456,139 +453,3 @@ class RunStore:
         )
         while chunk := cursor.fetchmany(500):
             yield from self._unpacked(chunk, *packed[table])
-
-    # -- paged reads (the viewer: pages stay fast on runs of 100,000 items) ------------------
-
-    def run_page(
-        self,
-        *,
-        limit: int = 50,
-        offset: int = 0,
-        workflow: str | None = None,
-        status: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-    ) -> list[sqlite3.Row]:
-        """Runs newest first, filtered by workflow, status (as it stands now) and start time."""
-        where: list[str] = ["1"]
-        params: list[Any] = []
-        if workflow:
-            where.append("workflow = ?")
-            params.append(workflow)
-        if since is not None:
-            where.append("started_at >= ?")
-            params.append(since)
-        if until is not None:
-            where.append("started_at < ?")
-            params.append(until)
-        sql = f"{_RUNS_NOW} WHERE {' AND '.join(where)}"
-        if status:
-            sql = f"SELECT * FROM ({sql}) WHERE status = ?"
-            params.append(status)
-        return self.db.execute(
-            f"{sql} ORDER BY started_at DESC LIMIT ? OFFSET ?", (*params, limit, offset)
-        ).fetchall()
-
-    def workflows(self) -> list[str]:
-        """The workflows that have runs, by name."""
-        return [r[0] for r in self.db.execute("SELECT DISTINCT workflow FROM runs ORDER BY 1")]
-
-    def usage(self, run_ids: Sequence[str]) -> dict[str, sqlite3.Row]:
-        """Per run: calls, cached, input_tokens, output_tokens (cache hits excluded), cost
-        (dollars, as a float; cache hits free), unpriced (calls of unknown price), failed."""
-        if not run_ids:
-            return {}
-        marks = ",".join("?" * len(run_ids))
-        rows = self.db.execute(
-            f"SELECT run_id, {_USAGE.format(p='')} FROM model_calls WHERE run_id IN ({marks}) "
-            "GROUP BY run_id",
-            tuple(run_ids),
-        ).fetchall()
-        return {r["run_id"]: r for r in rows}
-
-    def item_page(
-        self, run_id: str, *, limit: int = 50, offset: int = 0, status: str | None = None
-    ) -> list[Any]:
-        """A run's items in the order they started, `limit` from `offset`."""
-        where = "run_id = ?" + (" AND status = ?" if status else "")
-        rows = self.db.execute(
-            f"SELECT * FROM items WHERE {where} ORDER BY started_at, rowid LIMIT ? OFFSET ?",
-            (run_id, *([status] if status else []), limit, offset),
-        ).fetchall()
-        return self._unpacked(rows, "output")
-
-    def item_counts(self, run_id: str) -> dict[str, int]:
-        """A run's items counted by status."""
-        rows = self.db.execute(
-            "SELECT status, count(*) FROM items WHERE run_id = ? GROUP BY status", (run_id,)
-        )
-        return {r[0]: r[1] for r in rows}
-
-    def step_usage(self, run_id: str) -> list[sqlite3.Row]:
-        """Per step path of a run: kind, steps, failed (not ok), mean and max latency, and its
-        model calls' usage (`usage`'s columns)."""
-        return self.db.execute(
-            "WITH s AS (SELECT path, min(kind) AS kind, count(*) AS steps, "
-            "sum(status <> 'ok') AS steps_failed, avg(latency_ms) AS step_ms, "
-            "max(latency_ms) AS step_max_ms, min(started_at) AS first "
-            "FROM steps WHERE run_id = ? GROUP BY path), "
-            f"c AS (SELECT step_path, {_USAGE.format(p='')} FROM model_calls WHERE run_id = ? "
-            "GROUP BY step_path) "
-            "SELECT s.*, c.* FROM s LEFT JOIN c ON c.step_path = s.path ORDER BY s.first",
-            (run_id, run_id),
-        ).fetchall()
-
-    def item(self, item_id: str) -> sqlite3.Row | None:
-        """One item by its id, or None."""
-        row: sqlite3.Row | None = self.db.execute(
-            "SELECT * FROM items WHERE id = ?", (item_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        unpacked: sqlite3.Row = self._unpacked([row], "output")[0]
-        return unpacked
-
-    def item_rows(self, table: str, item_id: str) -> list[Any]:
-        """An item's steps or model calls in the order they started, long texts restored."""
-        if table not in {"steps", "model_calls"}:
-            raise ValueError(table)
-        rows = self.db.execute(
-            f"SELECT * FROM {table} WHERE item_id = ? ORDER BY started_at, rowid", (item_id,)
-        ).fetchall()
-        return self._unpacked(rows, *(("input", "output") if table == "steps" else ("prompt",)))
-
-    def call(self, call_id: str) -> sqlite3.Row | None:
-        """One model call by its id, or None."""
-        row: sqlite3.Row | None = self.db.execute(
-            "SELECT * FROM model_calls WHERE id = ?", (call_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        unpacked: sqlite3.Row = self._unpacked([row], "prompt")[0]
-        return unpacked
-
-    def cost_by(self, by: str, *, since: float | None = None) -> list[sqlite3.Row]:
-        """Model calls' usage (`usage`'s columns) grouped by day, workflow, step or model
-        (column `key`), the costliest first (by day: in order of days)."""
-        key = {
-            "day": "date(c.started_at, 'unixepoch', 'localtime')",
-            "workflow": "r.workflow",
-            "step": "c.step_path",
-            "model": "c.model",
-        }[by]
-        order = "key" if by == "day" else "cost DESC, calls DESC"
-        return self.db.execute(
-            f"SELECT {key} AS key, {_USAGE.format(p='c.')} FROM model_calls c "
-            "JOIN runs r ON r.id = c.run_id WHERE (? IS NULL OR c.started_at >= ?) "
-            f"GROUP BY 1 ORDER BY {order}",
-            (since, since),
-        ).fetchall()
-
-
-_USAGE = """count(*) AS calls, sum({p}cached) AS cached,
-    sum(CASE WHEN {p}cached THEN 0 ELSE coalesce({p}input_tokens, 0) END) AS input_tokens,
-    sum(CASE WHEN {p}cached THEN 0 ELSE coalesce({p}output_tokens, 0) END) AS output_tokens,
-    sum(CASE WHEN {p}cached THEN 0 ELSE CAST({p}cost AS REAL) END) AS cost,
-    sum(CASE WHEN NOT {p}cached AND {p}cost IS NULL THEN 1 ELSE 0 END) AS unpriced,
-    sum({p}status <> 'ok') AS failed, avg({p}latency_ms) AS latency_ms"""
-"""What a set of model calls used, as SQL aggregates (the columns of `RunStore.usage`)."""
