@@ -13,7 +13,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from ..ids import new_id
 from ..redact import redact
 from .base import CallRecord
 from .migrations import migrate
+from .sqlite_decisions import DecisionRecords
 from .sqlite_reads import RUNS_NOW, PagedReads
 
 
@@ -80,7 +81,7 @@ _CALL_UPDATE = ", ".join(
 """A model call recorded again (it ended): every column replaced."""
 
 
-class RunStore(PagedReads):
+class RunStore(PagedReads, DecisionRecords):
     """The SQLite run store (implements `store.base.Store`). One per process and database
     file; use from one thread."""
 
@@ -373,71 +374,6 @@ class RunStore(PagedReads):
                 f"run {run['id'][:12]} has no item {key!r}: `llmflow runs show` lists its items"
             )
         return row
-
-    def correct(self, item_id: str, step: str, label: str, note: str | None = None) -> None:
-        """Record a person's label for a classifier step's decision on an item (it takes
-        precedence over the model's when the step is distilled)."""
-        with self.db:
-            self.db.execute(
-                "INSERT OR REPLACE INTO corrections VALUES (?, ?, ?, ?, ?)",
-                (item_id, step, label, note, time.time()),
-            )
-
-    def add_decision(
-        self,
-        *,
-        run_id: str | None,
-        item_id: str | None,
-        path: str,
-        step: str,
-        model: str | None,
-        tier: str,
-        label: str,
-        confidence: float | None,
-        attempts: Sequence[dict[str, Any]],
-        audit_label: str | None,
-        created_at: float,
-    ) -> None:
-        key = f"{item_id}:{path}" if item_id is not None else new_id()
-        self.add(
-            "INSERT OR REPLACE INTO cascade_decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (key, run_id, item_id, path, step, model, tier, label, confidence,
-             json.dumps(list(attempts)), audit_label, created_at),
-        )  # fmt: skip
-
-    def cascade_decisions(
-        self,
-        step: str,
-        workflow: str | None = None,
-        *,
-        since: float | None = None,
-        model: str | None = None,
-    ) -> list[sqlite3.Row]:
-        self.flush()
-        rows: list[sqlite3.Row] = self.db.execute(
-            "SELECT d.run_id, d.item_id, d.model, d.tier, d.label, d.confidence, d.attempts, "
-            "d.audit_label, c.label AS correction, d.created_at FROM cascade_decisions d "
-            "LEFT JOIN runs r ON r.id = d.run_id "
-            "LEFT JOIN corrections c ON c.item_id = d.item_id AND c.step = d.step "
-            "WHERE d.step = ? AND (r.workflow = ? OR ? IS NULL) AND d.created_at >= ? "
-            "AND (d.model = ? OR ? IS NULL) ORDER BY d.created_at, d.rowid",
-            (step, workflow, workflow, since or 0.0, model, model),
-        ).fetchall()
-        return rows
-
-    def decisions(self, step: str, workflow: str | None = None) -> list[sqlite3.Row]:
-        """Recorded outputs of LLM steps at or inside classifier step `step`, with their input
-        and any correction of the item's decision: rows of (path, input, output, correction)."""
-        self.flush()
-        rows = self.db.execute(
-            "SELECT s.path, s.input, s.output, c.label AS correction FROM steps s "
-            "JOIN runs r ON r.id = s.run_id "
-            "LEFT JOIN corrections c ON c.item_id = s.item_id AND c.step = ? "
-            "WHERE s.kind = 'llm' AND s.status = 'ok' AND (r.workflow = ? OR ? IS NULL) "
-            "AND ('/' || s.path || '/') LIKE ? ORDER BY s.started_at",
-            (step, workflow, workflow, f"%/{step}/%"),
-        ).fetchall()
-        return self._unpacked(rows, "input", "output")
 
     def rows(self, table: str, run_id: str) -> list[sqlite3.Row]:
         return list(self.stream(table, run_id))
