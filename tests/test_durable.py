@@ -299,6 +299,9 @@ def test_an_approval_survives_a_restart_and_is_answered_from_another_process(
     run.wait()
     code, output = _cli(["approve", waiting[0]["run"], "--comment", "ok by me"], env)
     assert code == 0, output
+    # Still listed until the run takes the answer; a second decision does not override it.
+    code, output = _cli(["reject", waiting[0]["run"], "--comment", "changed my mind"], env)
+    assert code == 0, output
     code, output = _cli(["resume", "--json"], env)
     assert code == 0, output
     assert json.loads(output[: output.rindex("}") + 1])["items"][0]["output"] == "refunded i0"

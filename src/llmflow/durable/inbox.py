@@ -114,5 +114,10 @@ def decide(
     message = decision_message(approved, comment)
     if by is not None:
         message["by"] = by
-    client.send(chosen.workflow_id, message, topic(chosen.path))
+    # The request stays listed until the run takes its answer (maybe only on resume), so a
+    # second decision can come first: keyed by the request, the first one sent is the one the
+    # run reads, and a later one is dropped instead of waiting in the queue for whatever asks
+    # at this path next.
+    key = f"llmflow-decision:{chosen.path}:{chosen.request.get('requested_at')}"
+    client.send(chosen.workflow_id, message, topic(chosen.path), idempotency_key=key)
     return chosen
