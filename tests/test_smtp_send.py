@@ -198,6 +198,7 @@ def test_a_reply_is_sent_once_only_after_approval(
     assert sent["References"].split()[-1] == original["message_id"]
     assert sent["Subject"] == f"Re: {original['subject']}"
     assert sent["From"] == USER and rcpt == [sent["To"]] and sent["To"] in original["sender"]
+    assert "X-Llmflow-Key" not in sent  # the draft's bookkeeping header stays in Drafts
     assert sent.get_content().replace("\r\n", "\n").strip() == outputs[approved]["reply"].strip()
 
     actions = {mid: o["mailbox_actions"][-1] for mid, o in outputs.items()}

@@ -16,6 +16,7 @@ limits count what that file records (per run, and per SMTP account in any 24 hou
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import smtplib
 import socket
@@ -31,6 +32,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from ..errors import ConfigError, RunError
 from ..settings import Settings
+from .mailbox_actions import KEY_HEADER
 from .mailbox_source import APP_PASSWORDS
 
 PORTS = {"smtp": 587, "smtps": 465}
@@ -338,9 +340,11 @@ def send_approved(
         refused = book.reserve(target, run_id, message)
         if refused is not None:
             return f"not sent: {refused}"
+        outgoing = copy.deepcopy(message)
+        del outgoing[KEY_HEADER]  # llmflow's own bookkeeping in the Drafts folder, not the reader's
         try:
             with connect(target, settings) as conn:
-                conn.send_message(message, to_addrs=to, mail_options=(), rcpt_options=())
+                conn.send_message(outgoing, to_addrs=to, mail_options=(), rcpt_options=())
         except (ConfigError, smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused,
                 smtplib.SMTPDataError) as e:  # fmt: skip
             book.release(message_id)  # the server took nothing: it may be sent later
