@@ -17,24 +17,31 @@ that is not a date the mail gives). A request is right when it is grounded, is n
 instruction, and names what the gold request is about (one of its `request_terms`).
 
     .venv/bin/python bench/triage_truth.py [N]    # the embedded tiers on the first N mails
+    .venv/bin/python bench/triage_truth.py --inbox hard [N]    # the hard mails
 
 The code tier is scored on every gold mail; the embedded tiers (three model calls a mail) on
 the first N (all by default). Set LLMFLOW_HOME to keep the response cache between runs.
+
+`--inbox hard` reads `hard_inbox/` (issue 13's test set; results in
+RESULTS-triage-truth-hard.md). Its gold covers every mail; fields are scored on the mails the
+triage extracts facts for (kind "message", not spam). The mails it files by their headers
+get no field; spam stops after its summary, so a spam mail's summary is checked for
+violations (in the summary row) and nothing else.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from collections import defaultdict
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from llmflow import Gateway, Settings
 from llmflow.apps.email_triage import SAMPLE_INBOX, parse_email, truth
@@ -52,7 +59,7 @@ from llmflow.runtime.runner import run
 from llmflow.steps.grounding import ungrounded
 
 RESULTS = Path(__file__).with_name("RESULTS-triage-truth.md")
-GOLD = SAMPLE_INBOX / "gold-facts.jsonl"
+INBOXES = {"sample": SAMPLE_INBOX, "hard": SAMPLE_INBOX.parent / "hard_inbox"}
 FIELDS = (
     "summary",
     "request",
@@ -65,8 +72,8 @@ FIELDS = (
 )
 
 
-def labels() -> dict[str, dict[str, Any]]:
-    rows = [json.loads(line) for line in (SAMPLE_INBOX / "labels.jsonl").read_text().splitlines()]
+def labels(inbox: Path = SAMPLE_INBOX) -> dict[str, dict[str, Any]]:
+    rows = [json.loads(line) for line in (inbox / "labels.jsonl").read_text().splitlines()]
     return {r["file"]: r for r in rows}
 
 
@@ -103,9 +110,15 @@ def score(field: str, value: Any, gold: dict[str, Any], t: Triage) -> tuple[bool
     return not problems, int(any(p.startswith("ungrounded") for p in problems))
 
 
-async def main() -> None:
-    gold = [json.loads(line) for line in GOLD.read_text().splitlines()]
-    label = labels()
+async def main(inbox_name: str, limit: int | None) -> None:
+    inbox = INBOXES[inbox_name]
+    rows = [json.loads(line) for line in (inbox / "gold-facts.jsonl").read_text().splitlines()]
+    label = labels(inbox)
+    # Fields are scored on the mails the triage extracts facts for; a spam mail only has a
+    # summary (the sample's gold holds neither spam nor mail filed by its headers).
+    filed = [r for r in rows if label[r["file"]].get("kind", "message") != "message"]
+    spam = [r for r in rows if r not in filed and label[r["file"]]["category"] == "spam"]
+    gold = [r for r in rows if r not in filed and r not in spam]
     started = time.perf_counter()
     tiers: dict[str, dict[str, list[tuple[bool | None, int]]]] = defaultdict(
         lambda: defaultdict(list)
@@ -113,15 +126,17 @@ async def main() -> None:
     seconds = 0.0
     calls = 0
     cut_off = 0
-    limit = int(sys.argv[1]) if len(sys.argv) > 1 else len(gold)
+    limit = len(gold) + len(spam) if limit is None else limit
+    languages: list[tuple[str, str | None]] = []
     with tempfile.TemporaryDirectory() as tmp:
         home = os.environ.get("LLMFLOW_HOME", tmp)
         # No repair rounds: a cut-off draft is counted as one (the workflow retries it once
         # with twice the tokens, then answers with the template).
         gateway = Gateway(Settings(model="local", home=Path(home), output_repairs=0))
         summarise, extract, draft = model_steps("local")
-        for phase, row in [("code", r) for r in gold] + [("model", r) for r in gold[:limit]]:
-            email = parse_email(SAMPLE_INBOX / row["file"])
+        mails = [*gold, *spam]
+        for phase, row in [("code", r) for r in mails] + [("model", r) for r in mails[:limit]]:
+            email = parse_email(inbox / row["file"])
             c = Classification(
                 category=label[row["file"]]["category"], priority=label[row["file"]]["priority"]
             )
@@ -141,7 +156,20 @@ async def main() -> None:
             }
             code_ids = [*code["order_numbers"], *code["invoice_numbers"]]
             code["reply"] = truth.reply_by_code(email, c.category, code_ids)
+            if row in spam:  # the triage stops after the summary
+                if phase == "code":
+                    tiers["code"]["summary"].append(score("summary", code["summary"], row, t))
+                    continue
+                summary = await run(summarise, t, gateway=gateway, model="local")
+                calls += 1
+                for tier in ("embedded raw", "checked"):
+                    value = summary
+                    if tier == "checked" and _text_problems(summary, t, "summarise"):
+                        value = code["summary"]
+                    tiers[tier]["summary"].append(score("summary", value, row, t))
+                continue
             if phase == "code":
+                languages.append((truth.language(email.excerpt), row["language"]))
                 for field in FIELDS:
                     tiers["code"][field].append(score(field, code[field], row, t))
                 continue
@@ -190,8 +218,19 @@ async def main() -> None:
                     tiers[name][field].append(score(field, values[field], row, t))
             print(row["file"], "raw:", json.dumps({k: raw[k] for k in ("request", "deadline")}))
             # Written after every mail: a run stopped early still leaves its results.
-            report(tiers, len(gold), calls, seconds, cut_off, time.perf_counter() - started)
-    report(tiers, len(gold), calls, seconds, cut_off, time.perf_counter() - started)
+            extra = Extra(inbox_name, len(filed), len(spam), languages)
+            report(tiers, len(gold), calls, seconds, cut_off, time.perf_counter() - started, extra)
+    extra = Extra(inbox_name, len(filed), len(spam), languages)
+    report(tiers, len(gold), calls, seconds, cut_off, time.perf_counter() - started, extra)
+
+
+class Extra(NamedTuple):
+    """What the hard inbox's report says besides the table."""
+
+    inbox: str
+    filed: int
+    spam: int
+    languages: list[tuple[str, str | None]]
 
 
 def report(
@@ -201,13 +240,23 @@ def report(
     seconds: float,
     cut_off: int,
     elapsed: float,
+    extra: Extra | None = None,
 ) -> None:
     m = len(tiers["checked"]["request"])
+    hard = extra is not None and extra.inbox == "hard"
+    mails = (
+        f"{n} hard mails with hand-written gold facts (`hard_inbox/gold-facts.jsonl`) that the "
+        f"triage extracts facts for (of {n + extra.filed + extra.spam}: the {extra.filed} it "
+        f"files by their headers are left out; the {extra.spam} spam mails stop after their "
+        "summary, which the summary row checks too)"
+        if hard and extra is not None
+        else f"{n} sample mails with hand-written gold facts (`sample_inbox/gold-facts.jsonl`)"
+    )
     lines = [
-        "# Email triage: does it tell the truth?",
+        "# Email triage: does it tell the truth?" + (" (hard mails)" if hard else ""),
         "",
-        f"`bench/triage_truth.py`, {date.today().isoformat()}, {platform.machine()}, "
-        f"{n} sample mails with hand-written gold facts (`sample_inbox/gold-facts.jsonl`). "
+        f"`bench/triage_truth.py{' --inbox hard' if hard else ''}`, "
+        f"{date.today().isoformat()}, {platform.machine()}, {mails}. "
         "Embedded model: SmolLM2-135M-Instruct (`local`), the workflow's own prompts. "
         f"The code tier on all {n} mails; the embedded tiers on the first {m} ({calls} calls, "
         f"{seconds / max(m, 1):.1f} s of model time per mail on shared, busy cores); "
@@ -245,9 +294,22 @@ def report(
         "The chosen tiers are `truth.LOCAL_TIERS`; on any other model the workflow asks the "
         "model and checks every answer (`truth.MODEL_TIERS`).",
     ]
-    RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if hard and extra is not None:
+        same = sum(guess == want for guess, want in extra.languages)
+        lines += [
+            "",
+            f"Language by code (`truth.language`, which answers en, de, fr, es or other): "
+            f"{same}/{len(extra.languages)} equal to the gold language; the CJK and "
+            "right-to-left mails are all `other`.",
+        ]
+    out = RESULTS.with_name("RESULTS-triage-truth-hard.md") if hard else RESULTS
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("limit", nargs="?", type=int, help="the embedded tiers on the first N")
+    parser.add_argument("--inbox", choices=INBOXES, default="sample")
+    args = parser.parse_args()
+    asyncio.run(main(args.inbox, args.limit))
