@@ -5,7 +5,9 @@
 and amounts (compared by value: 1,250 = 1 250 = 1.250,00 = 1250), dates (compared as dates:
 2026-12-04 = 4 December 2026 = 4. Dezember 2026), ids (NW-10482, 123-48-7890: as tokens),
 email addresses, URLs and capitalised names. `find_dates` reads dates in English, German,
-French and Spanish, absolute and relative to a reference date ("by Friday", "tomorrow");
+French and Spanish, absolute and relative to a reference date ("by Friday", "tomorrow"), and
+through `date_languages` in Chinese, Japanese, Korean, Arabic and Hebrew (12月15日, 15 ديسمبر,
+יום חמישי); numbers in any of those scripts' digits compare by value too;
 `echoes` tells an answer that copies its instructions back. Use them in a `gate`, a refine
 loop's evaluator or a cascade tier's condition; nothing here calls a model.
 """
@@ -19,6 +21,8 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+
+from .date_languages import DIGITS, SCRIPT_MONTHS, date_from, script_dates
 
 MONTHS: dict[str, int] = {}
 for _number, _names in enumerate(
@@ -40,6 +44,7 @@ for _number, _names in enumerate(
 ):
     for _name in _names.split():
         MONTHS[_name] = _number
+MONTHS.update(SCRIPT_MONTHS)
 
 WEEKDAYS: dict[str, int] = {}
 for _number, _names in enumerate(
@@ -60,7 +65,7 @@ _MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
 _WEEKDAY = "|".join(sorted((w for w in WEEKDAYS if len(w) > 3), key=len, reverse=True))
 _ORD = r"(?:st|nd|rd|th|er|º|°)?"
 _DATE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("ymd", re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")),
+    ("ymd", re.compile(r"\b(\d{4})([-/.])(\d{1,2})\2(\d{1,2})\b")),
     (
         "dmy",
         re.compile(
@@ -91,36 +96,12 @@ class FoundDate:
     text: str
 
 
-def _year(month: int, day: int, ref: dt.date | None) -> int | None:
-    """The year of a date written without one: the reference date's, or the next year's when
-    that puts it more than two months before the reference."""
-    if ref is None:
-        return None
-    try:
-        candidate = dt.date(ref.year, month, day)
-    except ValueError:
-        return None
-    return ref.year + 1 if (ref - candidate).days > 61 else ref.year
-
-
-def _make(year: int | None, month: int, day: int, ref: dt.date | None) -> dt.date | None:
-    if year is None:
-        year = _year(month, day, ref)
-        if year is None:
-            year = 1  # no year and no reference: compared by month and day only
-    elif year < 100:
-        year += 2000
-    try:
-        return dt.date(year, month, day)
-    except ValueError:
-        return None
-
-
 def find_dates(text: str, ref: dt.date | None = None) -> list[FoundDate]:
     """The dates written in `text`, in order. A date without a year takes the reference
     date's year (year 1 without a reference); relative dates ("tomorrow", "by Friday") need
     `ref` (the mail's date) and are skipped without it. Numeric dates read day first when
     written with dots (4.12.2026), month first with slashes unless the first part is > 12."""
+    text = text.translate(DIGITS)
     found: list[FoundDate] = []
     taken: list[tuple[int, int]] = []
 
@@ -134,15 +115,15 @@ def find_dates(text: str, ref: dt.date | None = None) -> list[FoundDate]:
             g = m.groups()
             value: dt.date | None = None
             if kind == "ymd":
-                value = _make(int(g[0]), int(g[1]), int(g[2]), ref)
+                value = date_from(int(g[0]), int(g[2]), int(g[3]), ref)
             elif kind == "dmy":
-                value = _make(int(g[2]) if g[2] else None, MONTHS[g[1].lower()], int(g[0]), ref)
+                value = date_from(int(g[2]) if g[2] else None, MONTHS[g[1].lower()], int(g[0]), ref)
             elif kind == "mdy":
-                value = _make(int(g[2]) if g[2] else None, MONTHS[g[0].lower()], int(g[1]), ref)
+                value = date_from(int(g[2]) if g[2] else None, MONTHS[g[0].lower()], int(g[1]), ref)
             else:
                 a, b, year = int(g[0]), int(g[2]), int(g[3])
                 day, month = (a, b) if g[1] == "." or a > 12 else (b, a)
-                value = _make(year, month, day, ref)
+                value = date_from(year, month, day, ref)
             if value is not None:
                 found.append(FoundDate(value, m.start(), m.end(), m.group(0)))
                 taken.append((m.start(), m.end()))
@@ -161,6 +142,10 @@ def find_dates(text: str, ref: dt.date | None = None) -> list[FoundDate]:
                 value = ref + dt.timedelta(days=ahead)
             found.append(FoundDate(value, m.start(), m.end(), m.group(0)))
             taken.append((m.start(), m.end()))
+    for start, end, value in script_dates(text, ref):
+        if free(start, end):
+            found.append(FoundDate(value, start, end, text[start:end]))
+            taken.append((start, end))
     return sorted(found, key=lambda d: d.start)
 
 
@@ -177,14 +162,15 @@ def parse_date(text: str, ref: dt.date | None = None) -> dt.date | None:
 
 # Numbers: digits with thousands separators (comma, dot, space, apostrophe) and decimals.
 _NUMBER = re.compile(
-    r"(?<![\w.,])\d{1,3}(?:[,.\u00a0\u202f' ]\d{3})+(?:[.,]\d+)?(?![\w])|\d+(?:[.,]\d+)?"
+    r"(?<![0-9A-Za-z_.,])\d{1,3}(?:[,.\u00a0\u202f' ]\d{3})+(?:[.,]\d+)?(?![0-9A-Za-z_])"
+    r"|\d+(?:[.,]\d+)?"
 )
 _ID = re.compile(r"(?<![\w-])(?=[\w/-]*\d)[A-Za-z0-9]+(?:[-/_][A-Za-z0-9]+)+(?![\w-])")
 _MIXED = re.compile(r"(?<![\w-])(?=[A-Za-z]*\d)(?=\d*[A-Za-z])[A-Za-z0-9]{4,}(?![\w-])")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _URL = re.compile(r"\bhttps?://[^\s<>\"')\]]+|\bwww\.[^\s<>\"')\]]+", re.I)
 _NAME = re.compile(r"(?<![\w'’-])[^\W\d_][\w'’-]*", re.U)
-_SENTENCE_END = re.compile(r"[.!?:。！？\n]\s*$")
+_SENTENCE_END = re.compile(r"[.!?:。！？؟\n]\s*$")
 NUMBER_WORDS = {
     w: n
     for n, words in enumerate(
@@ -208,6 +194,16 @@ NUMBER_WORDS = {
 }
 
 
+CURRENCY_MARKS = {
+    "usd": ("$", "dollar", "دولار", "美元"), "eur": ("€", "euro", "欧元", "歐元"),
+    "gbp": ("£", "pound"), "jpy": ("¥", "円", "日元", "yen"),
+    "cny": ("¥", "元", "人民币", "人民幣", "rmb", "yuan"), "ils": ("₪", "ש״ח", 'ש"ח', "שקל", "nis"),
+    "krw": ("₩", "원"),
+}  # fmt: skip
+"""ISO codes of currencies and how a source may write them: an output's "JPY" is grounded by
+a source's 円 or ¥ (after NFKC, ￥ is ¥)."""
+
+
 def _values(token: str) -> set[Decimal]:
     """Every value a written number can mean: "1,250" is 1250 or 1.25, "1.250,00" is 1250."""
     compact = re.sub(r"[\u00a0\u202f' ]", "", token)
@@ -224,8 +220,9 @@ def _values(token: str) -> set[Decimal]:
 
 
 def _fold(text: str) -> str:
-    """Lowercased, accents kept, compatibility forms folded (full-width digits, ligatures)."""
-    return unicodedata.normalize("NFKC", text).casefold()
+    """Lowercased, accents kept, compatibility forms folded (full-width and Arabic-Indic
+    digits, ligatures)."""
+    return unicodedata.normalize("NFKC", text).casefold().translate(DIGITS)
 
 
 @dataclass(frozen=True)
@@ -322,7 +319,8 @@ def ungrounded(
             folded = _fold(word)
             if folded in MONTHS or folded in WEEKDAYS or folded in {"i", "ok", "pdf"}:
                 continue
-            if folded not in known:
+            marks = CURRENCY_MARKS.get(folded, ())
+            if folded not in known and not any(mark in known for mark in marks):
                 problems.append(word)
     return list(dict.fromkeys(problems))
 
@@ -345,7 +343,7 @@ def echoes(answer: str, texts: Iterable[str], threshold: float = 0.6) -> bool:
 
 def split_sentences(text: str) -> list[str]:
     """Sentences of a mail's text: paragraphs joined across their line breaks, then split
-    after . ! ? (and their CJK forms)."""
+    after . ! ? (and their CJK and Arabic forms)."""
     out: list[str] = []
     for paragraph in re.split(r"\n\s*\n", text):
         lines = [line.strip() for line in paragraph.splitlines() if line.strip()]
@@ -360,6 +358,6 @@ def split_sentences(text: str) -> list[str]:
             continue
         joined = " ".join(lines)
         # A break after . ! ? before a capital (not after "4." in "4. Dezember") or after 。！？
-        ends = r"(?<![\s(]\d\.)(?<![\s(]\d\d\.)(?<=[.!?])\s+(?=[\"'„«¿¡(\w])|(?<=[。！？])"
+        ends = r"(?<![\s(]\d\.)(?<![\s(]\d\d\.)(?<=[.!?؟])\s+(?=[\"'„«¿¡(\w])|(?<=[。！？])"
         out += [s.strip() for s in re.split(ends, joined) if s.strip()]
     return out

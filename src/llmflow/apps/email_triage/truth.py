@@ -12,12 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from decimal import Decimal, InvalidOperation
 from email.utils import parseaddr
 from typing import Literal
 
 from ...inputs.email import GAP, Email
 from ...steps.grounding import Source, echoes, find_dates, split_sentences, ungrounded
+from .amounts import amounts_by_code as amounts_by_code
+from .reply_templates import TEMPLATES, fill
+from .reply_templates import language as language
 
 Tier = Literal["llm", "code"]
 FIELDS = ("summary", "request", "deadline", "needs_reply", "reply")
@@ -69,10 +71,33 @@ def _content(email: Email) -> list[str]:
             re.I,
         ):
             continue
-        if len(s) < 12 or s.lower().startswith(("forwarded message", "from:", "subject:")):
+        if SIGN_OFF.fullmatch(s) or GREETING.fullmatch(s):
+            continue
+        if len(s) < (5 if _CJK.search(s) else 12) or s.lower().startswith(
+            ("forwarded message", "from:", "subject:")
+        ):
             continue
         out.append(s)
     return out
+
+
+_CJK = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af]")
+SIGN_OFF = re.compile(
+    r"(どうぞ|何卒|引き続き)?(よろしく|宜しく)お願い(いた|致|申し上げ)?(します|ます)[。！!]*"
+    r"|此致[，,\s]*(敬礼)?[。！!]*|敬礼[。！!]*|(顺|順)祝(商祺|商安|安好)[。！!]*|祝好[。！!]*"
+    r"|(谢谢|謝謝|感谢|感謝)(您|你们|您的(支持|帮助|配合))?[。！!]*|ありがとうございます[。！!]*"
+    r"|(مع|وتفضلوا بقبول)\s+(التحية|تحياتي|أطيب التحيات|خالص التحيات|الشكر)[،,.]*"
+    r"|(شكرا|شكراً)(\s+لكم|\s+لك|\s+جزيلا|\s+جزيلاً)?[،,.!]*|(בברכה|תודה(\s+רבה)?)[,.!]*",
+    re.I,
+)
+GREETING = re.compile(
+    r"(?:مرحب[اًا]?|أهلا|أهلاً|السلام عليكم|عزيز[يت]|السادة|السيد[ةه]?|שלום|היי|לכבוד|"
+    r"您好|你好|尊敬的|亲爱的|親愛的|拝啓|こんにちは|안녕하세요)[^?？؟]{0,40}"
+    r"|.{0,40}(?:様|御中|先生|女士|小姐)[：:、,，]?"
+)
+"""Greetings of Chinese, Japanese, Korean, Arabic and Hebrew mails (您好, …様, مرحباً, שלום)."""
+"""Closing formulas of Chinese, Japanese, Arabic and Hebrew mails (よろしくお願いいたします,
+此致敬礼, مع التحية, בברכה): a sign-off, never a request."""
 
 
 def summary_by_code(email: Email, limit: int = 240) -> str:
@@ -107,7 +132,8 @@ _ASK = re.compile(
     r"\b(please|pls|kindly|could you|can you|would you|will you|let me know|let us know|"
     r"bitte|könnten sie|können sie|würden sie|por favor|podrían|podrian|pueden|puede|"
     r"merci de|pourriez|pouvez|pourrais|veuillez|reply to this (e-?mail|message)|respond by)\b"
-    r"|[?？]|请|麻烦|能否|お願い|ください|부탁|주세요|الرجاء|يرجى|נא |בבקשה",
+    r"|[?？؟]|请|麻烦|能否|お願い|ください|下さい|いただけ|부탁|주세요|الرجاء|يرجى|نرجو|"
+    r"(?<!\w)נא |בבקשה",
     re.I,
 )
 _WISH = re.compile(
@@ -117,11 +143,18 @@ _WISH = re.compile(
 )
 
 
+QUESTION = re.compile(
+    r"[?？؟]|(?:ます|でしょう|ません|です|ない)か[。．]?\s*$|[吗嗎呢][。．]?\s*$|(?:까요|니까|나요)[.。]?\s*$"
+)
+"""A question: its question mark (Latin, full-width, Arabic), or the question particle that
+ends a Japanese, Chinese or Korean sentence without one (…ますか。, …吗。, …까요.)."""
+
+
 def _asks(email: Email) -> list[str]:
     """The sentences that ask something, best first: questions, then please / could you,
     then wishes (I'd like, we need), each in mail order."""
     sentences = [s for s in _content(email) if not s.rstrip().endswith(":")]
-    questions = [s for s in sentences if re.search(r"[?？]", s)]
+    questions = [s for s in sentences if QUESTION.search(s)]
     asks = [s for s in sentences if _ASK.search(s) and s not in questions]
     wishes = [s for s in sentences if _WISH.search(s) and s not in questions + asks]
     return questions + asks + wishes
@@ -138,7 +171,8 @@ def request_by_code(email: Email) -> str:
 _CUE = re.compile(
     r"\b(by|until|before|no later than|deadline|due|latest|at the latest|need(ed)? (it )?(on|for)|"
     r"bis|spätestens|frist|fällig|avant|d'ici|au plus tard|échéance|jusqu'au|"
-    r"antes|para el|a más tardar|plazo|hasta)\b",
+    r"antes|para el|a más tardar|plazo|hasta|قبل|بحلول|حتى|موعد|עד|לפני)\b"
+    r"|之前|以前|截止|期限|までに|前に|까지",
     re.I,
 )
 _THEN = re.compile(r"\b(before|by|until) then\b|\bbis dahin\b|\bavant cette date\b", re.I)
@@ -193,43 +227,6 @@ def deadline_of_model(answer: str | None, email: Email) -> tuple[dt.date | None,
     return found[0].value, None
 
 
-_CURRENCY = {
-    "$": "USD", "us$": "USD", "usd": "USD", "€": "EUR", "eur": "EUR", "euro": "EUR",
-    "euros": "EUR", "£": "GBP", "gbp": "GBP", "chf": "CHF", "¥": "JPY", "jpy": "JPY",
-    "cny": "CNY", "rmb": "CNY", "元": "CNY", "cad": "CAD", "aud": "AUD", "sek": "SEK",
-}  # fmt: skip
-_CUR = r"(?:US\$|\$|€|£|¥|元|USD|EUR|GBP|CHF|JPY|CNY|RMB|CAD|AUD|SEK|euros?)"
-_CUR_AFTER = r"(?:€|元|USD|EUR|GBP|CHF|JPY|CNY|RMB|CAD|AUD|SEK|euros?)"
-_AMOUNT_NUM = r"\d{1,3}(?:[,.\u00a0\u202f' ]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?"
-_AMOUNT = re.compile(
-    rf"(?P<c1>{_CUR})\s?(?P<n1>{_AMOUNT_NUM})(?![\d])"
-    rf"|(?<![\w.,-])(?P<n2>{_AMOUNT_NUM})\s?(?P<c2>{_CUR_AFTER})(?![A-Za-z])",
-    re.I,
-)
-
-
-def _amount_value(token: str) -> Decimal | None:
-    t = re.sub(r"[\u00a0\u202f' ]", "", token)
-    decimal_comma = re.search(r",\d{1,2}$", t)  # 1.250,00 or 12,50
-    t = t.replace(".", "").replace(",", ".") if decimal_comma else t.replace(",", "")
-    try:
-        return Decimal(t)
-    except InvalidOperation:
-        return None
-
-
-def amounts_by_code(email: Email) -> list[str]:
-    """Money amounts in the mail, normalised as "<value> <ISO currency>" ("4820.00 USD")."""
-    out: list[str] = []
-    for m in _AMOUNT.finditer(f"{email.subject}\n{email.body}"):
-        number = m.group("n1") or m.group("n2")
-        currency = _CURRENCY.get((m.group("c1") or m.group("c2")).lower())
-        value = _amount_value(number)
-        if value is not None and currency:
-            out.append(f"{value:.2f} {currency}")
-    return list(dict.fromkeys(out))[:8]
-
-
 def needs_reply_by_code(email: Email, category: str | None) -> bool:
     """A reply is needed when a customer, prospect or colleague asks something: not spam,
     and the newest message holds a request."""
@@ -242,23 +239,6 @@ def names_checkable(email: Email) -> bool:
     """Whether capitalised words can be checked as names: not in German, which capitalises
     every noun."""
     return language(email.excerpt) != "de"
-
-
-def language(text: str) -> str:
-    """A rough guess of the mail's language from its commonest words: en, de, fr, es, or
-    "other" (CJK, right-to-left, and anything else)."""
-    if re.search(r"[\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af\u0590-\u06ff]", text):
-        return "other"
-    words = re.findall(r"[a-zäöüßàâçéèêëîïôûùüÿñáíóú]+", text.lower())
-    marks = {
-        "en": {"the", "and", "you", "is", "to", "please", "we", "our", "your"},
-        "de": {"und", "der", "die", "das", "ich", "sie", "bitte", "wir", "nicht", "ist"},
-        "fr": {"le", "la", "les", "et", "je", "vous", "nous", "est", "pour", "merci"},
-        "es": {"el", "los", "las", "y", "que", "por", "para", "usted", "gracias", "mi"},
-    }
-    scores = {lang: sum(w in m for w in words) for lang, m in marks.items()}
-    best = max(scores, key=lambda k: scores[k])
-    return best if scores[best] else "en"
 
 
 def first_name(email: Email) -> str | None:
@@ -293,37 +273,12 @@ def first_name(email: Email) -> str | None:
     return words[0]
 
 
-_TEMPLATES = {
-    "en": ("Hello {name},", "Hello,", "Thank you for your message{about}. We have received it, "
-           "and {team} will come back to you shortly.", "Kind regards,"),
-    "de": ("Hallo {name},", "Guten Tag,", "vielen Dank für Ihre Nachricht{about}. Wir haben sie "
-           "erhalten und melden uns in Kürze bei Ihnen.", "Mit freundlichen Grüßen"),
-    "fr": ("Bonjour {name},", "Bonjour,", "Merci pour votre message{about}. Nous l'avons bien "
-           "reçu et nous revenons vers vous très prochainement.", "Cordialement,"),
-    "es": ("Hola {name}:", "Hola:", "Gracias por su mensaje{about}. Lo hemos recibido y le "
-           "responderemos en breve.", "Saludos cordiales,"),
-}  # fmt: skip
-_ABOUT = {"en": " about {ids}", "de": " zu {ids}", "fr": " concernant {ids}", "es": " sobre {ids}"}
-_TEAMS = {
-    "billing": "our billing team",
-    "support": "our customer service team",
-    "sales": "our sales team",
-    "internal": "I",
-}
-
-
 def reply_by_code(
     email: Email, category: str | None, ids: list[str], signature: str = SIGNATURE
 ) -> str:
     """A reply from a template per language and category, filled by code: the sender's
     first name, the ids the mail names, our signature. It promises nothing but an answer."""
-    lang = language(email.excerpt)
-    hello, anonymous, body, bye = _TEMPLATES.get(lang, _TEMPLATES["en"])
-    name = first_name(email)
-    about = _ABOUT.get(lang, _ABOUT["en"]).format(ids=", ".join(ids[:3])) if ids else ""
-    team = _TEAMS.get(category or "", "our team")
-    text = body.format(about=about, team=team)
-    return "\n".join([hello.format(name=name) if name else anonymous, "", text, "", bye, signature])
+    return fill(language(email.excerpt), first_name(email), ids, category, signature)
 
 
 _PLACEHOLDER = re.compile(
@@ -358,4 +313,7 @@ def reply_problems(
     )
     if bad:
         problems.append("ungrounded: " + ", ".join(bad[:5]))
+    lang = language(email.excerpt)
+    if lang in TEMPLATES and (written := language(reply)) != lang:
+        problems.append(f"in {written}, not in the mail's language {lang}")
     return problems

@@ -1,0 +1,82 @@
+"""The code tier's reply templates, one per language (en, de, fr, es, zh, ja, ar, he), and the
+guess of a text's language that picks one: by script first (Chinese, Japanese, Korean,
+Arabic, Hebrew), then by the commonest words of the Latin-script languages. A template
+thanks the sender, names the ids the mail names and promises nothing but an answer."""
+
+from __future__ import annotations
+
+import re
+
+TEMPLATES = {
+    "en": ("Hello {name},", "Hello,", "Thank you for your message{about}. We have received it, "
+           "and {team} will come back to you shortly.", "Kind regards,"),
+    "de": ("Hallo {name},", "Guten Tag,", "vielen Dank für Ihre Nachricht{about}. Wir haben sie "
+           "erhalten und melden uns in Kürze bei Ihnen.", "Mit freundlichen Grüßen"),
+    "fr": ("Bonjour {name},", "Bonjour,", "Merci pour votre message{about}. Nous l'avons bien "
+           "reçu et nous revenons vers vous très prochainement.", "Cordialement,"),
+    "es": ("Hola {name}:", "Hola:", "Gracias por su mensaje{about}. Lo hemos recibido y le "
+           "responderemos en breve.", "Saludos cordiales,"),
+    "zh": ("{name}，您好：", "您好：", "感谢您的来信{about}。我们已经收到，会尽快回复您。",
+           "此致敬礼"),
+    "ja": ("{name}様", "お客様", "お問い合わせ{about}ありがとうございます。確かに受け付けました。"
+           "改めてご連絡いたします。", "よろしくお願いいたします。"),
+    "ar": ("مرحباً {name}،", "مرحباً،", "شكراً لرسالتك{about}. لقد استلمناها وسنرد عليك قريباً.",
+           "مع أطيب التحيات،"),
+    "he": ("שלום {name},", "שלום,", "תודה על פנייתך{about}. קיבלנו אותה ונחזור אליך בהקדם.",
+           "בברכה,"),
+}  # fmt: skip
+"""Per language: greeting with the sender's first name, greeting without, the text, the
+closing; our signature follows."""
+ABOUT = {
+    "en": " about {ids}", "de": " zu {ids}", "fr": " concernant {ids}", "es": " sobre {ids}",
+    "zh": "（{ids}）", "ja": "（{ids}）", "ar": " بخصوص {ids}", "he": " בעניין {ids}",
+}  # fmt: skip
+TEAMS = {
+    "billing": "our billing team",
+    "support": "our customer service team",
+    "sales": "our sales team",
+    "internal": "I",
+}
+"""Who answers, per category (the English template names them)."""
+
+_SCRIPTS = {
+    "kana": re.compile(r"[\u3040-\u30ff]"),
+    "han": re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"),
+    "ko": re.compile(r"[\uac00-\ud7af\u1100-\u11ff]"),
+    "ar": re.compile(r"[\u0600-\u06ff\u0750-\u077f]"),
+    "he": re.compile(r"[\u0590-\u05ff]"),
+}
+_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
+_MARKS = {
+    "en": {"the", "and", "you", "is", "to", "please", "we", "our", "your"},
+    "de": {"und", "der", "die", "das", "ich", "sie", "bitte", "wir", "nicht", "ist"},
+    "fr": {"le", "la", "les", "et", "je", "vous", "nous", "est", "pour", "merci"},
+    "es": {"el", "los", "las", "y", "que", "por", "para", "usted", "gracias", "mi"},
+}
+
+
+def language(text: str) -> str:
+    """A rough guess of a text's language: by script when a non-Latin script holds at least a
+    quarter as many characters as the Latin letters (zh, ja: Han with kana, ko, ar, he), else
+    from the commonest words: en, de, fr, es (en when none is found)."""
+    counts = {name: len(p.findall(text)) for name, p in _SCRIPTS.items()}
+    latin = len(_LATIN.findall(text))
+    cjk = counts["kana"] + counts["han"]
+    scripts = {"cjk": cjk, "ko": counts["ko"], "ar": counts["ar"], "he": counts["he"]}
+    script = max(scripts, key=lambda k: scripts[k])
+    if scripts[script] and 4 * scripts[script] >= latin:
+        if script != "cjk":
+            return script
+        return "ja" if counts["kana"] >= max(2, cjk // 10) else "zh"
+    words = re.findall(r"[a-zäöüßàâçéèêëîïôûùüÿñáíóú]+", text.lower())
+    scores = {lang: sum(w in m for w in words) for lang, m in _MARKS.items()}
+    best = max(scores, key=lambda k: scores[k])
+    return best if scores[best] else "en"
+
+
+def fill(lang: str, name: str | None, ids: list[str], category: str | None, signature: str) -> str:
+    """The template of `lang` (English where there is none) filled by code."""
+    hello, anonymous, body, bye = TEMPLATES.get(lang, TEMPLATES["en"])
+    about = ABOUT.get(lang, ABOUT["en"]).format(ids=", ".join(ids[:3])) if ids else ""
+    text = body.format(about=about, team=TEAMS.get(category or "", "our team"))
+    return "\n".join([hello.format(name=name) if name else anonymous, "", text, "", bye, signature])
