@@ -145,7 +145,8 @@ def _act(triage: Triage, ctx: RunContext) -> Triage:
 def _columns(triage: Triage) -> dict[str, str]:
     c = triage.classification
     return {
-        "category": c.category if c else "",
+        # Mail filed by its headers (bulk, auto-reply, empty) has no label: say what it is.
+        "category": c.category if c else triage.email.kind,
         "priority": c.priority if c else "",
         "summary": triage.summary or "",
     }
