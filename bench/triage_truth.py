@@ -298,9 +298,9 @@ def report(
         same = sum(guess == want for guess, want in extra.languages)
         lines += [
             "",
-            f"Language by code (`truth.language`, which answers en, de, fr, es or other): "
-            f"{same}/{len(extra.languages)} equal to the gold language; the CJK and "
-            "right-to-left mails are all `other`.",
+            f"Language by code (`truth.language`: by script for zh, ja, ko, ar, he, else by "
+            f"common words for en, de, fr, es): {same}/{len(extra.languages)} equal to the "
+            "gold language.",
         ]
     out = RESULTS.with_name("RESULTS-triage-truth-hard.md") if hard else RESULTS
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
