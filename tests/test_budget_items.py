@@ -170,3 +170,65 @@ async def test_a_run_stopped_by_its_budget_and_resumed_spends_nothing_more(
     assert batch.status == "stopped" and len(batch.results) == len(finished)
     assert batch.not_started == 300 - len(finished)
     store.close()
+
+
+# -- from the command line: a run its budget stopped goes on with a larger one -----------------
+
+NUMBERS = """\
+name: numbers
+input:
+  type: jsonl
+  key: id
+steps:
+  - {id: parse, kind: llm, instructions: "Read the number.", prompt: "Item {{ input.n }}"}
+  - {id: say, kind: llm, instructions: "Say it.", prompt: "Say {{ input.n }}"}
+"""
+
+
+def test_resume_with_a_larger_budget_finishes_a_run_its_budget_stopped(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+
+    from .fault_server import serve_faults
+    from .test_durable import LLMFLOW
+
+    (tmp_path / "numbers.yaml").write_text(NUMBERS, encoding="utf-8")
+    rows = "".join(json.dumps({"id": f"n{i}", "n": i}) + "\n" for i in range(20))
+    (tmp_path / "items.jsonl").write_text(rows, encoding="utf-8")
+    # $1 per million tokens, 2 calls of 25 tokens an item: $0.00005 an item; a call books its
+    # worst case (max_tokens 512: ~$0.0005) until it ends, so $0.001 finishes a few items.
+    with serve_faults(lambda body: "ok", rate=0.0) as log:
+        env = {**os.environ, "LLMFLOW_HOME": str(tmp_path / "home"), "OPENAI_API_KEY": "sk-t",
+               "OPENAI_BASE_URL": log.url, "LLMFLOW_MODEL": "fake-model",
+               "LLMFLOW_LOCAL_PRICE_PER_MTOK": "1"}  # fmt: skip
+
+        def llmflow(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([*LLMFLOW, *args, "--json"], env=env, cwd=tmp_path,
+                                  capture_output=True, text=True, timeout=300)  # fmt: skip
+
+        first = llmflow("run", "numbers.yaml", "items.jsonl", "--max-cost", "0.001")
+        assert first.returncode != 0, first.stderr
+        assert "items were not started" in first.stderr
+        run_id = json.loads(first.stdout)["run_id"]
+        assert f"llmflow resume {run_id} --max-cost" in first.stderr  # says how to go on
+        store = RunStore(tmp_path / "home" / "llmflow.db")
+        done_before = sum(i["status"] == "ok" for i in store.rows("items", run_id))
+        store.close()
+        assert 0 < done_before < 20
+        requests_before = log.requests
+
+        # The same budget again: nothing more is spent.
+        again = llmflow("resume", run_id)
+        assert again.returncode != 0 and log.requests == requests_before, again.stderr
+        # A new budget is for one named run.
+        unnamed = llmflow("resume", "--max-cost", "1")
+        assert unnamed.returncode == 2 and "name it" in unnamed.stderr
+        # A larger one: the items not started run; those done are not asked again.
+        more = llmflow("resume", run_id, "--max-cost", "0.01")
+        assert more.returncode == 0, more.stderr
+        store = RunStore(tmp_path / "home" / "llmflow.db")
+        items = store.rows("items", run_id)
+        store.close()
+        assert len(items) == 20 and all(i["status"] == "ok" for i in items)
+        assert log.requests == requests_before + 2 * (20 - done_before)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,6 +21,7 @@ from .app import (
     EXIT_OK,
     EXIT_PARTIAL,
     BatchProgress,
+    dollars,
     err,
     fail,
     out,
@@ -149,6 +151,22 @@ def resume(
         str | None, typer.Argument(help="The run to resume. [default: every interrupted run]")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    max_cost: Annotated[
+        Decimal | None,
+        typer.Option(
+            callback=dollars,
+            metavar="<dollars>",
+            help="The run's new dollar budget, counting what it spent already (a run its "
+            "budget stopped goes on with the items not started). \\[default: the run's own]",
+        ),
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(min=1, help="The run's new token budget. \\[default: its own]")
+    ] = None,
+    max_requests: Annotated[
+        int | None,
+        typer.Option(min=1, help="The run's new model-call budget. \\[default: its own]"),
+    ] = None,
 ) -> int:
     """Finish interrupted durable runs: completed model calls and effects are not repeated."""
     import asyncio
@@ -156,6 +174,17 @@ def resume(
     from ..durable import engine
     from ..durable.batch import find_spec, unfinished_runs
 
+    budget = {
+        name: value
+        for name, value in (
+            ("max_cost", None if max_cost is None else str(max_cost)),
+            ("max_tokens", max_tokens),
+            ("max_requests", max_requests),
+        )
+        if value is not None
+    }
+    if budget and run_id is None:
+        raise fail("a new budget is for one run: name it (llmflow resume <run id> --max-cost …)")
     try:
         from ..workflows import load_workflow
 
@@ -175,7 +204,9 @@ def resume(
                     f"run {rid} has no durable record (it ran with --no-durable, or stopped "
                     "before its first item): start it again"
                 )
-            codes.append(_resume_one(spec, as_json))
+            # The budget counts what the run spent before (budgets persist across a resume):
+            # raising it lets a run its budget stopped start the items it had to leave.
+            codes.append(_resume_one(spec.model_copy(update=budget), as_json))
     except ConfigError as e:
         raise fail(str(e)) from None
     finally:
@@ -216,6 +247,7 @@ def _resume_one(spec: RunSpec, as_json: bool) -> int:
     batch = _drive(job, spec, resuming=True, quiet=as_json)
     if batch.status == "stopped":
         err.print(f"[bold red]stopped:[/] {batch.error}", highlight=False)
+        budget_hint(batch, spec.run_id)
     if batch.status == "interrupted":
         err.print(
             f"[yellow]interrupted[/]{' by SIGTERM' if terminated() else ''}: finish it with: "
@@ -229,6 +261,17 @@ def _resume_one(spec: RunSpec, as_json: bool) -> int:
     return {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "interrupted": EXIT_INTERRUPTED}.get(
         batch.status, EXIT_FAILED
     )
+
+
+def budget_hint(batch: BatchResult, run_id: str) -> None:
+    """After a stop on the run's budget: how to go on with a larger one."""
+    if batch.error is not None and "budget" in batch.error and "--max-" in batch.error:
+        err.print(
+            f"go on with a larger budget: llmflow resume {run_id} --max-cost <dollars> "
+            "(or --max-tokens, --max-requests)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 # -- approvals ------------------------------------------------------------------------------

@@ -192,6 +192,10 @@ def run(
         return EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED
     if batch.status == "stopped":
         err.print(f"[bold red]stopped:[/] {batch.error}", highlight=False)
+        if durable:
+            from .durable import budget_hint
+
+            budget_hint(batch, batch.run_id)
     report(batch, job.workflow, as_json, job.summary, job.gateway.pricing, compare)
     return {
         "ok": EXIT_OK,
