@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # the type checker sees plain imports; at run time they load 
     from .models.gateway import Gateway, ModelCall, ProviderLimits
     from .patterns.cascade import CascadeResult, cascade
     from .patterns.chain import Divert, Stop, assign, chain, gate
+    from .patterns.grounded import Grounding, grounding_check
     from .patterns.orchestrate import Plan, Subtask, Synthesis, WorkItem, WorkResult, orchestrate
     from .patterns.parallel import Failed, VoteResult, at_least, best_of, majority, parallel, vote
     from .patterns.refine import Candidate, Draft, Evaluation, RefineResult, refine
@@ -82,6 +83,7 @@ _LAZY: dict[str, tuple[str, ...]] = {  # the names imported above, by module
     ".models.gateway": ("Gateway", "ModelCall", "ProviderLimits"),
     ".patterns.cascade": ("CascadeResult", "cascade"),
     ".patterns.chain": ("Divert", "Stop", "assign", "chain", "gate"),
+    ".patterns.grounded": ("Grounding", "grounding_check"),
     ".patterns.orchestrate": (
         "Plan",
         "Subtask",
@@ -138,6 +140,7 @@ __all__ = [
     "Evaluation",
     "Failed",
     "Gateway",
+    "Grounding",
     "InputError",
     "Item",
     "ItemResult",
@@ -193,6 +196,7 @@ __all__ = [
     "classify",
     "code",
     "gate",
+    "grounding_check",
     "llm",
     "majority",
     "orchestrate",
