@@ -72,11 +72,18 @@ from llmflow.testing import ScriptedModel  # noqa: E402
 RESULTS = Path(__file__).with_name("RESULTS-default-path.md")
 QUICK_NOTE = (
     " **Quick sizes** (`--quick`: 1,000 one-step runs and 1,000 batch items instead of "
-    "5,000, fewer runs per round): the machine was shared with a load average of ~20 on 2 "
-    "cores when this was measured, so the full sizes did not finish in the time there was; "
-    "every figure here is a ratio between configurations measured one after another under "
-    "the same load, and absolute times are inflated."
+    "5,000, fewer runs per round). Every figure is a ratio between configurations measured "
+    "one after another in this process, under the same load."
 )
+
+
+def load_note() -> str:
+    """The machine's load when the results were written: absolute times depend on it."""
+    one, five, _ = os.getloadavg()
+    cpus = os.cpu_count()
+    return f" Load average at the end: {one:.1f} (1 min), {five:.1f} (5 min), on {cpus} CPUs."
+
+
 CHAIN_RUNS = 40 if QUICK else 200
 CHAIN_ROUNDS = 3
 FAN, FAN_LATENCY, FAN_ROUNDS = 200, 0.1, 3 if QUICK else 7
@@ -344,7 +351,7 @@ def main() -> None:
         f"CPU µs is the process's CPU time (DBOS's threads included) per run, best of "
         f"{CHAIN_ROUNDS} rounds of {CHAIN_RUNS} runs (agent: {AGENT_RUNS}); fan-out rounds: "
         f"{FAN_ROUNDS}; throughput and batch: one pass each."
-        f"{QUICK_NOTE if QUICK else ''}\n\n{table}\n"
+        f"{QUICK_NOTE if QUICK else ''}{load_note()}\n\n{table}\n"
         f"Ratios are result / baseline and result / lean (for times lower is better, for "
         f"rates higher is better). See bench/PROFILE-default.md for where the default "
         f"path's time goes.\n",
