@@ -3,10 +3,10 @@ runs on the embedded model.
 
 The 41 labelled sample mails (`sample_inbox/eval-{category,priority}.jsonl`, never used for
 training or calibration) go through every tier once (`analysis.tuning.answers`): the rules,
-the ml tier trained on the 525 example emails, and the real embedded SmolLM2-135M scoring the
-labels. Each variant is scored from those answers (`runtime.evaluation.score`); the cascade
-uses the thresholds a run on `local` uses (`calibrated.json`). The baseline is the embedded
-LLM alone, run in the same process.
+the ml tier trained on the example emails (`training/emails.jsonl`), and the real embedded
+SmolLM2-135M scoring the labels. Each variant is scored from those answers
+(`runtime.evaluation.score`); the cascade uses the thresholds a run on `local` uses
+(`calibrated.json`). The baseline is the embedded LLM alone, run in the same process.
 
 `--inbox hard` scores the hard mails instead (`hard_inbox/`, issue 13's test set): the
 mails the triage classifies (`kind` "message" in its labels.jsonl), each read as the
@@ -33,7 +33,12 @@ from llmflow.analysis.evaluation import score, variant_names
 from llmflow.analysis.tier_answers import TierAnswers
 from llmflow.analysis.tuning import answers
 from llmflow.apps.email_triage import SAMPLE_INBOX, parse_email
-from llmflow.apps.email_triage.classifier import cascades, classification_text, label_sets
+from llmflow.apps.email_triage.classifier import (
+    cascades,
+    classification_text,
+    label_sets,
+    training_rows,
+)
 from llmflow.apps.email_triage.workflow import Category, Priority
 from llmflow.steps.ml import read_labelled
 
@@ -135,10 +140,11 @@ async def main(inbox: str) -> None:
                 "",
                 f"Measured {date.today()} by `bench/triage_quality.py` on Python "
                 f"{platform.python_version()} ({platform.machine()}, 2 CPU cores) in "
-                f"{total:.0f} s. The 41 labelled sample mails; the ml tier trained on the 525 "
-                "example emails; the LLM tier is the real embedded SmolLM2-135M scoring the "
-                "labels by log-probabilities; the cascade uses the thresholds a run on `local` "
-                "uses. Baseline: the embedded LLM alone, in the same process.",
+                f"{total:.0f} s. The 41 labelled sample mails; the ml tier trained on the "
+                f"{len(training_rows())} example emails; the LLM tier is the real embedded "
+                "SmolLM2-135M scoring the labels by log-probabilities; the cascade uses the "
+                "thresholds a run on `local` uses. Baseline: the embedded LLM alone, in the "
+                "same process.",
                 "",
                 *lines,
             ]
@@ -173,9 +179,10 @@ def write_hard(lines: list[str], filed: list[str], total: float, classified: int
                 "nothing was trained, calibrated or tuned on it): the "
                 f"{classified} the triage classifies, each read as the workflow reads it "
                 "(sender, subject, the newest message's excerpt). The ml tier trained on the "
-                "525 example emails; the LLM tier is the real embedded SmolLM2-135M scoring "
-                "the labels by log-probabilities; the cascade uses the thresholds a run on "
-                "`local` uses. Baseline: the embedded LLM alone, in the same process.",
+                f"{len(training_rows())} example emails; the LLM tier is the real embedded "
+                "SmolLM2-135M scoring the labels by log-probabilities; the cascade uses the "
+                "thresholds a run on `local` uses. Baseline: the embedded LLM alone, in the "
+                "same process.",
                 "",
                 *lines,
                 f"## Filed by their headers ({recognised}/{len(filed)} recognised by code)",

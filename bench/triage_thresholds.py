@@ -2,7 +2,7 @@
 
 Whether the ml tier should hand an unsure mail to the LLM depends on how good that LLM is. For
 the embedded SmolLM2-135M this measures it, without touching the sample inbox (the evaluation
-set): on a fixed sample of the 525 training emails, the ml tier answers out of fold (5-fold:
+set): on a fixed sample of the training emails, the ml tier answers out of fold (5-fold:
 trained on the other four fifths), the rules and the real embedded LLM tier answer as they
 would in a run, and `calibrate` picks the thresholds with the best accuracy (target 1.0, so
 the lowest threshold among the most accurate). The result is written to
@@ -27,7 +27,7 @@ from pathlib import Path
 from llmflow import Gateway, MLStep, Settings
 from llmflow.analysis.calibration import calibrate, simulate
 from llmflow.analysis.tuning import answers
-from llmflow.apps.email_triage.classifier import cascades, label_sets, training_rows
+from llmflow.apps.email_triage.classifier import CHAR_NGRAMS, cascades, label_sets, training_rows
 from llmflow.apps.email_triage.workflow import Category, Priority
 from llmflow.steps.label import Label
 
@@ -43,7 +43,12 @@ def out_of_fold(texts: list[str], labels: list[str], folds: int = 5) -> list[Lab
     for k in range(folds):
         held = set(order[k::folds])
         train = [i for i in order if i not in held]
-        ml = MLStep.train("ml", [texts[i] for i in train], [labels[i] for i in train])
+        ml = MLStep.train(
+            "ml",
+            [texts[i] for i in train],
+            [labels[i] for i in train],
+            char_ngrams=CHAR_NGRAMS,  # the ml tier as the triage trains it
+        )
         for i, label in zip(
             sorted(held), ml.predict([texts[i] for i in sorted(held)]), strict=True
         ):
@@ -105,11 +110,12 @@ async def main(rows: int) -> None:
                 "# Email triage: cascade thresholds for the embedded model",
                 "",
                 f"Measured {date.today()} by `bench/triage_thresholds.py` on Python "
-                f"{platform.python_version()} ({platform.machine()}), {rows} of the 525 training "
-                "emails (fixed seed); the ml tier out of fold (5-fold), rules and the embedded "
-                "SmolLM2-135M LLM tier (labels scored by log-probabilities) as in a run. The "
-                "thresholds are written to `src/llmflow/apps/email_triage/calibrated.json` and "
-                "used when the LLM tier runs on `local`.",
+                f"{platform.python_version()} ({platform.machine()}), {rows} of the {len(data)} "
+                "training emails (fixed seed); the ml tier out of fold (5-fold), rules and the "
+                "embedded SmolLM2-135M LLM tier (labels scored by log-probabilities) as in a "
+                "run. The thresholds are written to "
+                "`src/llmflow/apps/email_triage/calibrated.json` and used when the LLM tier runs "
+                "on `local`.",
                 "",
                 *lines,
             ]

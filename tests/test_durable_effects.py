@@ -146,8 +146,14 @@ def test_email_triage_killed_and_resumed_files_each_mail_exactly_once(
     assert by_file["034-phishing-verify-account.eml"]["category"] == "spam"
     digest = (out / "digest.md").read_text()
     assert "3 emails triaged, 1 could not be read." in digest
-    # The resume made only the calls the killed process had not finished.
-    assert len(server.requests) - calls_before <= 4
+    # The resume made only the calls the killed process had not finished: none of those it
+    # got an answer to again (the last one's answer went nowhere), and no more than the
+    # calls left (the killed one and the 4 not started: mail 009's priority goes to the LLM,
+    # the ml tier being less sure of it since the training mails in 13 other languages).
+    finished = server.requests[: calls_before - 1]
+    resumed = server.requests[calls_before:]
+    assert not [r for r in resumed if r in finished]
+    assert len(resumed) <= 5
 
     # Finishing again (resuming the finished run) changes nothing: the digest is rewritten
     # whole, and the failed mail's line is not appended twice.

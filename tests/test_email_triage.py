@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from llmflow import ModelRequest, ModelResponse, RunStore, run_batch
 from llmflow.apps.email_triage import build, load_inbox
 from llmflow.apps.email_triage.truth import MODEL_TIERS
@@ -119,3 +121,33 @@ async def test_triage_of_the_sample_inbox(tmp_path: Path, inbox: Path) -> None:
     run = store.find_run(batch.run_id)
     assert (run["items_ok"], run["items_failed"]) == (len(labels), 1)
     assert len(store.rows("model_calls", batch.run_id)) == len(model.requests)
+
+
+def test_the_stored_ml_tier_is_retrained_when_the_example_emails_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A state directory made before an update of the example emails does not keep the old
+    model: the versions follow the examples' data hash (issue 18)."""
+    from llmflow.apps.email_triage import classifier
+    from llmflow.steps.ml import MLStep
+
+    labels = {"category": ["billing", "support", "sales", "internal", "spam"]}
+    lines = classifier.TRAINING.read_text(encoding="utf-8").splitlines()
+
+    def ml_rows() -> int:
+        classifier._from_examples.cache_clear()
+        [flow] = classifier.cascades(tmp_path / "home", labels)
+        [ml] = [step for step, _ in flow.tiers if isinstance(step, MLStep)]
+        assert ml.training is not None
+        return len(ml.training[0])
+
+    older = tmp_path / "older.jsonl"
+    older.write_text("\n".join(lines[:-40:2]) + "\n", encoding="utf-8")
+    monkeypatch.setattr(classifier, "TRAINING", older)
+    assert ml_rows() == len(lines[:-40:2])
+    assert ml_rows() == len(lines[:-40:2])  # unchanged: the stored version is used
+    monkeypatch.undo()
+    assert ml_rows() == len(lines)
+    versions = classifier.ClassifierVersions(tmp_path / "home", classifier.WORKFLOW, "category")
+    assert [v.name for v in versions.versions()] == ["v0001", "v0002"]
+    classifier._from_examples.cache_clear()

@@ -20,7 +20,7 @@ from ...analysis.tuning import save_version, tuned
 from ...errors import InputError
 from ...patterns.cascade import Cascade, cascade
 from ...steps.classify import classify
-from ...steps.ml import MLStep, rules
+from ...steps.ml import MLStep, data_hash, rules
 from ...store.classifiers import ClassifierVersions
 
 TRAINING = Path(__file__).parent / "training" / "emails.jsonl"
@@ -29,6 +29,14 @@ CALIBRATED = Path(__file__).parent / "calibrated.json"
 emails (for `local`, the embedded model)."""
 INSTRUCTIONS = Path(__file__).parent / "instructions"
 WORKFLOW = "email-triage"
+
+# The ml tier reads character 2–5-grams besides words: it reads Chinese and Japanese, which
+# have no spaces between words (5-fold cross-validation on the training emails: category
+# 0.856 -> 0.874, priority 0.618 -> 0.636). Mails in Chinese, Japanese, Korean, Arabic and
+# Hebrew are among the examples, so no rule answers by script: keyword rules for those
+# scripts (billing or support on money or order words) scored below the ml tier alone on the
+# same folds (0.858 against 0.874; on the mails in those scripts 0.529 against 0.671).
+CHAR_NGRAMS = True
 
 # Until `llmflow calibrate` measures better ones on your mail: an ml answer this sure is
 # kept, anything less goes to the LLM.
@@ -42,20 +50,6 @@ SPAM_RULES = [
     (r"\b(bitcoin|crypto(currency)?) (investment|opportunity|profits?)\b", "spam"),
     (r"\b(guaranteed|double) (returns?|profits?)\b", "spam"),
 ]
-# The ml tier learnt from mails in Latin script: a mail in Chinese, Japanese, Korean, Arabic
-# or Hebrew is words it never saw, and it called a double-charge complaint spam. Money and
-# order words in those scripts answer by rule instead (billing before support).
-SCRIPT_RULES = [
-    (
-        r"退款|扣款|重复扣|扣了两次|两次扣|多扣|发票|账单|付款|收费|返金|請求書|二重|支払|"
-        r"환불|결제|이중|청구|استرداد|فاتورة|خصم|مبلغ|החזר|חשבונית|חיוב",
-        "billing",
-    ),
-    (
-        r"订单|物流|快递|退货|损坏|注文|配送|返品|주문|배송|반품|طلب|شحن|إرجاع|הזמנה|משלוח|החזרה",
-        "support",
-    ),
-]
 
 
 def classification_text(sender: str, subject: str, body: str) -> str:
@@ -63,7 +57,9 @@ def classification_text(sender: str, subject: str, body: str) -> str:
     return f"From: {sender}\nSubject: {subject}\n\n{body.strip()[:1500]}"
 
 
-def training_rows(path: Path = TRAINING) -> list[dict[str, Any]]:
+def training_rows(path: Path | None = None) -> list[dict[str, Any]]:
+    """The example emails (`TRAINING` by default) as the text every tier reads and its labels."""
+    path = path or TRAINING
     rows = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -97,7 +93,7 @@ def cascades(home: Path, labels: dict[str, list[str]], model: str | None = None)
         )
         tiers = [(ml, DEFAULT_THRESHOLDS[name]), (llm, 0.0)]
         if name == "category":
-            tiers.insert(0, (rules("rules", SPAM_RULES + SCRIPT_RULES), 1.0))
+            tiers.insert(0, (rules("rules", SPAM_RULES), 1.0))
         by_model = {
             model: [float(named.get(step.name, t)) for step, t in tiers]
             for model, cascades_ in _calibrated().items()
@@ -117,12 +113,15 @@ def _calibrated() -> dict[str, dict[str, dict[str, float]]]:
 
 
 def _trained(home: Path, name: str) -> MLStep:
-    """The ml tier: the stored newest version, or trained now from the example emails and
-    stored as the first version."""
+    """The ml tier: the stored newest version while it was made for the example emails as they
+    are now, else trained now from them and stored as a new version (an update that changes
+    the examples or the training options retrains: an old model is never used)."""
     versions = ClassifierVersions(home, WORKFLOW, name)
     latest = versions.latest()
     if latest is not None and (latest / "model.skops").is_file():
-        return MLStep.load("ml", latest / "model.skops")
+        made_for = ClassifierVersions.read_meta(latest).get("workflow_data_sha256")
+        if made_for == examples_sha256(name):
+            return MLStep.load("ml", latest / "model.skops")
     ml = _from_examples(name)
     save_version(
         cascade(name, (ml, DEFAULT_THRESHOLDS[name])),
@@ -133,11 +132,21 @@ def _trained(home: Path, name: str) -> MLStep:
     return ml
 
 
+def examples_sha256(name: str) -> str:
+    """The data hash (`MLStep.data_sha256`) of the ml tier trained from the example emails,
+    computed without training it."""
+    rows = training_rows()
+    options = {"char_ngrams": CHAR_NGRAMS, "out_of_scope": None, "novelty": None}
+    return data_hash([r["text"] for r in rows], [r[name] for r in rows], options)
+
+
 @functools.cache
 def _from_examples(name: str) -> MLStep:
     """Trained once per process (the examples ship with the package and do not change)."""
     rows = training_rows()
-    return MLStep.train("ml", [r["text"] for r in rows], [r[name] for r in rows])
+    return MLStep.train(
+        "ml", [r["text"] for r in rows], [r[name] for r in rows], char_ngrams=CHAR_NGRAMS
+    )
 
 
 def label_sets(category: Any, priority: Any) -> dict[str, list[str]]:
