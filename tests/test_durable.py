@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -307,6 +308,12 @@ def test_an_approval_survives_a_restart_and_is_answered_from_another_process(
     assert json.loads(output[: output.rindex("}") + 1])["items"][0]["output"] == "refunded i0"
     assert [r["item"] for r in _ledger(tmp_path)] == ["i0"]
     assert sorted(m.replied) == [("i0", "a"), ("i0", "b")]  # not asked again after the restart
+    # The second decision was dropped, not left queued for whatever asks at that path next.
+    from llmflow.durable.engine import DurableSettings
+
+    with sqlite3.connect(DurableSettings().sqlite_path) as db:
+        queued = db.execute("SELECT count(*) FROM notifications WHERE consumed = 0").fetchone()
+    assert queued == (0,)
 
 
 def _worker(env: dict[str, str], *flags: str) -> subprocess.Popen[str]:
