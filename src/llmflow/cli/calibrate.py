@@ -4,8 +4,9 @@ its recorded decisions), to reach a target accuracy at least cost."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -22,6 +23,10 @@ from .cascade_inputs import (
     labelled_answers,
     settings_for,
 )
+
+if TYPE_CHECKING:
+    from ..patterns.cascade import Cascade
+    from ..settings import Settings
 
 
 def _interval(low_high: tuple[float, float]) -> str:
@@ -73,14 +78,7 @@ def calibrate(
     An ml tier trained on some of the rows is calibrated on its out-of-fold answers (copies
     trained without each fifth of the rows): its answers on rows it learned would make it
     look better than it is."""
-    from ..analysis.tuning import (
-        baseline_meta,
-        calibrate_on,
-        honest,
-        save_version,
-        stored_baselines,
-        stored_by_model,
-    )
+    from ..analysis.tuning import calibrate_on, honest
 
     if target_accuracy is not None and max_drop is not None:
         raise fail("give --target-accuracy or --max-drop, not both")
@@ -109,17 +107,9 @@ def calibrate(
             max_drop=max_drop,
         )
         thresholds = report.calibration.thresholds
-        names = [s.name for s, _ in cascade.tiers]
-        report.version = save_version(
-            cascade,
-            settings.home,
-            name,
-            by_model={
-                **stored_by_model(settings.home, name, cascade.name),
-                model_name: dict(zip(names, thresholds, strict=True)),
-            },
-            meta={
-                "model": model_name,
+        report.version = _save(
+            cascade, settings, name, model_name, thresholds, report.baseline,
+            {
                 "source": f"calibrated on {data}",
                 "target_accuracy": report.target,
                 "max_drop": max_drop,
@@ -127,12 +117,8 @@ def calibrate(
                 "held_out_accuracy": report.test_accuracy,
                 "rows": len(truth),
                 "honest": notes,
-                "baseline_by_model": {
-                    **stored_baselines(settings.home, name, cascade.name),
-                    model_name: baseline_meta(report.baseline, names),
-                },
             },
-        )
+        )  # fmt: skip
     except LLMFlowError as e:
         raise fail(str(e)) from None
     tiers = tier_answers.tiers
@@ -203,13 +189,7 @@ def _calibrate_from_audits(
 ) -> int:
     import time
 
-    from ..analysis.tuning import (
-        baseline_meta,
-        calibrate_from_audits,
-        save_version,
-        stored_baselines,
-        stored_by_model,
-    )
+    from ..analysis.tuning import calibrate_from_audits, stored_baselines
     from ..store.sqlite import RunStore
 
     if data is not None:
@@ -234,25 +214,14 @@ def _calibrate_from_audits(
         )
         names = [s.name for s, _ in cascade.tiers]
         thresholds = result.calibration.thresholds
-        result.version = save_version(
-            cascade,
-            settings.home,
-            name,
-            by_model={
-                **stored_by_model(settings.home, name, cascade.name),
-                model_name: dict(zip(names, thresholds, strict=True)),
-            },
-            meta={
-                "model": model_name,
+        result.version = _save(
+            cascade, settings, name, model_name, thresholds, result.baseline,
+            {
                 "source": f"calibrated from {len(rows)} live decisions ({result.audited} audited)",
                 "target_agreement": result.target,
                 "agreement": result.calibration.accuracy,
-                "baseline_by_model": {
-                    **stored_baselines(settings.home, name, cascade.name),
-                    model_name: baseline_meta(result.baseline, names),
-                },
             },
-        )
+        )  # fmt: skip
     except LLMFlowError as e:
         raise fail(str(e)) from None
     if as_json:
@@ -291,3 +260,37 @@ def _calibrate_from_audits(
         f"runs on {model_name}"
     )
     return EXIT_OK
+
+
+def _save(
+    cascade: Cascade,
+    settings: Settings,
+    workflow: str,
+    model_name: str,
+    thresholds: Sequence[float],
+    baseline: Any,
+    meta: dict[str, Any],
+) -> Path:
+    """Store a classifier version with `thresholds` for `model_name` next to the thresholds
+    and baselines stored for other models, and how they were chosen (`meta`)."""
+    from ..analysis.tuning import baseline_meta, save_version, stored_baselines, stored_by_model
+
+    names = [s.name for s, _ in cascade.tiers]
+    home, step = settings.home, cascade.name
+    return save_version(
+        cascade,
+        home,
+        workflow,
+        by_model={
+            **stored_by_model(home, workflow, step),
+            model_name: dict(zip(names, thresholds, strict=True)),
+        },
+        meta={
+            "model": model_name,
+            **meta,
+            "baseline_by_model": {
+                **stored_baselines(home, workflow, step),
+                model_name: baseline_meta(baseline, names),
+            },
+        },
+    )
