@@ -9,6 +9,40 @@ from __future__ import annotations
 import sqlite3
 import time
 
+# A model call's share of run_call_totals, added (NEW) or taken away (OLD) by the triggers of
+# m010; an update is the old row taken away and the new one added.
+_ADD_CALL = """
+            INSERT INTO run_call_totals SELECT NEW.run_id, coalesce(NEW.step_path, ''),
+                NEW.model, date(NEW.started_at, 'unixepoch', 'localtime'), 1,
+                NEW.cached <> 0,
+                CASE WHEN NEW.cached THEN 0 ELSE coalesce(NEW.input_tokens, 0) END,
+                CASE WHEN NEW.cached THEN 0 ELSE coalesce(NEW.output_tokens, 0) END,
+                CASE WHEN NEW.cached OR NEW.cost IS NULL THEN 0
+                     ELSE CAST(round(CAST(NEW.cost AS REAL) * 1e12) AS INTEGER) END,
+                NOT NEW.cached AND NEW.cost IS NULL, NEW.status <> 'ok', NEW.latency_ms
+                WHERE NEW.run_id IS NOT NULL
+                ON CONFLICT DO UPDATE SET calls = calls + 1, cached = cached + excluded.cached,
+                input_tokens = input_tokens + excluded.input_tokens,
+                output_tokens = output_tokens + excluded.output_tokens,
+                cost_pico = cost_pico + excluded.cost_pico,
+                unpriced = unpriced + excluded.unpriced, failed = failed + excluded.failed,
+                latency_ms = latency_ms + excluded.latency_ms;"""
+_REMOVE_CALL = """
+            UPDATE run_call_totals SET calls = calls - 1, cached = cached - (OLD.cached <> 0),
+                input_tokens = input_tokens
+                    - CASE WHEN OLD.cached THEN 0 ELSE coalesce(OLD.input_tokens, 0) END,
+                output_tokens = output_tokens
+                    - CASE WHEN OLD.cached THEN 0 ELSE coalesce(OLD.output_tokens, 0) END,
+                cost_pico = cost_pico - CASE WHEN OLD.cached OR OLD.cost IS NULL THEN 0
+                    ELSE CAST(round(CAST(OLD.cost AS REAL) * 1e12) AS INTEGER) END,
+                unpriced = unpriced - (NOT OLD.cached AND OLD.cost IS NULL),
+                failed = failed - (OLD.status <> 'ok'), latency_ms = latency_ms - OLD.latency_ms
+                WHERE run_id = OLD.run_id AND step_path = coalesce(OLD.step_path, '')
+                AND model = OLD.model AND day = date(OLD.started_at, 'unixepoch', 'localtime');
+            DELETE FROM run_call_totals WHERE run_id = OLD.run_id
+                AND step_path = coalesce(OLD.step_path, '') AND model = OLD.model
+                AND day = date(OLD.started_at, 'unixepoch', 'localtime') AND calls <= 0;"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     (
         "m001_runs_items_steps_calls",
@@ -232,69 +266,22 @@ MIGRATIONS: list[tuple[str, str]] = [
 
         CREATE TRIGGER model_calls_totals_insert AFTER INSERT ON model_calls
         WHEN NEW.run_id IS NOT NULL BEGIN
-            INSERT INTO run_call_totals VALUES (NEW.run_id, coalesce(NEW.step_path, ''),
-                NEW.model, date(NEW.started_at, 'unixepoch', 'localtime'), 1,
-                NEW.cached <> 0,
-                CASE WHEN NEW.cached THEN 0 ELSE coalesce(NEW.input_tokens, 0) END,
-                CASE WHEN NEW.cached THEN 0 ELSE coalesce(NEW.output_tokens, 0) END,
-                CASE WHEN NEW.cached OR NEW.cost IS NULL THEN 0
-                     ELSE CAST(round(CAST(NEW.cost AS REAL) * 1e12) AS INTEGER) END,
-                NOT NEW.cached AND NEW.cost IS NULL, NEW.status <> 'ok', NEW.latency_ms)
-                ON CONFLICT DO UPDATE SET calls = calls + 1, cached = cached + excluded.cached,
-                input_tokens = input_tokens + excluded.input_tokens,
-                output_tokens = output_tokens + excluded.output_tokens,
-                cost_pico = cost_pico + excluded.cost_pico,
-                unpriced = unpriced + excluded.unpriced, failed = failed + excluded.failed,
-                latency_ms = latency_ms + excluded.latency_ms;
+"""
+        + _ADD_CALL
+        + """
         END;
         CREATE TRIGGER model_calls_totals_delete AFTER DELETE ON model_calls
         WHEN OLD.run_id IS NOT NULL BEGIN
-            UPDATE run_call_totals SET calls = calls - 1, cached = cached - (OLD.cached <> 0),
-                input_tokens = input_tokens
-                    - CASE WHEN OLD.cached THEN 0 ELSE coalesce(OLD.input_tokens, 0) END,
-                output_tokens = output_tokens
-                    - CASE WHEN OLD.cached THEN 0 ELSE coalesce(OLD.output_tokens, 0) END,
-                cost_pico = cost_pico - CASE WHEN OLD.cached OR OLD.cost IS NULL THEN 0
-                    ELSE CAST(round(CAST(OLD.cost AS REAL) * 1e12) AS INTEGER) END,
-                unpriced = unpriced - (NOT OLD.cached AND OLD.cost IS NULL),
-                failed = failed - (OLD.status <> 'ok'), latency_ms = latency_ms - OLD.latency_ms
-                WHERE run_id = OLD.run_id AND step_path = coalesce(OLD.step_path, '')
-                AND model = OLD.model AND day = date(OLD.started_at, 'unixepoch', 'localtime');
-            DELETE FROM run_call_totals WHERE run_id = OLD.run_id
-                AND step_path = coalesce(OLD.step_path, '') AND model = OLD.model
-                AND day = date(OLD.started_at, 'unixepoch', 'localtime') AND calls <= 0;
+"""
+        + _REMOVE_CALL
+        + """
         END;
         -- an update counts as the old row deleted and the new one inserted
         CREATE TRIGGER model_calls_totals_update AFTER UPDATE ON model_calls BEGIN
-            UPDATE run_call_totals SET calls = calls - 1, cached = cached - (OLD.cached <> 0),
-                input_tokens = input_tokens
-                    - CASE WHEN OLD.cached THEN 0 ELSE coalesce(OLD.input_tokens, 0) END,
-                output_tokens = output_tokens
-                    - CASE WHEN OLD.cached THEN 0 ELSE coalesce(OLD.output_tokens, 0) END,
-                cost_pico = cost_pico - CASE WHEN OLD.cached OR OLD.cost IS NULL THEN 0
-                    ELSE CAST(round(CAST(OLD.cost AS REAL) * 1e12) AS INTEGER) END,
-                unpriced = unpriced - (NOT OLD.cached AND OLD.cost IS NULL),
-                failed = failed - (OLD.status <> 'ok'), latency_ms = latency_ms - OLD.latency_ms
-                WHERE run_id = OLD.run_id AND step_path = coalesce(OLD.step_path, '')
-                AND model = OLD.model AND day = date(OLD.started_at, 'unixepoch', 'localtime');
-            DELETE FROM run_call_totals WHERE run_id = OLD.run_id
-                AND step_path = coalesce(OLD.step_path, '') AND model = OLD.model
-                AND day = date(OLD.started_at, 'unixepoch', 'localtime') AND calls <= 0;
-            INSERT INTO run_call_totals SELECT NEW.run_id, coalesce(NEW.step_path, ''),
-                NEW.model, date(NEW.started_at, 'unixepoch', 'localtime'), 1,
-                NEW.cached <> 0,
-                CASE WHEN NEW.cached THEN 0 ELSE coalesce(NEW.input_tokens, 0) END,
-                CASE WHEN NEW.cached THEN 0 ELSE coalesce(NEW.output_tokens, 0) END,
-                CASE WHEN NEW.cached OR NEW.cost IS NULL THEN 0
-                     ELSE CAST(round(CAST(NEW.cost AS REAL) * 1e12) AS INTEGER) END,
-                NOT NEW.cached AND NEW.cost IS NULL, NEW.status <> 'ok', NEW.latency_ms
-                WHERE NEW.run_id IS NOT NULL
-                ON CONFLICT DO UPDATE SET calls = calls + 1, cached = cached + excluded.cached,
-                input_tokens = input_tokens + excluded.input_tokens,
-                output_tokens = output_tokens + excluded.output_tokens,
-                cost_pico = cost_pico + excluded.cost_pico,
-                unpriced = unpriced + excluded.unpriced, failed = failed + excluded.failed,
-                latency_ms = latency_ms + excluded.latency_ms;
+"""
+        + _REMOVE_CALL
+        + _ADD_CALL
+        + """
         END;
 
         -- the runs and rows recorded before this migration
