@@ -45,6 +45,7 @@ from ..store.sqlite import RunStore
 from .dbos_api import UnexpectedStepError, recover_pending_workflows
 from .effects import DURABLE
 from .gateway import DurableGateway
+from .ledger import CallLedger, enter_item
 from .run_spec import CodeChangedError as CodeChangedError
 from .run_spec import RunSpec as RunSpec
 from .run_spec import fingerprint as fingerprint
@@ -63,6 +64,8 @@ class DurableRun(BatchRun):
     """The run's spec, as stored with its item workflows."""
     errors: dict[int, BaseException] = field(default_factory=dict)
     """The exceptions of failed items run in this process (their recorded form is text)."""
+    ledger: CallLedger | None = None
+    """Where the items' model calls are checkpointed; None: as DBOS steps."""
 
 
 _live: dict[tuple[str, int], DurableRun] = {}
@@ -126,7 +129,12 @@ def _durable_run(
     hooks: Sequence[RunHooks] = (),
 ) -> DurableRun:
     budget = spec.budget()
-    recorder = (StoreRecorder(store, durable=True),) if store is not None else ()
+    ledger = _ledger(spec, store)
+    recorder = (
+        (StoreRecorder(store, durable=True, commit_calls=ledger is None),)
+        if store is not None
+        else ()
+    )
     return DurableRun(
         spec=spec,
         workflow=workflow,
@@ -141,7 +149,20 @@ def _durable_run(
         ),
         store=store,
         item_budget=spec.item_budget(),
+        ledger=ledger,
     )
+
+
+def _ledger(spec: RunSpec, store: RunStore | None) -> CallLedger | None:
+    """The run's call ledger: its calls' checkpoints in its run store, unless the run
+    checkpoints them as DBOS steps (started so; or shared between machines, whose run
+    stores are their own)."""
+    from .engine import launched
+
+    settings = launched()
+    if store is None or settings is None or settings.shared or spec.call_checkpoints != "store":
+        return None
+    return CallLedger(store, settings.serializer())
 
 
 def attach(spec: RunSpec) -> DurableRun:
@@ -170,13 +191,15 @@ def attach(spec: RunSpec) -> DurableRun:
 @DBOS.workflow(name="llmflow.item")
 async def item_workflow(spec_data: dict[str, Any], index: int, key: str) -> dict[str, Any]:
     """One item of a run: the run's item lifecycle (`BatchRun.run_item`), checkpointed."""
-    spec = RunSpec.model_validate(spec_data)
+    spec = RunSpec.stored(spec_data)
     live = attach(spec)
     item = live.items[index]
     if item.key != key:
         raise ConfigError(f"item {index} of run {spec.run_id} is {item.key!r}, not {key!r}")
     if live.stop is not None:  # the run's budget is spent: start nothing more
         return {"ok": False, "skipped": True, "error": str(live.stop), "type": "stopped"}
+    if live.ledger is not None:
+        enter_item(live.ledger.item(f"{spec.run_id}/{index}"))
     result = await live.run_item(index, item)
     error = result.error
     if error is None:
@@ -335,7 +358,7 @@ async def find_spec(run_id: str) -> RunSpec | None:
     )
     if not rows or rows[0].input is None:
         return None
-    return RunSpec.model_validate(rows[0].input["args"][0])
+    return RunSpec.stored(rows[0].input["args"][0])
 
 
 async def unfinished_runs() -> list[str]:

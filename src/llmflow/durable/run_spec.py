@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -45,6 +45,15 @@ class RunSpec(BaseModel):
     max_cost_per_item: str | None = None
     gateway: str | None = None
     """`module:attr` of a function(Settings) -> Gateway (custom providers, tests)."""
+    call_checkpoints: Literal["store", "dbos"] = "store"
+    """Where completed model calls are checkpointed: `store`, the run store, with the calls'
+    records (`ledger.py`); `dbos`, as DBOS steps (runs started before llmflow had the ledger,
+    whose stored specs lack this field: `stored` reads them so)."""
+
+    @classmethod
+    def stored(cls, data: dict[str, Any]) -> RunSpec:
+        """A spec as an item workflow stored it."""
+        return cls.model_validate({"call_checkpoints": "dbos", **data})
 
     def budget(self) -> Budget | None:
         if self.max_cost is None and self.max_tokens is None and self.max_requests is None:

@@ -20,12 +20,16 @@ class StoreRecorder(RunHooks):
     (`durable=True`) model calls are committed as they start and end, inside the checkpointed
     step: a call that completed before a crash is never replayed through the recorder, and
     one in flight at the crash stays on record (as `interrupted`), so every call the provider
-    saw is recorded.
+    saw is recorded. (When the run's call ledger commits those records, with the calls'
+    checkpoints, `commit_calls=False`.)
     """
 
-    def __init__(self, store: Store, *, durable: bool = False) -> None:
+    def __init__(self, store: Store, *, durable: bool = False, commit_calls: bool = True) -> None:
         self.store = store
         self.durable = durable
+        self.commit_calls = durable and commit_calls
+        """Commit each call's record as it is written. Off when the durable run's call ledger
+        commits them (`durable.ledger`: with the calls' checkpoints, grouped)."""
 
     def on_item_start(self, ctx: RunContext, *, key: str, **kwargs: Any) -> None:
         if ctx.item_id is not None and ctx.run_id is not None:
@@ -93,13 +97,14 @@ class StoreRecorder(RunHooks):
                 call_record(call, status="running"),
                 run_id=ctx.run_id, item_id=ctx.item_id, step_path=ctx.path,
             )  # fmt: skip
-            self.store.flush()
+            if self.commit_calls:
+                self.store.flush()
 
     def on_model_call(self, ctx: RunContext, *, call: ModelCall, **kwargs: Any) -> None:
         self.store.add_call(
             call_record(call), run_id=ctx.run_id, item_id=ctx.item_id, step_path=ctx.path
         )
-        if self.durable:
+        if self.commit_calls:
             self.store.flush()
 
 

@@ -305,6 +305,21 @@ MIGRATIONS: list[tuple[str, str]] = [
         DROP INDEX items_run;
         """,
     ),
+    (
+        "m011_call_checkpoints",
+        """
+        -- The output of each model call a durable run completed (`durable.ledger`): written
+        -- in the same transaction as the call's record, read when the run's item resumes.
+        -- `response` is the durable serializer's text (redacted, encrypted with
+        -- LLMFLOW_ENCRYPTION_KEY when set).
+        CREATE TABLE call_checkpoints (
+            workflow_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            response TEXT NOT NULL,
+            PRIMARY KEY (workflow_id, key)
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]
 
 

@@ -24,6 +24,7 @@ from ..ids import new_id
 from ..redact import redact
 from .base import CallRecord
 from .migrations import migrate
+from .sqlite_checkpoints import CheckpointRecords
 from .sqlite_decisions import DecisionRecords
 from .sqlite_reads import RUNS_NOW, PagedReads
 
@@ -81,7 +82,7 @@ _CALL_UPDATE = ", ".join(
 """A model call recorded again (it ended): every column replaced."""
 
 
-class RunStore(PagedReads, DecisionRecords):
+class RunStore(PagedReads, DecisionRecords, CheckpointRecords):
     """The SQLite run store (implements `store.base.Store`). One per process and database
     file; use from one thread."""
 

@@ -1,0 +1,106 @@
+"""The call ledger (durable model-call checkpoints in the run store), piece by piece. The kill
+and resume tests (test_durable*.py) check it end to end: no completed call is made again, and
+every call the provider saw is on record."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmflow.durable.ledger import CallLedger
+from llmflow.durable.run_spec import RunSpec
+from llmflow.durable.serialization import JsonSerializer, new_encryption_key
+from llmflow.models.client import ModelResponse, Usage
+from llmflow.store.sqlite import RunStore
+
+
+class CountingStore(RunStore):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.commits = 0
+
+    def flush(self) -> None:
+        if self._pending:
+            self.commits += 1
+        super().flush()
+
+
+def _row(store: RunStore, n: int) -> None:
+    store.add(
+        "INSERT INTO runs (id, workflow, status, started_at) VALUES (?, 'w', 'running', 0)",
+        (f"run-{n}",),
+    )
+
+
+async def test_calls_that_start_together_share_one_commit(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "runs.sqlite")
+    ledger = CallLedger(store, JsonSerializer())
+
+    async def call(n: int) -> None:
+        _row(store, n)
+        await ledger.commit()
+        # committed when the wait ends: another connection sees the row
+        assert RunStore(store.path).has_run(f"run-{n}")
+
+    await asyncio.gather(*(call(n) for n in range(200)))
+    assert store.commits == 1
+    await call(200)  # a later turn of the loop: a commit of its own
+    assert store.commits == 2
+
+
+async def test_a_cancelled_waiter_does_not_cancel_the_others_commit(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "runs.sqlite")
+    ledger = CallLedger(store, JsonSerializer())
+    _row(store, 1)
+    first = asyncio.ensure_future(ledger.commit())
+    _row(store, 2)
+    second = asyncio.ensure_future(ledger.commit())
+    await asyncio.sleep(0)  # both wait
+    first.cancel()
+    await second
+    assert store.has_run("run-1") and store.has_run("run-2")
+
+
+async def test_a_failed_commit_reaches_every_waiter(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    ledger = CallLedger(store, JsonSerializer())
+    store.add("INSERT INTO no_such_table VALUES (?)", (1,))
+    results = await asyncio.gather(ledger.commit(), ledger.commit(), return_exceptions=True)
+    assert all(isinstance(r, Exception) and "no_such_table" in str(r) for r in results)
+
+
+@pytest.mark.parametrize("key", [None, new_encryption_key()])
+async def test_an_item_resumed_gets_its_calls_back_at_the_same_places(
+    tmp_path: Path, key: str | None
+) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    ledger = CallLedger(store, JsonSerializer(key))
+    first = ledger.item("run-1/0")
+    answers: dict[str, Any] = {}
+    for path, text in [("a", "one"), ("b", "two"), ("a", "three")]:
+        k = first.key(path)
+        answers[k] = ModelResponse(text=text, usage=Usage(input_tokens=3, output_tokens=1))
+        first.record(k, answers[k])
+    await ledger.commit()
+    assert list(answers) == ["model:a#0", "model:b#0", "model:a#1"]
+    stored = store.checkpoints("run-1/0")
+    if key is not None:  # nothing readable in the database without the key
+        assert all("three" not in text for text in stored.values())
+
+    again = CallLedger(RunStore(store.path), JsonSerializer(key)).item("run-1/0")
+    replayed = [again.replay(again.key(p)) for p in ["a", "b", "a", "a"]]
+    assert replayed[:3] == list(answers.values())
+    assert replayed[3] is None  # the call the item had not made: made now
+    assert CallLedger(store, JsonSerializer(key)).item("run-1/1").recorded == {}
+
+
+def test_specs_stored_before_the_ledger_keep_their_calls_as_dbos_steps() -> None:
+    data = RunSpec(
+        run_id="r", workflow="w", source=None, items_total=1, keys_digest="k", code="c"
+    ).model_dump()
+    assert RunSpec.stored(data).call_checkpoints == "store"
+    del data["call_checkpoints"]  # as written by an earlier llmflow
+    assert RunSpec.stored(data).call_checkpoints == "dbos"
