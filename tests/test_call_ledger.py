@@ -10,10 +10,14 @@ from typing import Any
 
 import pytest
 
-from llmflow.durable.ledger import CallLedger
+from llmflow.durable.ledger import CallLedger, current_item, enter_item, leave_item
 from llmflow.durable.run_spec import RunSpec
 from llmflow.durable.serialization import JsonSerializer, new_encryption_key
+from llmflow.errors import ConfigError
 from llmflow.models.client import ModelResponse, Usage
+from llmflow.models.gateway import Gateway
+from llmflow.settings import Settings
+from llmflow.steps.context import RunContext
 from llmflow.store.sqlite import RunStore
 
 
@@ -78,7 +82,7 @@ async def test_an_item_resumed_gets_its_calls_back_at_the_same_places(
 ) -> None:
     store = RunStore(tmp_path / "runs.sqlite")
     ledger = CallLedger(store, JsonSerializer(key))
-    first = ledger.item("run-1/0")
+    first = ledger.item("run-1/0", local=True)
     answers: dict[str, Any] = {}
     for path, text in [("a", "one"), ("b", "two"), ("a", "three")]:
         k = first.key(path)
@@ -90,11 +94,11 @@ async def test_an_item_resumed_gets_its_calls_back_at_the_same_places(
     if key is not None:  # nothing readable in the database without the key
         assert all("three" not in text for text in stored.values())
 
-    again = CallLedger(RunStore(store.path), JsonSerializer(key)).item("run-1/0")
+    again = CallLedger(RunStore(store.path), JsonSerializer(key)).item("run-1/0", local=True)
     replayed = [again.replay(again.key(p)) for p in ["a", "b", "a", "a"]]
     assert replayed[:3] == list(answers.values())
     assert replayed[3] is None  # the call the item had not made: made now
-    assert CallLedger(store, JsonSerializer(key)).item("run-1/1").recorded == {}
+    assert CallLedger(store, JsonSerializer(key)).item("run-1/1", local=True).recorded == {}
 
 
 def test_specs_stored_before_the_ledger_keep_their_calls_as_dbos_steps() -> None:
@@ -104,3 +108,72 @@ def test_specs_stored_before_the_ledger_keep_their_calls_as_dbos_steps() -> None
     assert RunSpec.stored(data).call_checkpoints == "store"
     del data["call_checkpoints"]  # as written by an earlier llmflow
     assert RunSpec.stored(data).call_checkpoints == "dbos"
+
+
+async def test_an_effect_runs_once_and_a_resumed_item_gets_its_result(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    done: list[str] = []
+
+    async def refund() -> dict[str, str]:
+        assert current_item() is None  # what the effect does inside is not the item's
+        done.append("refund")
+        return {"refunded": "NW-1"}
+
+    item = CallLedger(store, JsonSerializer()).item("run-1/0", local=True)
+    assert await item.effect("pay", refund) == {"refunded": "NW-1"}
+    again = CallLedger(RunStore(store.path), JsonSerializer()).item("run-1/0", local=True)
+    assert await again.effect("pay", refund) == {"refunded": "NW-1"}
+    assert done == ["refund"]
+    assert await again.effect("pay", refund) == {"refunded": "NW-1"}  # its second: made
+    assert done == ["refund", "refund"]
+
+
+async def test_items_results_and_the_spec_are_found_by_run(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    ledger = CallLedger(store, JsonSerializer())
+    ledger.save_spec("run-1", {"run_id": "run-1"})
+    for wid in ("run-1/0", "run-1/10", "run-10/0", "run-1"):
+        ledger.record_item(wid, {"ok": True, "output": wid})
+    await ledger.commit()
+    assert ledger.finished_items("run-1") == {
+        "run-1/0": {"ok": True, "output": "run-1/0"},
+        "run-1/10": {"ok": True, "output": "run-1/10"},
+    }
+    assert "spec" in store.checkpoints("run-1")
+
+
+async def test_an_item_without_a_dbos_workflow_cannot_wait_for_an_approval(
+    tmp_path: Path,
+) -> None:
+    from llmflow.durable.approval import request_approval
+
+    token = enter_item(
+        CallLedger(RunStore(tmp_path / "runs.sqlite"), JsonSerializer()).item("r/0", local=True)
+    )
+    try:
+        ctx = RunContext(gateway=Gateway(Settings()), run_id="r").child("send")
+        with pytest.raises(ConfigError, match=r"send: asks for an approval.*asks_approval"):
+            await request_approval(ctx, "Send it?")
+    finally:
+        leave_item(token)
+
+
+def test_a_workflow_says_whether_it_may_wait_for_a_person(tmp_path: Path) -> None:
+    from llmflow import agent, tool
+    from llmflow.durable import approve
+    from llmflow.patterns.chain import chain
+    from llmflow.steps.base import CodeStep
+
+    def pay(order: str) -> str:
+        """Pay an order back."""
+        return "paid"
+
+    plain = chain("c", CodeStep("a", str), agent("help", instructions="Help.", tools=[pay]))
+    assert not plain.may_ask_approval("r")
+    assert chain("c", CodeStep("a", str), approve("ok", prompt="Ok?")).may_ask_approval("r")
+    asking = agent("help", instructions="Help.", tools=[tool(pay, needs_approval=True)])
+    assert asking.may_ask_approval("r")
+    boss = agent("boss", instructions="Delegate.", tools=[asking.as_tool()])
+    assert boss.may_ask_approval("r")  # through the agent it uses as a tool
+    sends = CodeStep("send", str, asks_approval=lambda run_id: run_id == "sending")
+    assert sends.may_ask_approval("sending") and not sends.may_ask_approval("other")

@@ -176,6 +176,15 @@ def test_sigterm_ends_a_run_recorded_and_says_how_to_resume(
     _check_recorded(env, m, run["id"])
 
 
+def _item_workflows(tmp_path: Path) -> int:
+    """How many item workflows the durable (DBOS) database of the test's home holds."""
+    with sqlite3.connect(tmp_path / "home" / "durable.sqlite") as db:
+        (n,) = db.execute(
+            "SELECT count(*) FROM workflow_status WHERE name = 'llmflow.item'"
+        ).fetchone()
+    return int(n)
+
+
 def _runs_list(env: dict[str, str]) -> list[dict[str, Any]]:
     code, output = _cli(["runs", "list", "--json"], env)
     assert code == 0, output
@@ -206,6 +215,9 @@ def test_a_killed_run_resumes_on_sqlite_without_repeating_calls_or_effects(
 ) -> None:
     url, m = model
     _kill_and_resume(kill, in_flight, url, m, inputs, tmp_path, _env(tmp_path))
+    # No step of this workflow waits for a person: its items ran without DBOS workflows,
+    # checkpointed in the run store alone (the default path's cost, issue 15).
+    assert _item_workflows(tmp_path) == 0
     # The effect that was cut off ran twice with the same key, and took effect once.
     attempts = (tmp_path / "ledger.attempts").read_text().splitlines()
     assert len(attempts) == 3 + (kill.get("LLMFLOW_TEST_KILL", "").startswith("effect"))
@@ -308,6 +320,7 @@ def test_an_approval_survives_a_restart_and_is_answered_from_another_process(
     assert json.loads(output[: output.rindex("}") + 1])["items"][0]["output"] == "refunded i0"
     assert [r["item"] for r in _ledger(tmp_path)] == ["i0"]
     assert sorted(m.replied) == [("i0", "a"), ("i0", "b")]  # not asked again after the restart
+    assert _item_workflows(tmp_path) == 1  # an approval waits in the item's DBOS workflow
     # The second decision was dropped, not left queued for whatever asks at that path next.
     from llmflow.durable.engine import DurableSettings
 

@@ -21,6 +21,7 @@ from ..steps.context import RunContext
 from ..steps.effects import Decision, Outcome
 from ..steps.prompt import PromptTemplate
 from .effects import in_durable_run
+from .ledger import current_item
 
 EVENT = "llmflow.approvals"
 """The DBOS event (per item workflow) holding its approval requests, by step path."""
@@ -51,6 +52,13 @@ async def request_approval(
 ) -> Decision:
     """Pause the durable run at `ctx.path` until someone approves or rejects (or the timeout
     passes: then `default` decides). Outside a durable run there is nobody to ask."""
+    item = current_item()
+    if item is not None and item.local:
+        raise ConfigError(
+            f"{ctx.path}: asks for an approval, but no step of the workflow says it may, so "
+            "its items run without the DBOS workflow an approval waits in: make the step's "
+            "asks_approval() return True (CodeStep(..., asks_approval=True))"
+        )
     if not in_durable_run():
         raise ConfigError(
             f"{ctx.path}: an approval needs a durable run (llmflow run, or "
@@ -112,6 +120,9 @@ class ApproveStep(Step[Any, Any]):
         self.prompt = PromptTemplate(name, prompt)
         self.wait_s = timeout_s
         self.default: Outcome = default
+
+    def asks_approval(self, run_id: str | None) -> bool:
+        return True
 
     async def run(self, input: Any, ctx: RunContext) -> Any:
         text = self.prompt.render(input)

@@ -1,23 +1,33 @@
-"""Durable batch runs: each item of a batch is a DBOS workflow `<run id>/<item index>`.
+"""Durable batch runs: each item `<run id>/<item index>` is checkpointed as it runs.
 
 The driver (`run_durable`) starts the items, at most `concurrency` at once, in input order,
-and collects their results. An item's model calls and effects are DBOS steps (see
-`steps.py`), so when a process dies mid-batch, `resume` finishes the run: items that
-completed return their recorded results without running, the items cut off replay their
-completed steps from the checkpoints and run only the step that was in flight, and the
-items never started start.
+and collects their results. An item's model calls and side effects are checkpointed (in the
+run store with the calls' own records, `ledger.py`; as DBOS steps in runs that other machines
+share), so when a process dies mid-batch, `resume` finishes the run: items that completed
+return their recorded results without running, the items cut off replay their completed
+calls and effects from the checkpoints and run only what was in flight, and the items never
+started start.
 
-Every item workflow gets the run's `RunSpec` (plain JSON) as its input: it is all a
-process needs to rebuild the run - `llmflow resume` in another process, or a worker on
-another machine taking items from the shared queue (the inputs must be readable there).
+Where its items run:
+
+- **without a DBOS workflow** (`_local`), when no step of the workflow may wait for a
+  person (`Step.may_ask_approval`) and the run is not shared: the item's result is a
+  checkpoint too, committed with its rows, and the run's spec is kept in the run store. This
+  is the default path's cost: no DBOS transaction per item (`bench/PROFILE-default.md`).
+- **as a DBOS workflow** (`item_workflow`) otherwise: an approval waits in DBOS (`recv`), and
+  the shared queue hands items to workers on other machines. Every item workflow gets the
+  run's `RunSpec` (plain JSON) as its input: it is all a process needs to rebuild the run -
+  `llmflow resume` in another process, or a worker taking items from the shared queue (the
+  inputs must be readable there).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,12 +55,12 @@ from ..store.sqlite import RunStore
 from .dbos_api import UnexpectedStepError, recover_pending_workflows
 from .effects import DURABLE
 from .gateway import DurableGateway
-from .ledger import CallLedger, enter_item
+from .ledger import SPEC, CallLedger, enter_item, leave_item
 from .run_spec import CodeChangedError as CodeChangedError
 from .run_spec import RunSpec as RunSpec
 from .run_spec import fingerprint as fingerprint
 from .run_spec import keys_digest as keys_digest
-from .serialization import RecordedError
+from .serialization import JsonSerializer, RecordedError
 
 RUN_QUEUE = "llmflow-runs"
 """The queue workers take items from (shared mode)."""
@@ -65,7 +75,10 @@ class DurableRun(BatchRun):
     errors: dict[int, BaseException] = field(default_factory=dict)
     """The exceptions of failed items run in this process (their recorded form is text)."""
     ledger: CallLedger | None = None
-    """Where the items' model calls are checkpointed; None: as DBOS steps."""
+    """Where the items' model calls and effects are checkpointed; None: as DBOS steps."""
+    local: bool = False
+    """Its items run without DBOS workflows, checkpointed in the run store alone (a run
+    that no step may pause for an approval: see the module's docstring)."""
 
 
 _live: dict[tuple[str, int], DurableRun] = {}
@@ -130,11 +143,12 @@ def _durable_run(
 ) -> DurableRun:
     budget = spec.budget()
     ledger = _ledger(spec, store)
+    local = ledger is not None and not workflow.step.may_ask_approval(spec.run_id)
     recorder = (
-        (StoreRecorder(store, durable=True, commit_calls=ledger is None),)
+        (StoreRecorder(store, durable=True, commit_calls=ledger is None, commit_items=not local),)
         if store is not None
         else ()
-    )
+    )  # with a ledger, it commits the records (with the checkpoints, grouped)
     return DurableRun(
         spec=spec,
         workflow=workflow,
@@ -150,6 +164,7 @@ def _durable_run(
         store=store,
         item_budget=spec.item_budget(),
         ledger=ledger,
+        local=local,
     )
 
 
@@ -196,17 +211,23 @@ async def item_workflow(spec_data: dict[str, Any], index: int, key: str) -> dict
     item = live.items[index]
     if item.key != key:
         raise ConfigError(f"item {index} of run {spec.run_id} is {item.key!r}, not {key!r}")
+    if live.ledger is not None:
+        enter_item(live.ledger.item(f"{spec.run_id}/{index}", local=False))
+    return await _run_item(live, index, item)
+
+
+async def _run_item(live: DurableRun, index: int, item: Item) -> dict[str, Any]:
+    """Run one item (`BatchRun.run_item`): its result as recorded, an error as text."""
+    spec = live.spec
     if live.stop is not None:  # the run's budget is spent: start nothing more
         return {"ok": False, "skipped": True, "error": str(live.stop), "type": "stopped"}
-    if live.ledger is not None:
-        enter_item(live.ledger.item(f"{spec.run_id}/{index}"))
     result = await live.run_item(index, item)
     error = result.error
     if error is None:
         return {"ok": True, "output": result.output}
     if isinstance(error, UnexpectedStepError):
         raise CodeChangedError(
-            f"run {spec.run_id}, item {key!r}: the recorded steps do not match the code "
+            f"run {spec.run_id}, item {item.key!r}: the recorded steps do not match the code "
             f"({error}); resume it with the code it started with"
         ) from error
     live.errors[index] = error
@@ -265,6 +286,15 @@ async def run_durable(
     _check(spec, workflow, items)
     live = _durable_run(spec, workflow, items, gateway, store, hooks)
     live.on_item_done = on_item_done
+    if resuming and store is not None:
+        owner = store.run_owner(spec.run_id)
+        if owner is not None:
+            raise ConfigError(
+                f"run {spec.run_id} is still running in another process ({owner[0]}, pid "
+                f"{owner[1]}): wait for it, or stop it first"
+            )
+    if live.ledger is not None:
+        live.ledger.save_spec(spec.run_id, spec.model_dump())  # committed with the run's start
     live.start(
         model=spec.model or gateway.settings.model, source=spec.source,
         resuming=store is not None and store.has_run(spec.run_id),
@@ -281,7 +311,10 @@ async def run_durable(
                 # No process runs this run any more (`_recover` checked): calls left in
                 # flight by the one that died will never end; say so in their records.
                 store.interrupt_calls(spec.run_id)
-            execute = _in_process(live, data, recovered)
+            if live.local:
+                execute = _local(live, resuming=resuming)
+            else:
+                execute = _in_process(live, data, recovered)
             concurrency = spec.concurrency
         # Items on the shared queue run on other machines: their use is not measured here.
         return await live.drive(
@@ -304,6 +337,31 @@ def _in_process(live: DurableRun, data: dict[str, Any], recovered: dict[str, Any
             with SetWorkflowID(workflow_id):
                 handle = await DBOS.start_workflow_async(item_workflow, data, index, item.key)
             record = await handle.get_result()
+        return _item_result(live, index, item.key, record)
+
+    return execute
+
+
+def _local(live: DurableRun, *, resuming: bool) -> ItemExecutor:
+    """Items run here without DBOS workflows: each item's model calls and effects, then its
+    result, are checkpointed in the run store (`ledger.py`), so a resumed run returns the
+    results of finished items without running them and replays the others' checkpoints."""
+    ledger = live.ledger
+    assert ledger is not None
+    finished = ledger.finished_items(live.run_id) if resuming else {}
+
+    async def execute(index: int, item: Item) -> ItemResult:
+        workflow_id = f"{live.run_id}/{index}"
+        record = finished.get(workflow_id)
+        if record is None:
+            token = enter_item(ledger.item(workflow_id, local=True, fresh=not resuming))
+            try:
+                record = await _run_item(live, index, item)
+            finally:
+                leave_item(token)
+            if not record.get("skipped"):
+                ledger.record_item(workflow_id, record)  # with the item's rows, in one commit
+                await ledger.commit()
         return _item_result(live, index, item.key, record)
 
     return execute
@@ -352,7 +410,16 @@ async def _recover(run_id: str) -> dict[str, Any]:
 
 
 async def find_spec(run_id: str) -> RunSpec | None:
-    """The spec of run `run_id`, from its first item workflow; None if it has none."""
+    """The spec of run `run_id`: from the run store, or from its first item workflow; None
+    if it has none."""
+    from .engine import launched
+
+    settings = launched()
+    with _store() as store:
+        text = store.checkpoints(run_id).get(SPEC)
+    if text is not None:
+        serializer = settings.serializer() if settings is not None else JsonSerializer()
+        return RunSpec.stored(serializer.deserialize(text))
     rows = await DBOS.list_workflows_async(
         workflow_id_prefix=f"{run_id}/", limit=1, load_input=True, load_output=False
     )
@@ -362,7 +429,9 @@ async def find_spec(run_id: str) -> RunSpec | None:
 
 
 async def unfinished_runs() -> list[str]:
-    """Runs with items still pending or enqueued (newest first)."""
+    """Runs with items still pending or enqueued, or interrupted (newest first)."""
+    with _store() as store:
+        local = store.runs_to_resume()
     found: dict[str, float] = {}
     for status in ("PENDING", "ENQUEUED"):
         rows = await DBOS.list_workflows_async(
@@ -371,4 +440,15 @@ async def unfinished_runs() -> list[str]:
         for w in rows:
             run_id = w.workflow_id.rsplit("/", 1)[0]
             found[run_id] = max(found.get(run_id, 0.0), float(w.created_at or 0))
-    return sorted(found, key=lambda r: -found[r])
+    dbos = sorted(found, key=lambda r: -found[r])
+    return [*local, *(r for r in dbos if r not in local)]
+
+
+@contextlib.contextmanager
+def _store() -> Iterator[RunStore]:
+    """This machine's run store (where runs without DBOS workflows keep their spec)."""
+    store = RunStore(Settings().db_path)
+    try:
+        yield store
+    finally:
+        store.close()

@@ -1,7 +1,9 @@
-"""Side effects and approvals of durable runs, as DBOS steps and events.
+"""Side effects and approvals of durable runs.
 
 A side effect (an `action` step, a tool declared `side_effect=True`, a workflow file's
-action) runs as a DBOS step: once it completed, a resumed run gets its recorded result and
+action) is checkpointed - in the run store with the item's model calls (`ledger.py`), or as a
+DBOS step in runs that keep their calls there: once it completed, a resumed run gets its
+recorded result and
 does not run it again; the one cut off mid-way by a crash runs again with the same
 idempotency key, for the service it calls to recognise. `DurableEffects` is what durable runs
 install in their context (`RunContext.effects`), so that steps reach these without importing
@@ -21,6 +23,7 @@ from ..steps.effects import Decision, Effects, Outcome
 from ..steps.idempotency import current_idempotency_key as current_idempotency_key
 from ..steps.idempotency import idempotency_key as idempotency_key
 from .dbos_api import has_context, in_workflow
+from .ledger import current_item
 
 T = TypeVar("T")
 
@@ -34,6 +37,9 @@ def effect_key(run_id: str | None, item_id: str | None, path: str) -> str:
     """The key of the effect at `path`: durable runs use the workflow id (stable across
     resumes); others the run and item ids (unique to that execution)."""
     workflow_id = DBOS.workflow_id if has_context() else None
+    item = current_item()
+    if not workflow_id and item is not None:  # an item that runs without a DBOS workflow
+        workflow_id = item.workflow_id
     if workflow_id:
         return f"{workflow_id}/{path}"
     if not run_id and not item_id:  # `run(step, input)`: no ids, yet each run is another
@@ -44,14 +50,18 @@ def effect_key(run_id: str | None, item_id: str | None, path: str) -> str:
 async def run_effect(
     fn: Callable[[], Awaitable[T]], *, run_id: str | None, item_id: str | None, path: str
 ) -> T:
-    """Run a side effect once: as a DBOS step in a durable run (not repeated on resume once
-    it completed), with its idempotency key set for the one that was cut off mid-way."""
+    """Run a side effect once: checkpointed in a durable run (in the run store, or as a DBOS
+    step: not repeated on resume once it completed), with its idempotency key set for the one
+    that was cut off mid-way."""
     key = effect_key(run_id, item_id, path)
 
     async def effect() -> T:
         with idempotency_key(key):
             return await fn()
 
+    item = current_item()
+    if item is not None:  # checkpointed in the run store (`ledger.py`)
+        return await item.effect(path, effect)
     if in_durable_run():
         return await DBOS.run_step_async({"name": f"effect:{path}"}, effect)
     return await effect()

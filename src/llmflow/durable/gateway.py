@@ -49,16 +49,16 @@ class DurableGateway(Gateway):
         call_id: str | None = None,
         validate: Callable[[ModelResponse], object] | None = None,
     ) -> ModelResponse:
-        if not in_durable_run():
-            return await super().complete(
-                request, model=model, observer=observer, use_cache=use_cache, call_id=call_id,
-                validate=validate,
-            )  # fmt: skip
-        path = getattr(observer, "path", "") or "call"
         item = current_item()
+        path = getattr(observer, "path", "") or "call"
         if item is not None:
             return await self._ledger_call(
                 item, path, request, model=model, observer=observer, use_cache=use_cache,
+                validate=validate,
+            )  # fmt: skip
+        if not in_durable_run():
+            return await super().complete(
+                request, model=model, observer=observer, use_cache=use_cache, call_id=call_id,
                 validate=validate,
             )  # fmt: skip
 

@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ..store.sqlite import RunStore
 from .serialization import JsonSerializer
+
+T = TypeVar("T")
 
 
 class CallLedger:
@@ -62,9 +65,27 @@ class CallLedger:
         else:
             done.set_result(None)
 
-    def item(self, workflow_id: str) -> ItemCalls:
-        """The calls of the item workflow `workflow_id`: those completed before (a resume)."""
-        return ItemCalls(self, workflow_id, self.store.checkpoints(workflow_id))
+    def item(self, workflow_id: str, *, local: bool, fresh: bool = False) -> ItemCalls:
+        """The calls of item `workflow_id` (`<run id>/<index>`), with those it completed
+        before (a resume; `fresh`: it never ran). `local`: the item runs without a DBOS
+        workflow (it cannot wait for an approval)."""
+        recorded = {} if fresh else self.store.checkpoints(workflow_id)
+        return ItemCalls(self, workflow_id, recorded, local=local)
+
+    # -- items that run without a DBOS workflow: their results, and the run's spec ----------
+
+    def record_item(self, workflow_id: str, record: dict[str, Any]) -> None:
+        """Queue an item's result (the next commit stores it, with the item's rows)."""
+        self.store.add_checkpoint(workflow_id, ITEM, self.serializer.serialize(record))
+
+    def finished_items(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """The results of the run's items that finished, by item (`<run id>/<index>`)."""
+        rows = self.store.run_checkpoints(run_id, ITEM)
+        return {wid: self.serializer.deserialize(text) for wid, text in rows.items()}
+
+    def save_spec(self, run_id: str, spec: dict[str, Any]) -> None:
+        """Queue the run's spec (what `llmflow resume` rebuilds the run from)."""
+        self.store.add_checkpoint(run_id, SPEC, self.serializer.serialize(spec))
 
 
 def _retrieved(future: asyncio.Future[None]) -> None:
@@ -72,27 +93,53 @@ def _retrieved(future: asyncio.Future[None]) -> None:
         future.exception()  # read: an error every waiter was cancelled before seeing is no warning
 
 
+ITEM = "item"
+"""The key of an item's result among its checkpoints."""
+SPEC = "spec"
+"""The key of a run's spec (its workflow id is the run id)."""
+
+
 @dataclass
 class ItemCalls:
-    """One item workflow's model calls: which come from checkpoints, and recording the rest."""
+    """One item's model calls and side effects: which come from checkpoints, and recording
+    the rest."""
 
     ledger: CallLedger
     workflow_id: str
     recorded: dict[str, str]
     """Checkpointed outputs by key (serialized), from earlier executions of the item."""
+    local: bool = False
+    """The item runs without a DBOS workflow."""
     turns: Counter[str] = field(default_factory=Counter)
 
-    def key(self, path: str) -> str:
-        """The next call's key at `path` (taken before the call awaits anything, in the order
-        the item makes its calls)."""
-        turn = self.turns[path]
-        self.turns[path] = turn + 1
-        return f"model:{path}#{turn}"
+    def key(self, path: str, kind: str = "model") -> str:
+        """The key of the next call (or effect: `kind`) at `path`, taken before it awaits
+        anything, in the order the item makes them."""
+        name = f"{kind}:{path}"
+        turn = self.turns[name]
+        self.turns[name] = turn + 1
+        return f"{name}#{turn}"
 
     def replay(self, key: str) -> Any:
         """The recorded output of the call at `key`, or None when it has none."""
         text = self.recorded.get(key)
         return None if text is None else self.ledger.serializer.deserialize(text)
+
+    async def effect(self, path: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run a side effect once: its result is checkpointed (and committed) when it
+        completes, and a resumed item gets it from there instead of running it again. The
+        one cut off mid-way runs again (`fn` sets its idempotency key)."""
+        key = self.key(path, "effect")
+        if key in self.recorded:
+            return self.replay(key)  # type: ignore[no-any-return]
+        token = _item.set(None)  # what the effect does inside is not the item's to replay
+        try:
+            result = await fn()
+        finally:
+            _item.reset(token)
+        self.record(key, result)
+        await self.ledger.commit()
+        return result
 
     def record(self, key: str, response: Any) -> None:
         """Queue the call's checkpoint (the ledger's next commit stores it)."""
@@ -109,6 +156,11 @@ def current_item() -> ItemCalls | None:
     return _item.get()
 
 
-def enter_item(calls: ItemCalls) -> None:
-    """Make `calls` the current item's (the item workflow's task, and the tasks it starts)."""
-    _item.set(calls)
+def enter_item(calls: ItemCalls) -> Token[ItemCalls | None]:
+    """Make `calls` the current item's (this task's, and the tasks it starts): `leave_item`
+    with the token returned ends it."""
+    return _item.set(calls)
+
+
+def leave_item(token: Token[ItemCalls | None]) -> None:
+    _item.reset(token)

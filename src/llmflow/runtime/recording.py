@@ -24,12 +24,22 @@ class StoreRecorder(RunHooks):
     checkpoints, `commit_calls=False`.)
     """
 
-    def __init__(self, store: Store, *, durable: bool = False, commit_calls: bool = True) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        durable: bool = False,
+        commit_calls: bool = True,
+        commit_items: bool = True,
+    ) -> None:
         self.store = store
         self.durable = durable
         self.commit_calls = durable and commit_calls
         """Commit each call's record as it is written. Off when the durable run's call ledger
         commits them (`durable.ledger`: with the calls' checkpoints, grouped)."""
+        self.commit_items = commit_items
+        """Commit an item's rows when it ends. Off when the durable run commits them with
+        the item's result (`durable.batch`, items without DBOS workflows)."""
 
     def on_item_start(self, ctx: RunContext, *, key: str, **kwargs: Any) -> None:
         if ctx.item_id is not None and ctx.run_id is not None:
@@ -53,7 +63,8 @@ class StoreRecorder(RunHooks):
             else:
                 status = "failed"
             self.store.end_item(ctx.item_id, status=status, output=output, error=error)
-        self.store.flush()
+        if self.commit_items:
+            self.store.flush()
 
     def on_step_end(
         self,

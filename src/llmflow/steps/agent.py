@@ -94,6 +94,9 @@ class AgentStep(Step[Any, Any]):
     def children(self) -> list[tuple[str, Step[Any, Any]]]:
         return [(f"handoff {h.name}", h) for h in self.handoffs]
 
+    def asks_approval(self, run_id: str | None) -> bool:
+        return any(t.asks_approval(run_id) for t in self.tools)
+
     def as_tool(self, name: str | None = None, description: str | None = None) -> Tool:
         """This agent as a tool of another agent: it takes a text input and answers."""
 
@@ -102,7 +105,7 @@ class AgentStep(Step[Any, Any]):
             output = await self.run(text, ctx)
             return output if isinstance(output, str) else json.dumps(output, default=str)
 
-        return Tool(
+        made = Tool(
             name or self.name.replace("-", "_"),
             description or self.description,
             {
@@ -113,6 +116,8 @@ class AgentStep(Step[Any, Any]):
             },
             invoke,
         )
+        made.agent = self
+        return made
 
     def sdk_agent(self) -> Agent[Any]:
         """The SDK agent that runs this step, built on first use with the step's settings at

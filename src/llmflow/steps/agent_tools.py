@@ -69,6 +69,14 @@ class Tool:
         self.untrusted = untrusted
         """Its results come from outside (the web, a mailbox): the model reads them marked
         as data (`mark_untrusted`)."""
+        self.agent: Step[Any, Any] | None = None
+        """The agent this tool runs (`AgentStep.as_tool`), whose own tools may ask too."""
+
+    def asks_approval(self, run_id: str | None) -> bool:
+        """Whether a call of this tool may wait for a person's approval."""
+        if self.needs_approval is not False:  # True, or a rule that may say so
+            return True
+        return self.agent is not None and self.agent.may_ask_approval(run_id)
 
 
 def tool(

@@ -104,6 +104,19 @@ class Step(abc.ABC, Generic[In, Out]):
         """The sub-steps, each with its role (for graphs); leaf steps have none."""
         return []
 
+    def asks_approval(self, run_id: str | None) -> bool:
+        """Whether this step itself (not its sub-steps) may wait for a person's approval in
+        run `run_id`. A durable run runs each item of such a workflow as a DBOS workflow, the
+        only place a run can wait for a person; the others' items run without (`durable.batch`).
+        """
+        return False
+
+    def may_ask_approval(self, run_id: str | None) -> bool:
+        """Whether this step or any of its sub-steps may wait for a person's approval."""
+        return self.asks_approval(run_id) or any(
+            child.may_ask_approval(run_id) for _, child in self.children()
+        )
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 
@@ -117,13 +130,26 @@ class CodeStep(Step[In, Out]):
 
     kind = "code"
 
-    def __init__(self, name: str, fn: Callable[..., Out | Awaitable[Out]]) -> None:
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[..., Out | Awaitable[Out]],
+        *,
+        asks_approval: bool | Callable[[str | None], bool] = False,
+    ) -> None:
         super().__init__(name)
         self.fn = fn
+        self._asks_approval = asks_approval
+        """Whether `fn` may wait for an approval (`ctx.effects.approval`), or a function of
+        the run id that says whether it may in that run."""
         try:
             self._wants_ctx = len(inspect.signature(fn).parameters) >= 2
         except (TypeError, ValueError):  # builtins such as str have no signature
             self._wants_ctx = False
+
+    def asks_approval(self, run_id: str | None) -> bool:
+        rule = self._asks_approval
+        return rule(run_id) if callable(rule) else rule
 
     async def run(self, input: In, ctx: RunContext) -> Out:
         result = self.fn(input, ctx) if self._wants_ctx else self.fn(input)

@@ -3,6 +3,8 @@ by the item workflow and the call's place in it (`durable.ledger` writes and rea
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 from typing import Any
 
@@ -32,3 +34,35 @@ class CheckpointRecords:
             "SELECT key, response FROM call_checkpoints WHERE workflow_id = ?", (workflow_id,)
         )
         return {key: response for key, response in rows}
+
+    def run_checkpoints(self, run_id: str, key: str) -> dict[str, str]:
+        """The checkpoints named `key` of a run's items (`<run id>/<index>`), by item."""
+        # the items' ids are the run id and "/": a range of the primary key ("0" follows "/")
+        rows = self.db.execute(
+            "SELECT workflow_id, response FROM call_checkpoints "
+            "WHERE workflow_id > ? AND workflow_id < ? AND key = ?",
+            (f"{run_id}/", f"{run_id}0", key),
+        )
+        return {workflow_id: response for workflow_id, response in rows}
+
+    def runs_to_resume(self) -> list[str]:
+        """Runs with a spec in this store (they ran without DBOS workflows) that stopped
+        before the end: interrupted, or still marked running by a process that is gone."""
+        rows = self.db.execute(
+            "SELECT r.id FROM runs r JOIN call_checkpoints c ON c.workflow_id = r.id "
+            "AND c.key = 'spec' WHERE r.status = 'interrupted' "
+            "OR (r.status = 'running' AND llmflow_gone(r.host, r.pid)) "
+            "ORDER BY r.started_at DESC"
+        )
+        return [row[0] for row in rows]
+
+    def run_owner(self, run_id: str) -> tuple[str, int] | None:
+        """The process (host, pid) that runs run `run_id` now, when it is another, alive."""
+        row = self.db.execute(
+            "SELECT host, pid FROM runs WHERE id = ? AND status = 'running' "
+            "AND NOT llmflow_gone(host, pid)",
+            (run_id,),
+        ).fetchone()
+        if row is None or (row[0] == socket.gethostname() and row[1] == os.getpid()):
+            return None
+        return (str(row[0]), int(row[1]))

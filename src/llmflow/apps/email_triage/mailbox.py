@@ -53,6 +53,13 @@ def act_on_server(triage: Triage, ctx: RunContext) -> Triage:
     )
 
 
+def sends_replies(run_id: str | None) -> bool:
+    """Whether run `run_id` sends replies (`--send-replies`): each one waits for approval."""
+    from ...inputs.imap import run_options
+
+    return run_id is not None and run_options(run_id).send is not None
+
+
 async def send_reply(triage: Triage, ctx: RunContext) -> Triage:
     """Send the drafted reply when the run was given an SMTP server (`--send-replies`):
     first checked against what was sent before and the limits, then shown to a person

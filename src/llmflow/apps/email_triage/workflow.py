@@ -38,7 +38,7 @@ from ...steps.context import RunContext
 from ...steps.llm import LLMStep, llm
 from . import truth
 from .classifier import cascades, classification_text, label_sets
-from .mailbox import act_on_server, send_reply
+from .mailbox import act_on_server, send_reply, sends_replies
 from .triage_digest import result_record as result_record
 from .triage_digest import write_digest as write_digest
 from .triage_types import PRIORITY_ORDER as PRIORITY_ORDER
@@ -341,7 +341,7 @@ def build(
         gate("needs-reply", lambda t: t.extraction.needs_reply or Divert(act, "no reply needed")),
         CodeStep("reply", reply),
         act,
-        CodeStep("send", send_reply),
+        CodeStep("send", send_reply, asks_approval=sends_replies),
     )
     return Workflow(
         name="email-triage",
