@@ -367,3 +367,124 @@ def test_baseline_meta_and_tier_answers_shapes() -> None:
     meta = baseline_meta(base, ["ml", "llm"])
     assert meta["ml"]["share"] == 0.5 and meta["ml"]["agreement"] == 1.0
     assert meta["ml"]["mean_confidence"] == pytest.approx(0.45)
+
+
+def _decisions(
+    n: int, ml_share: float, confidence: float, labels: list[str], seed: int, spread: float = 0.1
+) -> list[dict[str, Any]]:
+    """Recorded decisions of an ml → llm cascade, as `Store.cascade_decisions` gives them: the
+    ml tier answers `ml_share` of the items (confidence about `confidence`), labels drawn from
+    `labels` (repeat one to make it common)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = rng.choice(labels)
+        mine = i < round(ml_share * n)
+        said = confidence + (spread if i % 2 else -spread)  # mean `confidence`, sd `spread`
+        attempts = [{"tier": "ml", "label": label, "confidence": said}]
+        if not mine:
+            attempts.append({"tier": "llm", "label": label, "confidence": 1.0})
+        rows.append({"created_at": 1.7e9 + i, "attempts": json.dumps(attempts),
+                     "tier": "ml" if mine else "llm", "label": label, "audit_label": None,
+                     "correction": None})  # fmt: skip
+    rng.shuffle(rows)
+    return rows
+
+
+def test_mean_confidence_is_compared_with_its_sample_noise() -> None:
+    tiers = ["ml", "llm"]
+    expected = {"ml": {"share": 0.5, "mean_confidence": 0.5}, "llm": {"share": 0.5}}
+    # 100 items whose confidences scatter widely: a mean 0.06 off is within the noise.
+    noisy = _decisions(100, 0.5, 0.56, ["a", "b"], seed=1, spread=0.35)
+    report = live(noisy, tiers, "spam", expected)
+    assert abs(report.tiers[0].mean_confidence - 0.5) > 0.05  # type: ignore[operator]
+    assert not report.drifted, report.tiers[0].drift
+    # 2,000 items, tightly 0.62: the interval is wholly outside 0.5 ± 0.05.
+    moved = _decisions(2000, 0.5, 0.62, ["a", "b"], seed=2, spread=0.05)
+    drift = live(moved, tiers, "spam", expected).tiers[0].drift
+    assert any("mean confidence" in why for why in drift), drift
+
+
+def test_a_reference_window_replaces_the_calibrated_share_and_confidence() -> None:
+    tiers = ["ml", "llm"]
+    labels = [f"intent{i}" for i in range(100)]
+    # Calibrated on out-of-fold copies: 65 % answered at confidence 0.28. The deployed tier,
+    # trained on every row, answers 75 % at 0.35 on traffic like the calibration rows.
+    calibrated = {"ml": {"share": 0.65, "mean_confidence": 0.28, "agreement": 0.8},
+                  "llm": {"share": 0.35, "agreement": 1.0}}  # fmt: skip
+    reference = _decisions(150, 0.75, 0.35, labels, seed=3)
+    calm = _decisions(200, 0.75, 0.35, labels, seed=4)
+    against_calibration = live(calm, tiers, "intent", calibrated)
+    assert against_calibration.drifted  # the false alarm the reference window avoids
+    report = live(calm, tiers, "intent", calibrated, reference=reference)
+    assert not report.drifted, ([t.drift for t in report.tiers], report.label_drift)
+    assert report.tiers[0].expected_share == pytest.approx(112 / 150)  # round(0.75 * 150)
+    assert report.tiers[0].reference_items == 150 and report.reference_items == 150
+    # The ml tier answering far less than in the reference window is drift.
+    fewer = _decisions(200, 0.45, 0.35, labels, seed=5)
+    drift = live(fewer, tiers, "intent", calibrated, reference=reference).tiers[0].drift
+    assert any("reference window" in why for why in drift), drift
+
+
+def test_a_label_given_far_more_often_than_in_the_reference_window_is_drift() -> None:
+    tiers = ["ml", "llm"]
+    labels = [f"intent{i}" for i in range(120)]
+    reference = _decisions(150, 0.7, 0.4, labels + ["oos"] * 3, seed=6)  # oos ~2.4 %
+    calm = _decisions(200, 0.7, 0.4, labels + ["oos"] * 3, seed=7)
+    assert not live(calm, tiers, "intent", reference=reference).label_drift
+    shifted = _decisions(200, 0.7, 0.4, labels + ["oos"] * 30, seed=8)  # oos ~20 %
+    report = live(shifted, tiers, "intent", reference=reference)
+    assert report.drifted and report.baseline
+    assert len(report.label_drift) == 1 and "'oos'" in report.label_drift[0]
+    assert [t.drift for t in report.tiers] == [[], []]
+    tested = {label.label: label for label in report.labels}
+    assert tested["oos"].difference_interval[0] > 0.02
+
+
+async def test_eval_live_compares_with_a_reference_window(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flow = spam_workflow().step
+    assert isinstance(flow, Cascade)
+    # Calibrated on weaker out-of-fold copies: the deployed ml tier answers far more.
+    expected = {"ml": {"share": 0.05, "agreement": 0.5, "mean_confidence": 0.3},
+                "llm": {"share": 0.95, "agreement": 1.0}}  # fmt: skip
+    save_version(flow, Settings().home, "spamwatch",
+                 meta={"baseline_by_model": {"scripted": expected}})  # fmt: skip
+    store = RunStore(Settings().db_path)
+    calm = sms()[300:700]
+    await _traffic(calm, store, oracle(dict(calm)))
+    store.close()
+    workflow = "tests.test_cascade_production:spam_workflow"
+    assert main(["eval", workflow, "--live", "--model", "scripted"]) == 1
+    assert "calibrated 5.0% ± 5%" in capsys.readouterr().err
+    code = main(["eval", workflow, "--live", "--model", "scripted", "--reference", "150",
+                 "--json"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    out = json.loads(captured.out)
+    assert out["reference_items"] == 150 and out["items"] == len(calm) - 150
+    assert out["drifted"] is False and out["label_drift"] == []
+    assert {label["label"] for label in out["labels"]} == {"spam", "ham"}
+    code = main(["eval", workflow, "--live", "--model", "scripted", "--reference", "150"])
+    assert code == 0 and "the first 150 decisions" in capsys.readouterr().err
+
+
+def test_a_few_unlucky_audits_are_not_drift_a_real_fall_is() -> None:
+    tiers = ["ml", "llm"]
+    expected = {"ml": {"agreement": 0.807}, "llm": {"agreement": 1.0}}
+
+    def audited(agreeing: int, of: int) -> list[dict[str, Any]]:
+        rows = _decisions(200, 1.0, 0.5, ["a", "b"], seed=9)
+        for i, row in enumerate(rows[:of]):
+            row["audit_label"] = row["label"] if i < agreeing else "other"
+        return rows
+
+    # 6 of 12 audits agreeing, on traffic whose ml tier agrees 78 % of the time, happens: at
+    # 95 % and no tolerance it was drift, checked again and again it would be flagged often.
+    calm = live(audited(6, 12), tiers, "intent", expected)
+    assert calm.tiers[0].agreement == 0.5 and not calm.drifted, calm.tiers[0].drift
+    assert live(audited(6, 12), tiers, "intent", expected, level=0.95,
+                agreement_tolerance=0.0).drifted  # fmt: skip
+    fallen = live(audited(4, 20), tiers, "intent", expected).tiers[0].drift
+    assert len(fallen) == 1 and "audited agreement 4/20" in fallen[0], fallen

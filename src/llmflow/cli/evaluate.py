@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich import box
@@ -66,6 +66,23 @@ def evaluate(
     confidence_tolerance: Annotated[
         float, typer.Option(min=0, max=1, help="With --live: how far mean confidence may move.")
     ] = 0.05,
+    agreement_tolerance: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=1,
+            help="With --live: how far the audited agreement may fall below calibration's.",
+        ),
+    ] = 0.05,
+    reference: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="With --live: the first N decisions after the newest calibration was stored "
+            "are the reference for each tier's share and confidence and each label's share "
+            "(the deployed tier is not its out-of-fold copies); 0: calibration's figures.",
+        ),
+    ] = 0,
     model: Model = None,
     base_url: BaseUrl = None,
     as_json: Json = False,
@@ -78,7 +95,8 @@ def evaluate(
     if live:
         if data is not None:
             raise fail("--live reads the run store: leave out --data")
-        return _live(workflow, step, days, share_tolerance, confidence_tolerance, model, as_json)
+        tolerances = (share_tolerance, confidence_tolerance, agreement_tolerance)
+        return _live(workflow, step, days, tolerances, reference, model, as_json)
     if data is None:
         raise fail("--data is needed (labelled JSONL), or --live")
     wf = language_step(workflow, step)
@@ -152,33 +170,53 @@ def _live(
     workflow: str,
     step: str | None,
     days: float,
-    share_tolerance: float,
-    confidence_tolerance: float,
+    tolerances: tuple[float, float, float],
+    reference: int,
     model: str | None,
     as_json: bool,
 ) -> int:
     """`eval --live`: per tier, the live share, confidence and audited agreement against the
-    newest calibration's baseline; exit 1 when one drifted."""
+    newest calibration's baseline (share and confidence against the reference window, with
+    `reference`); exit 1 when one drifted."""
     import time
 
     from ..analysis.monitoring import live
     from ..analysis.tuning import stored_baselines
+    from ..store.classifiers import ClassifierVersions
     from ..store.sqlite import RunStore
 
     try:
         settings = settings_for(model, None)
         name, cascade = find_workflow_cascade(workflow, step)
         store = RunStore(settings.db_path)
+        window: list[Any] | None = None
         try:
             rows = store.cascade_decisions(
                 cascade.name, name, since=time.time() - days * 86400, model=settings.model
             )
+            if reference:
+                latest = ClassifierVersions(settings.home, name, cascade.name).latest()
+                deployed = (
+                    float(ClassifierVersions.read_meta(latest).get("created_at", 0.0))
+                    if latest is not None
+                    else 0.0
+                )
+                window = list(
+                    store.cascade_decisions(
+                        cascade.name, name, since=deployed, model=settings.model
+                    )[:reference]
+                )
         finally:
             store.close()
+        if window is not None:
+            taken = {tuple(r) for r in window}
+            rows = [r for r in rows if tuple(r) not in taken]
         tiers = [s.name for s, _ in cascade.tiers]
         expected = stored_baselines(settings.home, name, cascade.name).get(settings.model)
-        report = live(rows, tiers, cascade.name, expected, share_tolerance=share_tolerance,
-                      confidence_tolerance=confidence_tolerance)  # fmt: skip
+        share_tolerance, confidence_tolerance, agreement_tolerance = tolerances
+        report = live(rows, tiers, cascade.name, expected, reference=window,
+                      share_tolerance=share_tolerance, confidence_tolerance=confidence_tolerance,
+                      agreement_tolerance=agreement_tolerance)  # fmt: skip
     except LLMFlowError as e:
         raise fail(str(e)) from None
     if as_json:
@@ -191,7 +229,10 @@ def _live(
                     "items": report.items,
                     "baseline": report.baseline,
                     "drifted": report.drifted,
+                    "reference_items": report.reference_items,
                     "tiers": [{**asdict(t), "agreement": t.agreement} for t in report.tiers],
+                    "labels": [asdict(label) for label in report.labels],
+                    "label_drift": report.label_drift,
                     "days": [asdict(d) for d in report.days],
                 }
             )
@@ -202,7 +243,7 @@ def _live(
         title=f"{name} / {cascade.name} live: {report.items} decisions, last {days:g} days",
     )
     for column in ("tier", "share", "calibrated", "confidence", "calibrated", "audited",
-                   "agreement (95 %)", "calibrated"):  # fmt: skip
+                   f"agreement ({report.level:.0%})", "calibrated"):  # fmt: skip
         table.add_column(column, justify="left" if column == "tier" else "right")
 
     def pct(value: float | None) -> str:
@@ -221,6 +262,11 @@ def _live(
             pct(t.expected_agreement),
         )  # fmt: skip
     out.print(table)
+    if window is not None:
+        err.print(
+            f"share and confidence against the reference window: the first {len(window)} "
+            f"decisions after the newest calibration (asked for {reference})"
+        )
     if not report.baseline:
         err.print(
             f"no calibrated baseline for {settings.model}: run `llmflow calibrate {workflow} "
@@ -229,6 +275,8 @@ def _live(
     for t in report.tiers:
         for why in t.drift:
             err.print(f"DRIFT {t.tier}: {why}", style="bold red")
+    for why in report.label_drift:
+        err.print(f"DRIFT {why}", style="bold red")
     if report.drifted:
         err.print(
             f"recalibrate: llmflow calibrate {workflow} {cascade.name} --from-audits "
