@@ -8,9 +8,10 @@ limit, adaptive concurrency), response cache off:
   lean      `llmflow.run(step, input)`: in-process, no run store, no checkpoints
   default   what `llmflow run` does unless told otherwise (`cli/durable.py` `_drive`): each
             harness run is one durable llmflow run of one item through
-            `durable.run_durable` (DBOS on SQLite, every model call a checkpointed step),
-            recorded in a `RunStore` (the durable recorder commits each call when it starts
-            and ends), default provider limits
+            `durable.run_durable` (DBOS launched on SQLite; no step waits for a person, so
+            the items run without DBOS workflows and every model call is checkpointed in
+            the run store by the call ledger: its record committed when it starts, its
+            output with its end record), default provider limits
   no-durable  `llmflow run --no-durable`: `run_batch` recorded in a `RunStore`
 
 Scenarios:
@@ -70,6 +71,21 @@ from llmflow.store.sqlite import RunStore  # noqa: E402
 from llmflow.testing import ScriptedModel  # noqa: E402
 
 RESULTS = Path(__file__).with_name("RESULTS-default-path.md")
+HISTORY = """## The default configuration over time (this machine)
+
+| scenario | issue 15 filed | model calls as DBOS steps (b3e94c1, `--quick`) | now |
+|---|---:|---:|---|
+| a. chain, CPU µs/run | 13,499 | 8,631 | above |
+| b. fan-out, wall ms | 1,577 | 629 | above |
+| c. one-step runs/s, 100 in flight (× lean) | 111 (0.06) | 146 (0.08) | above |
+| d. agent, × raw SDK Runner | 5.9 | 3.07 | above |
+| e. batch, × --no-durable | 0.29 | 0.09 | above |
+
+The change between the last two columns: model calls checkpointed in the run store with their
+own records instead of as two DBOS transactions each, and items that no step can pause for
+an approval run without a DBOS workflow (two more transactions each); see
+bench/PROFILE-default.md.
+"""
 QUICK_NOTE = (
     " **Quick sizes** (`--quick`: 1,000 one-step runs and 1,000 batch items instead of "
     "5,000, fewer runs per round). Every figure is a ratio between configurations measured "
@@ -344,9 +360,12 @@ def main() -> None:
         f"(scenario d: the raw OpenAI Agents SDK Runner on a minimal scripted model).\n"
         f"- **lean**: `llmflow.run(step, input)`, in-process, no run store, no checkpoints.\n"
         f"- **default**: what `llmflow run` does unless told otherwise: each harness run one "
-        f"durable llmflow run (`durable.run_durable`, DBOS on SQLite, each model call a "
-        f"checkpointed step) recorded in the run store (each model call committed when it "
-        f"starts and when it ends), default provider limits (adaptive, from 256).\n"
+        f"durable llmflow run (`durable.run_durable`, DBOS launched on SQLite). No step of "
+        f"these workflows waits for a person, so their items run without DBOS workflows: "
+        f"each model call is checkpointed in the run store by the call ledger "
+        f"(`durable/ledger.py`: its record committed before it is sent, its output with its "
+        f"end record, commits shared by the calls of one turn of the event loop), each "
+        f"item's result with its rows; default provider limits (adaptive, from 256).\n"
         f"- **default, --no-durable**: `run_batch` recorded in the run store.\n\n"
         f"CPU µs is the process's CPU time (DBOS's threads included) per run, best of "
         f"{CHAIN_ROUNDS} rounds of {CHAIN_RUNS} runs (agent: {AGENT_RUNS}); fan-out rounds: "
@@ -354,7 +373,7 @@ def main() -> None:
         f"{QUICK_NOTE if QUICK else ''}{load_note()}\n\n{table}\n"
         f"Ratios are result / baseline and result / lean (for times lower is better, for "
         f"rates higher is better). See bench/PROFILE-default.md for where the default "
-        f"path's time goes.\n",
+        f"path's time goes.\n\n{HISTORY}",
         encoding="utf-8",
     )
     print(f"wrote {RESULTS}")
