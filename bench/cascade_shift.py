@@ -16,16 +16,19 @@ are outside the 150) and more of clinc150's `oos` rows arrive, 20 % of the items
   calibrate` does: the ml tier is trained on those same rows, `tuning.overlap` finds them).
 - Traffic, run through `run_batch` with the run store recording every decision, 25 items at a
   time: phase A (205 items like dev: 2.4 % oos), then the shift, phase B (688 items, 20 %
-  oos): B1 is its first half, B2 its second. The cascade audits `AUDIT` of the cheap tier's
+  oos): B1 is its first half, B2 its second (the monitor watches A, B1 and B2 on the old
+  thresholds). The cascade audits `AUDIT` of the cheap tier's
   answers (`cascade(..., audit=)`); after every 25 items `analysis.monitoring.live` compares
   the last 200 decisions with the calibrated baseline, two ways: (1) everything against
   calibration, (2) the audited agreement against calibration, each tier's share and mean
   confidence and the share of each label against a reference window, the first REFERENCE
   decisions after deployment (not in the compared window). A control stream, phase A then B's
   in-scope rows with out-of-scope items at A's rate (no shift), counts false alarms over
-  more checks than phase A alone has. At the end of B1 the thresholds are
-  recalibrated from B1's decisions and audits (`tuning.calibrate_from_audits`, as
-  `llmflow calibrate --from-audits`), and B2 runs on them, against B2 on the old thresholds.
+  more checks than phase A alone has; both streams' recorded decisions are checked again in
+  RESHUFFLES other orders, so that neither figure hangs on one order. At the end of B1 the
+  thresholds are recalibrated from B1's decisions and audits (`tuning.calibrate_from_audits`,
+  as `llmflow calibrate --from-audits`), and B2 runs on them, against B2 on the old
+  thresholds.
 - Detection and recalibration with audit shares 2 %, 5 % and 10 %: the first check after
   the shift that flags drift (any signal), the first flagged by the audited agreement alone,
   by a label's share alone; the false alarms on phase A and on the control stream; B2 on the
@@ -46,6 +49,7 @@ import datetime
 import json
 import platform
 import random
+import statistics
 import tempfile
 import time
 from collections.abc import Sequence
@@ -90,6 +94,8 @@ NOVELTY = 0.98
 CHAR_NGRAMS = True
 WINDOW, CHECK = 200, 25
 REFERENCE = 200
+AUDIT_WINDOW = 1000
+RESHUFFLES = 20
 SHARES = (0.3, 0.5, 0.7)
 """Shares of B2 the ml tier answers (its most confident) in the bound."""
 FOLDS = 5
@@ -196,6 +202,17 @@ class Phase:
 
 
 @dataclass
+class Stream:
+    checks: int
+    false_alarms: int
+    """Checks that flagged drift before the shift (all of them on a control stream)."""
+    first: int | None
+    """Items from the shift to the first alarm (None: none, or no shift)."""
+    false_reasons: list[str]
+    """The first false alarm's reasons."""
+
+
+@dataclass
 class Run:
     variant: str
     thresholds: tuple[float, ...]
@@ -209,6 +226,9 @@ class Run:
     control: list[list[str]] = field(default_factory=list)
     control_calibrated: list[list[str]] = field(default_factory=list)
     """Drift reasons per check on the control stream (no shift), both ways."""
+    reshuffled_control: dict[str, list[Stream]] = field(default_factory=dict)
+    reshuffled_shift: dict[str, list[Stream]] = field(default_factory=dict)
+    """Per way (calibrated, reference), the same decisions in RESHUFFLES other orders."""
     recalibrated: tuple[float, ...] = ()
     recalibration: str = ""
 
@@ -301,7 +321,9 @@ async def scenario(
         offset = {"shift": len(split_.phase_a)}
 
         def check(done: int, base: int) -> None:
-            calibrated_way, reference_way = monitor(store, workflow, calibrated)
+            calibrated_way, reference_way = monitor(
+                store.cascade_decisions("intent", workflow), calibrated
+            )
             since = base + done - offset["shift"]
             run.checks_calibrated.append((since, calibrated_way))
             if reference_way is not None:
@@ -311,14 +333,20 @@ async def scenario(
             control_store = RunStore(Path(control_tmp) / "runs.sqlite")
 
             def control_check(_done: int) -> None:
-                calibrated_way, reference_way = monitor(control_store, workflow, calibrated)
+                calibrated_way, reference_way = monitor(
+                    control_store.cascade_decisions("intent", workflow), calibrated
+                )
                 run.control_calibrated.append(calibrated_way)
                 if reference_way is not None:
                     run.control.append(reference_way)
 
             await deploy(flow, split_.phase_a + split_.control, control_store, gateway, workflow,
                          control_check)  # fmt: skip
+            control_rows = [dict(r) for r in control_store.cascade_decisions("intent", workflow)]
             control_store.close()
+        first = len(split_.phase_a)
+        run.reshuffled_control = reshuffled(control_rows[:first], control_rows[first:],
+                                            calibrated, shifted=False)  # fmt: skip
         said_a = await deploy(flow, split_.phase_a, store, gateway, workflow,
                               lambda n: check(n, 0))  # fmt: skip
         run.phases.append(phase("A: before the shift", split_.phase_a, said_a, llm_all, index,
@@ -328,11 +356,15 @@ async def scenario(
                                lambda n: check(n, len(split_.phase_a)))  # fmt: skip
         run.phases.append(phase("B1: shifted, old thresholds", b1, said_b1, llm_all, index,
                                 cost_per_call))  # fmt: skip
+        rows = store.cascade_decisions("intent", workflow, since=since)  # B1's
+        old = await deploy(flow, b2, store, gateway, workflow,
+                           lambda n: check(n, len(split_.phase_a) + len(b1)))  # fmt: skip
+        run.phases.append(phase("B2: shifted, old thresholds", b2, old, llm_all, index,
+                                cost_per_call))  # fmt: skip
+        shifted_rows = [dict(r) for r in store.cascade_decisions("intent", workflow)]
+        run.reshuffled_shift = reshuffled(shifted_rows[:first], shifted_rows[first:], calibrated,
+                                          shifted=True)  # fmt: skip
         if recalibrate:
-            rows = store.cascade_decisions("intent", workflow, since=since)
-            old = await deploy(flow, b2, RunStore(":memory:"), gateway, workflow)
-            run.phases.append(phase("B2: shifted, old thresholds", b2, old, llm_all, index,
-                                    cost_per_call))  # fmt: skip
             try:
                 result = calibrate_from_audits(flow, rows, max_drop=0.0,
                                                current=list(thresholds),
@@ -357,24 +389,50 @@ async def scenario(
     return run
 
 
-def monitor(
-    store: RunStore, workflow: str, calibrated: dict[str, Any]
-) -> tuple[list[str], list[str] | None]:
-    """Drift reasons for the last WINDOW decisions: everything against the calibrated
-    baseline; and (None until there are REFERENCE + WINDOW // 2 decisions) the agreement
-    against calibration, share, confidence and labels against the reference window, the
-    first REFERENCE decisions."""
-    every = store.cascade_decisions("intent", workflow)
+def monitor(every: Sequence[Any], calibrated: dict[str, Any]) -> tuple[list[str], list[str] | None]:
+    """Drift reasons for the last WINDOW of decisions `every`: everything against the
+    calibrated baseline; and (None until there are REFERENCE + WINDOW // 2 decisions) share,
+    confidence and labels against the reference window, the first REFERENCE decisions, with
+    the agreement against calibration on the last AUDIT_WINDOW decisions (WINDOW holds a
+    handful of audits: ~7 at 5 %)."""
     tiers = ["ml", "llm"]
     report = live(every[-WINDOW:], tiers, "intent", calibrated)
     calibrated_way = [f"{t.tier}: {why}" for t in report.tiers for why in t.drift]
     if len(every) < REFERENCE + WINDOW // 2:
         return calibrated_way, None
     agreement = {t: {"agreement": b["agreement"]} for t, b in calibrated.items()}
-    report = live(every[REFERENCE:][-WINDOW:], tiers, "intent", agreement,
-                  reference=every[:REFERENCE])  # fmt: skip
-    reference_way = [f"{t.tier}: {why}" for t in report.tiers for why in t.drift]
+    report = live(every[REFERENCE:][-WINDOW:], tiers, "intent", reference=every[:REFERENCE])
+    audits = live(every[-AUDIT_WINDOW:], tiers, "intent", agreement)
+    reference_way = [f"{t.tier}: {why}" for r in (report, audits) for t in r.tiers
+                     for why in t.drift]  # fmt: skip
     return calibrated_way, reference_way + report.label_drift
+
+
+def reshuffled(
+    before: list[Any], after: list[Any], calibrated: dict[str, Any], *, shifted: bool
+) -> dict[str, list[Stream]]:
+    """The monitor on the same recorded decisions in RESHUFFLES other orders (`before` and
+    `after` each shuffled, `before` first), checked every CHECK items: the false alarms
+    and the first alarm after the shift do not hang on one order of the items."""
+    ends = sorted({*range(CHECK, len(before), CHECK), len(before)}
+                  | {len(before) + k for k in range(CHECK, len(after), CHECK)}
+                  | {len(before) + len(after)})  # fmt: skip
+    out: dict[str, list[Stream]] = {"calibrated": [], "reference": []}
+    for seed in range(RESHUFFLES):
+        rng = random.Random(seed)
+        order = rng.sample(before, len(before)) + rng.sample(after, len(after))
+        found: dict[str, list[tuple[int, list[str]]]] = {"calibrated": [], "reference": []}
+        for end in ends:
+            calibrated_way, reference_way = monitor(order[:end], calibrated)
+            since = end - len(before) if shifted else 0
+            found["calibrated"].append((since, calibrated_way))
+            if reference_way is not None:
+                found["reference"].append((since, reference_way))
+        for way, checks in found.items():
+            reasons = next((r for since, r in checks if since <= 0 and r), [])
+            first = first_alarm(checks, None) if shifted else None
+            out[way].append(Stream(len(checks), false_alarms(checks), first, reasons))
+    return out
 
 
 def first_alarm(checks: list[tuple[int, list[str]]], only: str | None) -> int | None:
@@ -606,9 +664,11 @@ def write(
         "calibration; of the difference against the reference window; for labels "
         "Bonferroni-corrected over the labels with 5 items or more) lies wholly beyond; the "
         "agreement from 10 audits (`live`'s defaults). *Calibrated*: everything against the "
-        "calibrated baseline. *Reference*: the agreement against calibration, the rest against "
-        f"the first {REFERENCE} decisions after deployment (checked from {REFERENCE + WINDOW // 2} "
-        f"decisions on, on the decisions after the reference window). Items counted from the "
+        "calibrated baseline. *Reference*: share, confidence and labels against the first "
+        f"{REFERENCE} decisions after deployment (checked from {REFERENCE + WINDOW // 2} "
+        f"decisions on, on the decisions after the reference window), the agreement against "
+        f"calibration on the last {AUDIT_WINDOW} decisions ({WINDOW} hold ~7 audits at 5 %). "
+        "Items counted from the "
         f"shift. The control stream: phase A, then {len(s.control)} items without the shift "
         "(B's in-scope rows, out of scope at A's rate).",
         "",
@@ -637,6 +697,43 @@ def write(
                 f"{when(first_alarm(checks, 'agreement'))} | "
                 f"{when(first_alarm(checks, 'label'))} | {'; '.join(reasons)[:300]} | "
                 f"{'; '.join(next((r for r in control if r), []))[:300]} |"
+            )
+    lines += [
+        "",
+        f"The same recorded decisions in {RESHUFFLES} other orders (phase A's shuffled, then the "
+        "control stream's or B's (B1, B2 on the old thresholds)), checked as above: whether the "
+        "figures hang on one order.",
+        "",
+        "| ml variant | audit share | baseline | control streams with a false alarm | checks "
+        "flagged on them | shifted streams with a false alarm before the shift | first alarm "
+        "after the shift: median, worst | no alarm in B | the false alarms' reasons (first "
+        "check of each stream) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for run in runs:
+        variant, audit = run.variant.split(", audit ")
+        for name in ("calibrated", "reference"):
+            control_streams = run.reshuffled_control.get(name, [])
+            shifted = run.reshuffled_shift.get(name, [])
+            firsts = sorted(st.first for st in shifted if st.first is not None)
+            lines.append(
+                f"| {variant} | {audit} | {name} | "
+                f"{sum(1 for st in control_streams if st.false_alarms)} of {len(control_streams)} "
+                f"| {sum(st.false_alarms for st in control_streams)} of "
+                f"{sum(st.checks for st in control_streams)} | "
+                f"{sum(1 for st in shifted if st.false_alarms)} of {len(shifted)} | "
+                + (f"{statistics.median(firsts):.0f}, {firsts[-1]} items" if firsts else "–")
+                + f" | {len(shifted) - len(firsts)} of {len(shifted)} | "
+                + "; ".join(
+                    sorted(
+                        {
+                            why.split(" (")[0]
+                            for st in control_streams + shifted
+                            for why in st.false_reasons
+                        }
+                    )
+                )[:400]
+                + " |"
             )
     lines.append("")
     RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
