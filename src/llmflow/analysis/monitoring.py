@@ -98,7 +98,7 @@ class LabelLive:
 
 
 @dataclass(frozen=True)
-class Tests:
+class DriftRules:
     """How `live` tells drift from noise: tolerances, the intervals' level, the least data."""
 
     share_tolerance: float = 0.05
@@ -188,7 +188,7 @@ def live(
     when given, with the decisions `reference` (a trusted period, e.g. the first N after the
     version went live; not overlapping `rows`): the share and mean confidence of each tier
     and the share of each label are then compared with the reference's, not calibration's."""
-    tests = Tests(share_tolerance, confidence_tolerance, agreement_tolerance, label_tolerance,
+    tests = DriftRules(share_tolerance, confidence_tolerance, agreement_tolerance, label_tolerance,
                   level, min_items, min_audits, min_label_items)  # fmt: skip
     n = len(rows)
     reached = dict.fromkeys(tiers, 0)
@@ -274,7 +274,7 @@ def _labels(rows: Sequence[Any]) -> dict[str, int]:
 
 
 def _label_drift(
-    rows: Sequence[Any], reference: Sequence[Any], tests: Tests
+    rows: Sequence[Any], reference: Sequence[Any], tests: DriftRules
 ) -> tuple[list[LabelLive], list[str]]:
     """Labels given `min_label_items` times or more between `rows` and `reference` (screened
     on the total alone, which says nothing about the direction), each share compared with
@@ -307,7 +307,7 @@ def _label_drift(
     return labels, why
 
 
-def _drift(t: TierLive, last: bool, n: int, tests: Tests) -> list[str]:
+def _drift(t: TierLive, last: bool, n: int, tests: DriftRules) -> list[str]:
     why = []
     expected = t.expected_agreement
     level = f"{tests.level:.0%}"
@@ -346,7 +346,7 @@ def _drift(t: TierLive, last: bool, n: int, tests: Tests) -> list[str]:
     return why
 
 
-def _drift_from_reference(t: TierLive, last: bool, n: int, tests: Tests) -> list[str]:
+def _drift_from_reference(t: TierLive, last: bool, n: int, tests: DriftRules) -> list[str]:
     """Share and mean confidence against the reference window's: the interval of the
     difference (Newcombe's for the share, normal for the mean) wholly beyond ± tolerance."""
     why = []
