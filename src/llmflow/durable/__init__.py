@@ -1,5 +1,6 @@
-"""Durable runs on DBOS Transact: resume after a crash without repeating finished model
-calls or effects, human approvals that wait for days, and workers sharing a PostgreSQL queue.
+"""Durable runs: resume after a crash without repeating finished model calls or effects
+(checkpointed in the run store, `ledger.py`), human approvals that wait for days and workers
+sharing a PostgreSQL queue (on DBOS Transact).
 
 ```python
 from llmflow import durable
