@@ -177,3 +177,26 @@ def test_a_workflow_says_whether_it_may_wait_for_a_person(tmp_path: Path) -> Non
     assert boss.may_ask_approval("r")  # through the agent it uses as a tool
     sends = CodeStep("send", str, asks_approval=lambda run_id: run_id == "sending")
     assert sends.may_ask_approval("sending") and not sends.may_ask_approval("other")
+
+
+def test_a_run_is_taken_over_only_from_a_process_that_is_gone(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    host = socket.gethostname()
+    for run_id, pid in (("alive", os.getppid()), ("gone", gone.pid), ("mine", os.getpid())):
+        store.add(
+            "INSERT INTO runs (id, workflow, status, started_at, host, pid) "
+            "VALUES (?, 'w', 'running', 0, ?, ?)",
+            (run_id, host, pid),
+        )
+    store.flush()
+    assert store.claim_run("alive") == (host, os.getppid())  # refused: its process runs it
+    assert store.claim_run("gone") is None
+    assert store.claim_run("mine") is None
+    rows = dict(store.db.execute("SELECT id, pid FROM runs").fetchall())
+    assert rows == {"alive": os.getppid(), "gone": os.getpid(), "mine": os.getpid()}

@@ -36,11 +36,15 @@ class Model:
         self.kill_signal = signal.SIGKILL
         self.proc: subprocess.Popen[str] | None = None
         self.lock = threading.Lock()
+        self.hold: threading.Event | None = None
+        """Answer only once this is set (a run kept busy)."""
 
     def answer(self, body: dict[str, Any]) -> str:
         system, user = body["messages"][0]["content"], body["messages"][-1]["content"]
         item = user.split("|")[0]
         step = "a" if "Step a." in system else "b"
+        if self.hold is not None:
+            self.hold.wait(60)
         with self.lock:
             self.requested.append((item, step))
             if self.kill_at == len(self.requested) and self.proc is not None:
@@ -174,6 +178,26 @@ def test_sigterm_ends_a_run_recorded_and_says_how_to_resume(
     assert code == 0, output
     _check_finished(output, tmp_path, m, in_flight=1)
     _check_recorded(env, m, run["id"])
+
+
+def test_resume_refuses_a_run_that_its_process_still_runs(
+    model: tuple[str, Model], inputs: Path, tmp_path: Path
+) -> None:
+    url, m = model
+    m.hold = threading.Event()
+    env = _env(tmp_path)
+    run = subprocess.Popen([*LLMFLOW, *_run_args(url, inputs, tmp_path)], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        running = _wait_for(lambda: _runs_list(env), "recorded run")
+        code, output = _cli(["resume", running[0]["id"]], env)
+        assert code != 0, output
+        assert "still running in another process" in output and str(run.pid) in output
+    finally:
+        m.hold.set()
+        out, errs = run.communicate(timeout=120)
+    assert run.returncode == 0, out + errs  # the run itself went on, untouched
+    assert sorted(m.replied) == sorted((f"i{n}", s) for n in range(3) for s in "ab")
 
 
 def _item_workflows(tmp_path: Path) -> int:

@@ -287,7 +287,7 @@ async def run_durable(
     live = _durable_run(spec, workflow, items, gateway, store, hooks)
     live.on_item_done = on_item_done
     if resuming and store is not None:
-        owner = store.run_owner(spec.run_id)
+        owner = store.claim_run(spec.run_id)
         if owner is not None:
             raise ConfigError(
                 f"run {spec.run_id} is still running in another process ({owner[0]}, pid "

@@ -10,8 +10,8 @@ from typing import Any
 
 
 class CheckpointRecords:
-    """`RunStore`'s call checkpoints (a mixin: `db` is its connection, `_pending` the queue
-    `flush` commits)."""
+    """`RunStore`'s call checkpoints, and what resuming a run needs (a mixin: `db` is its
+    connection, `_pending` the queue `flush` commits)."""
 
     db: sqlite3.Connection
     _pending: list[tuple[str, tuple[Any, ...]]]
@@ -56,13 +56,18 @@ class CheckpointRecords:
         )
         return [row[0] for row in rows]
 
-    def run_owner(self, run_id: str) -> tuple[str, int] | None:
-        """The process (host, pid) that runs run `run_id` now, when it is another, alive."""
-        row = self.db.execute(
-            "SELECT host, pid FROM runs WHERE id = ? AND status = 'running' "
-            "AND NOT llmflow_gone(host, pid)",
-            (run_id,),
-        ).fetchone()
-        if row is None or (row[0] == socket.gethostname() and row[1] == os.getpid()):
+    def claim_run(self, run_id: str) -> tuple[str, int] | None:
+        """Take run `run_id` over for this process, unless another process that is alive
+        runs it: then nothing changes and that process (host, pid) is returned. One
+        statement, so two processes resuming the run at once cannot both take it."""
+        me = (socket.gethostname(), os.getpid())
+        with self.db:
+            taken = self.db.execute(
+                "UPDATE runs SET host = ?, pid = ? WHERE id = ? AND NOT (status = 'running' "
+                "AND NOT llmflow_gone(host, pid) AND NOT (host = ? AND pid = ?))",
+                (*me, run_id, *me),
+            ).rowcount
+        if taken:
             return None
-        return (str(row[0]), int(row[1]))
+        row = self.db.execute("SELECT host, pid FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]))
