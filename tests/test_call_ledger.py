@@ -132,7 +132,7 @@ async def test_items_results_and_the_spec_are_found_by_run(tmp_path: Path) -> No
     store = RunStore(tmp_path / "runs.sqlite")
     ledger = CallLedger(store, JsonSerializer())
     ledger.save_spec("run-1", {"run_id": "run-1"})
-    for wid in ("run-1/0", "run-1/10", "run-10/0", "run-1"):
+    for wid in ("run-1/0", "run-1/10", "run-10/0", "run-1x/0"):
         ledger.record_item(wid, {"ok": True, "output": wid})
     await ledger.commit()
     assert ledger.finished_items("run-1") == {
@@ -140,6 +140,14 @@ async def test_items_results_and_the_spec_are_found_by_run(tmp_path: Path) -> No
         "run-1/10": {"ok": True, "output": "run-1/10"},
     }
     assert "spec" in store.checkpoints("run-1")
+    # A finished item keeps its result only: its calls are never made again.
+    item = ledger.item("run-1/2", local=True)
+    item.record(item.key("a"), ModelResponse(text="one"))
+    await ledger.commit()
+    assert list(store.checkpoints("run-1/2")) == ["model:a#0"]
+    ledger.record_item("run-1/2", {"ok": True, "output": "one"})
+    await ledger.commit()
+    assert list(store.checkpoints("run-1/2")) == ["item"]
 
 
 async def test_an_item_without_a_dbos_workflow_cannot_wait_for_an_approval(

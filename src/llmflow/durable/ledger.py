@@ -75,7 +75,10 @@ class CallLedger:
     # -- items that run without a DBOS workflow: their results, and the run's spec ----------
 
     def record_item(self, workflow_id: str, record: dict[str, Any]) -> None:
-        """Queue an item's result (the next commit stores it, with the item's rows)."""
+        """Queue an item's result (the next commit stores it, with the item's rows), in place
+        of its calls' and effects' checkpoints: a finished item is never run again, so they
+        would only fill the store (a resume returns the result)."""
+        self.store.drop_checkpoints(workflow_id)
         self.store.add_checkpoint(workflow_id, ITEM, self.serializer.serialize(record))
 
     def finished_items(self, run_id: str) -> dict[str, dict[str, Any]]:

@@ -28,6 +28,10 @@ class CheckpointRecords:
             )
         )
 
+    def drop_checkpoints(self, workflow_id: str) -> None:
+        """Queue the removal of an item workflow's checkpoints."""
+        self._pending.append(("DELETE FROM call_checkpoints WHERE workflow_id = ?", (workflow_id,)))
+
     def checkpoints(self, workflow_id: str) -> dict[str, str]:
         """The checkpointed calls of an item workflow, by key."""
         rows = self.db.execute(
