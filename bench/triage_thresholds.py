@@ -24,10 +24,10 @@ import time
 from datetime import date
 from pathlib import Path
 
-from llmflow import Gateway, MLStep, Settings
+from llmflow import Gateway, Settings
 from llmflow.analysis.calibration import calibrate, simulate
 from llmflow.analysis.tuning import answers
-from llmflow.apps.email_triage.classifier import CHAR_NGRAMS, cascades, label_sets, training_rows
+from llmflow.apps.email_triage.classifier import cascades, label_sets, train_tier, training_rows
 from llmflow.apps.email_triage.workflow import Category, Priority
 from llmflow.steps.label import Label
 
@@ -36,21 +36,17 @@ OUT = HERE.parent / "src" / "llmflow" / "apps" / "email_triage" / "calibrated.js
 RESULTS = HERE / "RESULTS-triage-thresholds.md"
 
 
-def out_of_fold(texts: list[str], labels: list[str], folds: int = 5) -> list[Label]:
+def out_of_fold(name: str, texts: list[str], labels: list[str], folds: int = 5) -> list[Label]:
     order = list(range(len(texts)))
     random.Random(11).shuffle(order)
     said: list[Label | None] = [None] * len(texts)
     for k in range(folds):
         held = set(order[k::folds])
         train = [i for i in order if i not in held]
-        ml = MLStep.train(
-            "ml",
-            [texts[i] for i in train],
-            [labels[i] for i in train],
-            char_ngrams=CHAR_NGRAMS,  # the ml tier as the triage trains it
-        )
+        # the ml tier as the triage trains it (priority's reads the code cues too)
+        ml = train_tier(name, [texts[i] for i in train], [labels[i] for i in train])
         for i, label in zip(
-            sorted(held), ml.predict([texts[i] for i in sorted(held)]), strict=True
+            sorted(held), ml.predict([ml.text(texts[i]) for i in sorted(held)]), strict=True
         ):
             said[i] = label
     return [s for s in said if s is not None]
@@ -67,7 +63,7 @@ async def main(rows: int) -> None:
         gateway = Gateway(Settings(model="local"))
         for flow in built:
             truth_all = [r[flow.name] for r in data]
-            ml_all = out_of_fold(texts, truth_all)
+            ml_all = out_of_fold(flow.name, texts, truth_all)
             started = time.perf_counter()
             tiers = await answers(flow, [texts[i] for i in sample], gateway)
             seconds = time.perf_counter() - started

@@ -6,13 +6,15 @@ priority: ml → the LLM. The ml tiers are trained from the labelled example ema
 state directory; `llmflow calibrate` and `llmflow distill` store newer versions (new
 thresholds, a model retrained from the run history), which later builds use.
 
-Every tier reads the same text: the sender, the subject, a blank line, and the newest message.
+Every tier reads the same text: the sender, the subject, a blank line, and the newest message;
+the priority ml tier also reads the urgency cues code finds in it (`priority_cues.py`).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, get_args
 
@@ -22,6 +24,7 @@ from ...patterns.cascade import Cascade, cascade
 from ...steps.classify import classify
 from ...steps.ml import MLStep, data_hash, rules
 from ...store.classifiers import ClassifierVersions
+from .priority_cues import with_cues
 
 TRAINING = Path(__file__).parent / "training" / "emails.jsonl"
 CALIBRATED = Path(__file__).parent / "calibrated.json"
@@ -37,6 +40,12 @@ WORKFLOW = "email-triage"
 # scripts (billing or support on money or order words) scored below the ml tier alone on the
 # same folds (0.858 against 0.874; on the mails in those scripts 0.529 against 0.671).
 CHAR_NGRAMS = True
+
+# The priority ml tier also reads the urgency cues code finds (a deadline today or tomorrow,
+# "urgent", an outage, a double charge, a reminder, "FYI"), in many languages: see
+# `priority_cues.py` and bench/RESULTS-triage-priority-cv.md for what cross-validation on the
+# training mails said. Category reads the mail alone.
+CUED = {"priority"}
 
 # Until `llmflow calibrate` measures better ones on your mail: an ml answer this sure is
 # kept, anything less goes to the LLM.
@@ -121,7 +130,7 @@ def _trained(home: Path, name: str) -> MLStep:
     if latest is not None and (latest / "model.skops").is_file():
         made_for = ClassifierVersions.read_meta(latest).get("workflow_data_sha256")
         if made_for == examples_sha256(name):
-            return MLStep.load("ml", latest / "model.skops")
+            return MLStep.load("ml", latest / "model.skops", text=ml_text(name))
     ml = _from_examples(name)
     save_version(
         cascade(name, (ml, DEFAULT_THRESHOLDS[name])),
@@ -137,16 +146,27 @@ def examples_sha256(name: str) -> str:
     computed without training it."""
     rows = training_rows()
     options = {"char_ngrams": CHAR_NGRAMS, "out_of_scope": None, "novelty": None}
-    return data_hash([r["text"] for r in rows], [r[name] for r in rows], options)
+    text = ml_text(name)
+    return data_hash([text(r["text"]) for r in rows], [r[name] for r in rows], options)
+
+
+def ml_text(name: str) -> Callable[[str], str]:
+    """What the ml tier of label set `name` reads, from the text every tier reads."""
+    return with_cues if name in CUED else str
+
+
+def train_tier(name: str, texts: Sequence[str], labels: Sequence[str]) -> MLStep:
+    """The ml tier of label set `name` as the triage trains it, on other rows (for out-of-fold
+    answers): it reads `ml_text(name)` of each text, in training and when it runs."""
+    text = ml_text(name)
+    return MLStep.train("ml", [text(t) for t in texts], labels, char_ngrams=CHAR_NGRAMS, text=text)
 
 
 @functools.cache
 def _from_examples(name: str) -> MLStep:
     """Trained once per process (the examples ship with the package and do not change)."""
     rows = training_rows()
-    return MLStep.train(
-        "ml", [r["text"] for r in rows], [r[name] for r in rows], char_ngrams=CHAR_NGRAMS
-    )
+    return train_tier(name, [r["text"] for r in rows], [r[name] for r in rows])
 
 
 def label_sets(category: Any, priority: Any) -> dict[str, list[str]]:
