@@ -30,14 +30,6 @@ from llmflow.apps.email_triage.priority_cues import cues, with_cues
         ("긴급 요청입니다", "cue_urgent_word"),
         ("طلب عاجل", "cue_urgent_word"),
         ("בקשה דחוף", "cue_urgent_word"),
-        ("The checkout is down since 9am", "cue_outage"),
-        ("Der Shop funktioniert nicht", "cue_outage"),
-        ("网站宕机了", "cue_outage"),
-        ("You charged me twice for order NW-10422", "cue_money_wrong"),
-        ("Sie haben doppelt abgebucht", "cue_money_wrong"),
-        ("我的信用卡被重复扣款", "cue_money_wrong"),
-        ("Second reminder: invoice INV-2291 is overdue", "cue_reminder"),
-        ("Mahnung zur Rechnung 4411", "cue_reminder"),
         ("FYI, no action needed", "cue_no_action"),
         ("仅供参考", "cue_no_action"),
     ],
@@ -58,8 +50,8 @@ def test_a_calm_mail_has_no_cue_and_is_read_unchanged() -> None:
 
 
 def test_only_the_priority_ml_tier_reads_the_cues() -> None:
-    text = "Subject: charged twice\n\nPlease refund it today."
-    assert ml_text("priority")(text).endswith("\n\ncue_deadline_soon cue_money_wrong")
+    text = "Subject: urgent\n\nPlease refund it today."
+    assert ml_text("priority")(text).endswith("\n\ncue_deadline_soon cue_urgent_word")
     assert ml_text("category")(text) == text
 
 

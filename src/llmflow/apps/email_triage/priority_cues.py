@@ -3,11 +3,14 @@ action" in many languages, turned into marker tokens the classifier reads beside
 
 The ml tier learns its words from 605 example mails, two to four per language and label: it
 cannot learn from them that "mañana", "明天" and "by Friday" all mean a deadline is near, or that
-"charged twice" and "重复扣款" are the same complaint. A regular expression per cue can say
-so, and the tier weighs the marker (`cue_deadline_soon`, ...) like any other word: a cue is
-evidence the model learns the weight of from the examples, not a rule that sets a label.
+"dringend" and "至急" both ask for speed. A regular expression per cue can say so, and the tier
+weighs the marker (`cue_deadline_soon`, ...) like any other word: a cue is evidence the model
+learns the weight of from the examples, not a rule that sets a label.
 Which cues are kept was decided by cross-validation on the training mails
-(bench/triage_priority_cv.py); nothing here calls a model.
+(bench/RESULTS-triage-priority-cv.md): each kept cue lowers the out-of-fold macro-F1 when it
+is left out. Cues for an outage, a double charge and a reminder were tried and dropped: they
+fire on a handful of the example mails, and leaving them out changed accuracy and macro-F1 by
+0.002 at most. Nothing here calls a model.
 """
 
 from __future__ import annotations
@@ -47,32 +50,6 @@ CUES: dict[str, re.Pattern[str]] = {
         r"|pilne|pilnie|natychmiast|acil|acilen|hemen)\b",
         r"紧急|緊急|加急|尽快|盡快|马上|立即|至急|大至急|急ぎ|긴급|급히|즉시",
         r"عاجل|فوراً|فورا|דחוף|בדחיפות|מיד",
-    ),
-    # Something is down or broken for everyone: a site, a checkout, a system.
-    "cue_outage": _words(
-        r"\b(?:outage|is down|went down|are down|offline|not working|stopped working"
-        r"|crash(?:ed|es|ing)?|error 50\d|can(?:no|')t log ?in|nicht erreichbar"
-        r"|funktioniert nicht|ausfall|en panne|hors service|caído|no funciona|fora do ar"
-        r"|awaria|nie działa|çalışmıyor|erişilemiyor)\b",
-        r"宕机|故障|无法访问|無法訪問|障害|ダウン|つながらない|장애|접속 불가",
-        r"معطل|لا يعمل|תקלה|לא עובד",
-    ),
-    # Money taken that should not have been: a double or unauthorised charge.
-    "cue_money_wrong": _words(
-        r"\b(?:charged (?:me )?twice|double[- ]charged?|charged double|two charges"
-        r"|duplicate (?:charge|payment|transaction)|charged again|unauthori[sz]ed"
-        r"|fraud(?:ulent)?|chargeback|doppelt (?:abgebucht|belastet|berechnet)|zweimal abgebucht"
-        r"|débité deux fois|double prélèvement|cobrado dos veces|doble cargo|cobrança dupla"
-        r"|podwójn\w*|dwukrotnie|iki kez|çift çekim)\b",
-        r"重复扣款|重複扣款|扣了两次|扣了兩次|两次扣款|二重請求|二重に|이중 결제|중복 결제",
-        r"مرتين|خصم مزدوج|פעמיים|חיוב כפול",
-    ),
-    # A reminder about something already owed or late.
-    "cue_reminder": _words(
-        r"\b(?:reminder|overdue|past due|still (?:waiting|unpaid|not paid)|final notice"
-        r"|mahnung|erinnerung|überfällig|rappel|relance|recordatorio|vencid[ao]"
-        r"|przypomnienie|zaległ\w*|hatırlatma|gecikmiş)\b",
-        r"催款|提醒|逾期|督促|催促|リマインド|期限切れ|연체|독촉|تذكير|متأخر|תזכורת|באיחור",
     ),
     # Nothing to do: for information, thanks, a newsletter.
     "cue_no_action": _words(
