@@ -156,3 +156,31 @@ def test_bad_tuning_input_exits_2_naming_the_problem(
 ) -> None:
     assert main(args) == 2
     assert expected in capsys.readouterr().err
+
+
+async def test_a_distilled_tier_learns_from_the_text_it_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An ml tier that reads more than its input (the triage's priority tier adds the cues code
+    finds) is trained on what it reads, or it would meet words at run time it never saw."""
+    import llmflow.analysis.distill as distilling
+
+    def marked(text: Any) -> str:
+        return f"{text} zzcue"
+
+    seed = sms_rows()[:40]
+    ml = MLStep.train("ml", [marked(t) for t, _ in seed], [label for _, label in seed],
+                      text=marked)  # fmt: skip
+    flow = cascade("spam", (ml, NEVER), (classify("llm", ["ham", "spam"]), 0.0))
+    rows = sms_rows()[40:140]
+    store = RunStore(Settings().db_path)
+    items = [Item(key=f"sms-{i}", value=text) for i, (text, _) in enumerate(rows)]
+    model = teacher(dict(rows))
+    await run_batch(Workflow(name="marked", step=flow), items, gateway=scripted_gateway(model),
+                    store=store)  # fmt: skip
+    saved: dict[str, Any] = {}
+    monkeypatch.setattr(distilling, "save_version", lambda *a, **kw: saved.update(kw))
+    distill(flow, store, workflow="marked", home=Settings().home)
+    trained_on = saved["ml"].training[0]
+    assert len(trained_on) == len(rows) and all(t.endswith(" zzcue") for t in trained_on)
+    store.close()

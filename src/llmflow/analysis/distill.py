@@ -96,6 +96,9 @@ def distill(
             f"({len(set(labels))} labels): run the workflow on more items first"
         )
     template = ml_tier(cascade)
+    # The tier reads `template.text(input)` when it runs (the triage's priority tier adds the
+    # urgency cues code finds): it learns from the same, not from the raw inputs.
+    texts = [template.text(t) for t in texts]
     train, held = split(len(texts), 0.75)
     student = MLStep.train(template.name, pick(texts, train), pick(labels, train))
     said = student.predict(pick(texts, held))
