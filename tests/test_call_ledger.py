@@ -208,3 +208,18 @@ def test_a_run_is_taken_over_only_from_a_process_that_is_gone(tmp_path: Path) ->
     assert store.claim_run("mine") is None
     rows = dict(store.db.execute("SELECT id, pid FROM runs").fetchall())
     assert rows == {"alive": os.getppid(), "gone": os.getpid(), "mine": os.getpid()}
+
+
+def test_durable_fsync_makes_the_run_store_sync_every_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmflow.durable import batch, engine
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    spec = RunSpec(run_id="r", workflow="w", source=None, items_total=1, keys_digest="k", code="c")
+    monkeypatch.setattr(engine, "_launched", engine.DurableSettings(home=tmp_path))
+    assert batch._ledger(spec, store) is not None
+    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    monkeypatch.setattr(engine, "_launched", engine.DurableSettings(home=tmp_path, fsync=True))
+    batch._ledger(spec, store)
+    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL

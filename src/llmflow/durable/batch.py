@@ -177,6 +177,8 @@ def _ledger(spec: RunSpec, store: RunStore | None) -> CallLedger | None:
     settings = launched()
     if store is None or settings is None or settings.shared or spec.call_checkpoints != "store":
         return None
+    if settings.fsync:  # LLMFLOW_DURABLE_FSYNC: every checkpoint on disk, as DBOS's would be
+        store.db.execute("PRAGMA synchronous=FULL")
     return CallLedger(store, settings.serializer())
 
 
