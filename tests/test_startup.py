@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +90,43 @@ def test_public_names_load_on_first_use() -> None:
     assert "agents" in imported
     with pytest.raises(AttributeError, match="no attribute 'NoSuchName'"):
         llmflow.NoSuchName  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_a_durable_run_without_approvals_does_not_load_dbos(tmp_path: Path) -> None:
+    """`llmflow run` is durable by default; a workflow no step of which waits for a person
+    checkpoints in the run store alone, so the command never imports DBOS (~0.75 s). One that
+    may wait for a person loads it, and its items wait in DBOS workflows."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("hello")
+    (tmp_path / "flows.py").write_text(FLOWS)
+    run = "import os, sys\nos.chdir({!r})\nsys.path.insert(0, '.')\n"
+    run += "from llmflow.cli import main\nprint('exit', main({!r}))"
+    for flow, loaded in (("flows:plain", False), ("flows:asking", True)):
+        args = ["run", flow, "in", "--out", str(tmp_path / flow), "--json"]
+        code, output, modules = fresh(run.format(str(tmp_path), args))
+        assert code == 0 and "exit 0" in output and "HELLO" in output, output
+        assert ("dbos" in modules) is loaded, (flow, output)
+
+
+FLOWS = """
+from pathlib import Path
+
+from llmflow.patterns.chain import chain
+from llmflow.runtime.runner import Item, Workflow
+from llmflow.steps.base import CodeStep
+
+
+def load(folder):
+    return [Item(p.name, p.read_text()) for p in sorted(Path(folder).iterdir())]
+
+
+def plain():
+    return Workflow(name="plain", step=CodeStep("up", str.upper), load=load)
+
+
+def asking():
+    from llmflow.durable import approve  # approvals wait in DBOS: this loads it
+
+    ok = approve("ok", prompt="Ok?", timeout_s=0.1, default="approve")
+    return Workflow(name="asking", step=chain("asking", CodeStep("up", str.upper), ok), load=load)
+"""

@@ -14,7 +14,7 @@ Where its items run:
   person (`Step.may_ask_approval`) and the run is not shared: the item's result is a
   checkpoint too, committed with its rows, and the run's spec is kept in the run store. This
   is the default path's cost: no DBOS transaction per item (`bench/PROFILE-default.md`).
-- **as a DBOS workflow** (`item_workflow`) otherwise: an approval waits in DBOS (`recv`), and
+- **as a DBOS workflow** (`item_workflows.py`) otherwise: an approval waits in DBOS (`recv`), and
   the shared queue hands items to workers on other machines. Every item workflow gets the
   run's `RunSpec` (plain JSON) as its input: it is all a process needs to rebuild the run -
   `llmflow resume` in another process, or a worker taking items from the shared queue (the
@@ -23,16 +23,14 @@ Where its items run:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from dbos import DBOS, SetWorkflowID
 
 from ..errors import BudgetExceededError, ConfigError, RunError
 from ..models.cache import ResponseCache
@@ -52,8 +50,8 @@ from ..runtime.telemetry import telemetry_hooks
 from ..settings import Settings
 from ..steps.context import RunContext, RunHooks
 from ..store.sqlite import RunStore
-from .dbos_api import UnexpectedStepError, recover_pending_workflows
 from .effects import DURABLE
+from .engine import DurableSettings
 from .gateway import DurableGateway
 from .ledger import SPEC, CallLedger, enter_item, leave_item
 from .run_spec import CodeChangedError as CodeChangedError
@@ -61,9 +59,6 @@ from .run_spec import RunSpec as RunSpec
 from .run_spec import fingerprint as fingerprint
 from .run_spec import keys_digest as keys_digest
 from .serialization import JsonSerializer, RecordedError
-
-RUN_QUEUE = "llmflow-runs"
-"""The queue workers take items from (shared mode)."""
 
 
 @dataclass(kw_only=True)
@@ -168,6 +163,16 @@ def _durable_run(
     )
 
 
+def needs_dbos(spec: RunSpec, workflow: Workflow, settings: DurableSettings) -> bool:
+    """Whether the run's items need DBOS workflows (see the module's docstring): a step may
+    wait for a person, the run is shared, or it keeps its calls as DBOS steps."""
+    return (
+        settings.shared
+        or spec.call_checkpoints != "store"
+        or workflow.step.may_ask_approval(spec.run_id)
+    )
+
+
 def _ledger(spec: RunSpec, store: RunStore | None) -> CallLedger | None:
     """The run's call ledger: its calls' checkpoints in its run store, unless the run
     checkpoints them as DBOS steps (started so; or shared between machines, whose run
@@ -205,20 +210,7 @@ def attach(spec: RunSpec) -> DurableRun:
     return live
 
 
-@DBOS.workflow(name="llmflow.item")
-async def item_workflow(spec_data: dict[str, Any], index: int, key: str) -> dict[str, Any]:
-    """One item of a run: the run's item lifecycle (`BatchRun.run_item`), checkpointed."""
-    spec = RunSpec.stored(spec_data)
-    live = attach(spec)
-    item = live.items[index]
-    if item.key != key:
-        raise ConfigError(f"item {index} of run {spec.run_id} is {item.key!r}, not {key!r}")
-    if live.ledger is not None:
-        enter_item(live.ledger.item(f"{spec.run_id}/{index}", local=False))
-    return await _run_item(live, index, item)
-
-
-async def _run_item(live: DurableRun, index: int, item: Item) -> dict[str, Any]:
+async def run_item_record(live: DurableRun, index: int, item: Item) -> dict[str, Any]:
     """Run one item (`BatchRun.run_item`): its result as recorded, an error as text."""
     spec = live.spec
     if live.stop is not None:  # the run's budget is spent: start nothing more
@@ -227,7 +219,7 @@ async def _run_item(live: DurableRun, index: int, item: Item) -> dict[str, Any]:
     error = result.error
     if error is None:
         return {"ok": True, "output": result.output}
-    if isinstance(error, UnexpectedStepError):
+    if _unexpected_step(error):
         raise CodeChangedError(
             f"run {spec.run_id}, item {item.key!r}: the recorded steps do not match the code "
             f"({error}); resume it with the code it started with"
@@ -239,7 +231,16 @@ async def _run_item(live: DurableRun, index: int, item: Item) -> dict[str, Any]:
             "budget": budget}  # fmt: skip
 
 
-def _item_result(live: DurableRun, index: int, key: str, record: dict[str, Any]) -> ItemResult:
+def _unexpected_step(error: BaseException) -> bool:
+    """Whether DBOS found the recorded steps of an item workflow unlike the code's."""
+    if "dbos" not in sys.modules:  # no DBOS workflow ran in this process
+        return False
+    from .dbos_api import UnexpectedStepError
+
+    return isinstance(error, UnexpectedStepError)
+
+
+def item_result(live: DurableRun, index: int, key: str, record: dict[str, Any]) -> ItemResult:
     """An item's result from its workflow's record (the exception itself when it failed in
     this process)."""
     if record.get("ok"):
@@ -280,7 +281,7 @@ async def run_durable(
     results and statuses; only each item executes as a DBOS workflow. In shared mode
     (PostgreSQL) the items go to the run queue, for `llmflow worker` processes to take.
     """
-    from .engine import launched
+    from .engine import dbos_running, launched
 
     settings = launched()
     if settings is None:
@@ -304,19 +305,32 @@ async def run_durable(
     _live[_here(spec.run_id)] = live
     data = spec.model_dump()
     try:
+        if not live.local and not dbos_running():
+            raise RunError(
+                f"run {spec.run_id} needs DBOS (a step may wait for a person, or the run is "
+                "shared): start the durable engine with llmflow.durable.launch(), not configure()"
+            )
         if settings.shared:
-            execute = await _via_queue(live, data)
+            from .item_workflows import via_queue
+
+            execute = await via_queue(live, data)
             concurrency = max(1, len(items))  # the queue bounds what runs, not this driver
         else:
-            recovered = await _recover(spec.run_id) if resuming else {}
+            recovered: dict[str, Any] = {}
+            if resuming and dbos_running():
+                from .item_workflows import recover
+
+                recovered = await recover(spec.run_id)
             if resuming and store is not None:
-                # No process runs this run any more (`_recover` checked): calls left in
-                # flight by the one that died will never end; say so in their records.
+                # No process runs this run any more (`claim_run` and `recover` checked):
+                # calls left in flight by the one that died will never end; say so.
                 store.interrupt_calls(spec.run_id)
             if live.local:
                 execute = _local(live, resuming=resuming)
             else:
-                execute = _in_process(live, data, recovered)
+                from .item_workflows import in_process
+
+                execute = in_process(live, data, recovered)
             concurrency = spec.concurrency
         # Items on the shared queue run on other machines: their use is not measured here.
         return await live.drive(
@@ -324,24 +338,6 @@ async def run_durable(
         )
     finally:
         _live.pop(_here(spec.run_id), None)
-
-
-def _in_process(live: DurableRun, data: dict[str, Any], recovered: dict[str, Any]) -> ItemExecutor:
-    """Items as workflows started by this process (or, when recovered from a process that
-    died, running on DBOS's own loop: their results are polled)."""
-
-    async def execute(index: int, item: Item) -> ItemResult:
-        workflow_id = f"{live.spec.run_id}/{index}"
-        if workflow_id in recovered:
-            polled: Any = await DBOS.retrieve_workflow_async(workflow_id)
-            record = await polled.get_result(polling_interval_sec=0.1)
-        else:
-            with SetWorkflowID(workflow_id):
-                handle = await DBOS.start_workflow_async(item_workflow, data, index, item.key)
-            record = await handle.get_result()
-        return _item_result(live, index, item.key, record)
-
-    return execute
 
 
 def _local(live: DurableRun, *, resuming: bool) -> ItemExecutor:
@@ -358,63 +354,21 @@ def _local(live: DurableRun, *, resuming: bool) -> ItemExecutor:
         if record is None:
             token = enter_item(ledger.item(workflow_id, local=True, fresh=not resuming))
             try:
-                record = await _run_item(live, index, item)
+                record = await run_item_record(live, index, item)
             finally:
                 leave_item(token)
             if not record.get("skipped"):
                 ledger.record_item(workflow_id, record)  # with the item's rows, in one commit
                 await ledger.commit()
-        return _item_result(live, index, item.key, record)
+        return item_result(live, index, item.key, record)
 
     return execute
-
-
-async def _via_queue(live: DurableRun, data: dict[str, Any]) -> ItemExecutor:
-    """Items as workflows on the shared run queue, taken by `llmflow worker` processes."""
-    queue = await DBOS.retrieve_queue_async(RUN_QUEUE)
-    if queue is None:
-        # Created paused (no worker takes anything) until a worker registers its limits: a
-        # queue created here without limits let a worker starting at the same moment take
-        # every item at once, whatever its --concurrency (it reads the queue's row before it
-        # writes its own limits into it).
-        queue = await DBOS.register_queue_async(
-            RUN_QUEUE, worker_concurrency=0, on_conflict="never_update"
-        )
-
-    async def execute(index: int, item: Item) -> ItemResult:
-        with SetWorkflowID(f"{live.spec.run_id}/{index}"):
-            handle = await queue.enqueue_async(item_workflow, data, index, item.key)
-        record = await handle.get_result(polling_interval_sec=0.1)
-        return _item_result(live, index, item.key, record)
-
-    return execute
-
-
-async def _recover(run_id: str) -> dict[str, Any]:
-    """Take over the run's items left pending by processes that died; refuse while the
-    process that runs them is alive."""
-    from .engine import executor_alive
-
-    pending = await DBOS.list_workflows_async(
-        workflow_id_prefix=f"{run_id}/", status="PENDING", load_input=False, load_output=False
-    )
-    executors = {w.executor_id for w in pending if w.executor_id}
-    alive = sorted(e for e in executors if executor_alive(e))
-    if alive:
-        raise ConfigError(
-            f"run {run_id} is still running in another process ({', '.join(alive)}): "
-            "wait for it, or stop it first"
-        )
-    if not executors:
-        return {}
-    handles = await asyncio.to_thread(recover_pending_workflows, sorted(executors))
-    return {h.workflow_id: h for h in handles if h.workflow_id.startswith(f"{run_id}/")}
 
 
 async def find_spec(run_id: str) -> RunSpec | None:
     """The spec of run `run_id`: from the run store, or from its first item workflow; None
     if it has none."""
-    from .engine import launched
+    from .engine import dbos_running, launched
 
     settings = launched()
     with _store() as store:
@@ -422,27 +376,24 @@ async def find_spec(run_id: str) -> RunSpec | None:
     if text is not None:
         serializer = settings.serializer() if settings is not None else JsonSerializer()
         return RunSpec.stored(serializer.deserialize(text))
-    rows = await DBOS.list_workflows_async(
-        workflow_id_prefix=f"{run_id}/", limit=1, load_input=True, load_output=False
-    )
-    if not rows or rows[0].input is None:
+    if not dbos_running():
         return None
-    return RunSpec.stored(rows[0].input["args"][0])
+    from .item_workflows import stored_spec
+
+    return await stored_spec(run_id)
 
 
 async def unfinished_runs() -> list[str]:
     """Runs with items still pending or enqueued, or interrupted (newest first)."""
+    from .engine import dbos_running
+
     with _store() as store:
         local = store.runs_to_resume()
-    found: dict[str, float] = {}
-    for status in ("PENDING", "ENQUEUED"):
-        rows = await DBOS.list_workflows_async(
-            status=status, name="llmflow.item", load_input=False, load_output=False
-        )
-        for w in rows:
-            run_id = w.workflow_id.rsplit("/", 1)[0]
-            found[run_id] = max(found.get(run_id, 0.0), float(w.created_at or 0))
-    dbos = sorted(found, key=lambda r: -found[r])
+    if not dbos_running():
+        return local
+    from .item_workflows import pending_runs
+
+    dbos = await pending_runs()
     return [*local, *(r for r in dbos if r not in local)]
 
 

@@ -9,14 +9,23 @@ upgrade that moves one fails there, not in a user's run.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from dbos import DBOS
 from dbos._context import get_local_dbos_context
 from dbos._error import DBOSUnexpectedStepError as UnexpectedStepError
 from dbos._serialization import Serializer
 
-__all__ = ["Serializer", "UnexpectedStepError", "in_workflow", "recover_pending_workflows"]
+if TYPE_CHECKING:
+    from .serialization import JsonSerializer
+
+__all__ = [
+    "Serializer",
+    "UnexpectedStepError",
+    "as_dbos_serializer",
+    "in_workflow",
+    "recover_pending_workflows",
+]
 
 
 def in_workflow() -> bool:
@@ -34,3 +43,11 @@ def recover_pending_workflows(executor_ids: list[str]) -> list[Any]:
     """Take over the pending workflows of executors that died; returns their handles."""
     handles: list[Any] = DBOS._recover_pending_workflows(executor_ids)
     return handles
+
+
+def as_dbos_serializer(serializer: JsonSerializer) -> Serializer:
+    """llmflow's serializer as DBOS's configuration asks for one: it has DBOS's `Serializer`
+    methods, and is registered as one (it is defined without DBOS, which runs without
+    approvals never import)."""
+    Serializer.register(type(serializer))
+    return cast(Serializer, serializer)

@@ -12,31 +12,44 @@ the durable engine.
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-
-from dbos import DBOS
 
 from ..steps.context import RunContext
 from ..steps.effects import Decision, Effects, Outcome
 from ..steps.idempotency import current_idempotency_key as current_idempotency_key
 from ..steps.idempotency import idempotency_key as idempotency_key
-from .dbos_api import has_context, in_workflow
 from .ledger import current_item
 
 T = TypeVar("T")
 
 
 def in_durable_run() -> bool:
-    """Whether this code runs in a durable workflow (and not inside one of its steps)."""
+    """Whether this code runs in a DBOS workflow (and not inside one of its steps)."""
+    if "dbos" not in sys.modules:  # DBOS is imported only where a run needs it
+        return False
+    from .dbos_api import in_workflow
+
     return in_workflow()
+
+
+def _dbos_workflow_id() -> str | None:
+    """The DBOS workflow this code runs in (or in a step of), if any."""
+    if "dbos" not in sys.modules:
+        return None
+    from dbos import DBOS
+
+    from .dbos_api import has_context
+
+    return DBOS.workflow_id if has_context() else None
 
 
 def effect_key(run_id: str | None, item_id: str | None, path: str) -> str:
     """The key of the effect at `path`: durable runs use the workflow id (stable across
     resumes); others the run and item ids (unique to that execution)."""
-    workflow_id = DBOS.workflow_id if has_context() else None
+    workflow_id = _dbos_workflow_id()
     item = current_item()
     if not workflow_id and item is not None:  # an item that runs without a DBOS workflow
         workflow_id = item.workflow_id
@@ -63,6 +76,8 @@ async def run_effect(
     if item is not None:  # checkpointed in the run store (`ledger.py`)
         return await item.effect(path, effect)
     if in_durable_run():
+        from dbos import DBOS
+
         return await DBOS.run_step_async({"name": f"effect:{path}"}, effect)
     return await effect()
 

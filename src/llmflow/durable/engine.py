@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dbos import DBOS, DBOSConfig
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -26,6 +25,8 @@ from ..redact import redact
 from .serialization import JsonSerializer
 
 if TYPE_CHECKING:
+    from dbos import DBOSConfig
+
     from ..runtime.runner import Workflow
 
 APP_NAME = "llmflow"
@@ -106,12 +107,28 @@ def executor_alive(executor_id: str) -> bool | None:
 
 
 _launched: DurableSettings | None = None
+"""The configuration of the durable engine in this process (`configure` or `launch`)."""
+_dbos_running = False
 _loader: WorkflowLoader | None = None
 
 WorkflowLoader = Callable[[str], "Workflow"]
 """Finds a workflow by the reference a run was started with (a registered name, a workflow
 file, `module:attr`): `llmflow.workflows.load_workflow`, handed in by whoever launches the
 engine, so that the engine does not depend on the layers that define workflows."""
+
+
+def configure(
+    settings: DurableSettings | None = None, *, load_workflow: WorkflowLoader | None = None
+) -> DurableSettings:
+    """Set up durable runs in this process without starting DBOS: enough for runs whose
+    items run without DBOS workflows (no step waits for a person, the run is not shared;
+    `durable.batch`), which then never import it (~0.75 s of a command). `launch` starts it."""
+    global _launched, _loader
+    if load_workflow is not None:
+        _loader = load_workflow
+    if _launched is None:
+        _launched = settings or DurableSettings()
+    return _launched
 
 
 def launch(
@@ -127,24 +144,26 @@ def launch(
     a worker names the run queue). `load_workflow` rebuilds the workflow of a run this
     process did not start (a resume, a worker's item); without it only runs started here run.
     """
-    global _launched, _loader
-    if load_workflow is not None:
-        _loader = load_workflow
-    if _launched is not None:
-        return _launched
-    settings = settings or DurableSettings()
+    global _launched, _dbos_running
+    settings = configure(settings, load_workflow=load_workflow)
+    if _dbos_running:
+        return settings
+    from dbos import DBOS
+
+    from .dbos_api import as_dbos_serializer
+
     if not settings.database_url:
         _prepare_sqlite(settings.sqlite_path)
     _quiet_console_log()
     # Importing registers llmflow's workflows before launch, as DBOS requires.
-    from . import approval, batch  # noqa: F401
+    from . import approval, item_workflows  # noqa: F401
 
     config: DBOSConfig = {
         "name": APP_NAME,
         "system_database_url": settings.system_database_url,
         "application_version": APP_VERSION,
         "executor_id": executor_id or process_executor_id(),
-        "serializer": settings.serializer(),
+        "serializer": as_dbos_serializer(settings.serializer()),
         "log_level": os.environ.get("LLMFLOW_DBOS_LOG_LEVEL", "WARNING"),
         "notification_listener_polling_interval_sec": 0.1,
     }
@@ -156,20 +175,29 @@ def launch(
         DBOS.launch()
     except Exception as e:
         DBOS.destroy(destroy_registry=False)
+        _launched = None
         raise ConfigError(
             f"cannot open the durable system database {_redact(settings.system_database_url)}: "
             f"{e} (check LLMFLOW_DATABASE_URL or LLMFLOW_HOME)"
         ) from e
-    _launched = settings
+    _dbos_running = True
     return settings
 
 
+def dbos_running() -> bool:
+    """Whether DBOS runs in this process (`launch`)."""
+    return _dbos_running
+
+
 def shutdown() -> None:
-    """Stop DBOS in this process (runs in flight stay resumable)."""
-    global _launched
-    if _launched is not None:
+    """Stop the durable engine in this process (runs in flight stay resumable)."""
+    global _launched, _dbos_running
+    if _dbos_running:
+        from dbos import DBOS
+
         DBOS.destroy(destroy_registry=False, workflow_completion_timeout_sec=0)
-        _launched = None
+        _dbos_running = False
+    _launched = None
 
 
 def launched() -> DurableSettings | None:

@@ -17,8 +17,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dbos import DBOS
-
 from ..ids import new_id
 from ..models.client import ModelRequest, ModelResponse
 from ..models.gateway import CallObserver, Gateway, ModelCall
@@ -71,6 +69,8 @@ class DurableGateway(Gateway):
                 self, request, model=model, observer=observer, use_cache=use_cache,
                 call_id=call_id, validate=validate,
             )  # fmt: skip
+
+        from dbos import DBOS
 
         response: Any = await DBOS.run_step_async({"name": f"model:{path}"}, call)
         return response  # type: ignore[no-any-return]

@@ -39,6 +39,7 @@ def open_client() -> Any:
     """A DBOS client on the durable database, or None when no durable run ever ran here."""
     from dbos import DBOSClient
 
+    from .dbos_api import as_dbos_serializer
     from .engine import DurableSettings
 
     settings = DurableSettings()
@@ -46,7 +47,8 @@ def open_client() -> Any:
         return None
     try:
         return DBOSClient(
-            system_database_url=settings.system_database_url, serializer=settings.serializer()
+            system_database_url=settings.system_database_url,
+            serializer=as_dbos_serializer(settings.serializer()),
         )
     except Exception as e:
         raise ConfigError(f"cannot open the durable database: {e}") from None

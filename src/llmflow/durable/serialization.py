@@ -31,7 +31,6 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from ..errors import ConfigError, RunError
 from ..redact import redact
-from .dbos_api import Serializer
 
 SERIALIZER_NAME = "llmflow_json"
 _ENCRYPTED = "fernet:"
@@ -152,8 +151,9 @@ def decode(data: Any) -> Any:
     raise ConfigError(f"unknown tag {tag!r} in stored durable state")
 
 
-class JsonSerializer(Serializer):
-    """DBOS's serializer for llmflow: tagged JSON, Fernet-encrypted when a key is given."""
+class JsonSerializer:
+    """llmflow's serializer (call checkpoints, and DBOS's through `engine.launch`, which
+    registers it as a DBOS `Serializer`): tagged JSON, Fernet-encrypted when a key is given."""
 
     def __init__(self, encryption_key: str | None = None) -> None:
         try:

@@ -21,7 +21,6 @@ import sqlalchemy as sa
 from dbos import DBOS, DBOSClient
 
 from ..errors import ConfigError, RunError
-from .batch import RUN_QUEUE
 from .dbos_api import recover_pending_workflows
 from .engine import (
     APP_NAME,
@@ -31,6 +30,7 @@ from .engine import (
     process_executor_id,
     shutdown,
 )
+from .item_workflows import RUN_QUEUE
 
 _workers = sa.Table(
     "llmflow_workers",
