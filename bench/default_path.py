@@ -8,10 +8,10 @@ limit, adaptive concurrency), response cache off:
   lean      `llmflow.run(step, input)`: in-process, no run store, no checkpoints
   default   what `llmflow run` does unless told otherwise (`cli/durable.py` `_drive`): each
             harness run is one durable llmflow run of one item through
-            `durable.run_durable` (DBOS launched on SQLite; no step waits for a person, so
-            the items run without DBOS workflows and every model call is checkpointed in
-            the run store by the call ledger: its record committed when it starts, its
-            output with its end record), default provider limits
+            `durable.run_durable` (no step waits for a person, so the engine runs without
+            DBOS, as `llmflow run` does, and every model call is checkpointed in the run
+            store by the call ledger: its record committed when it starts, its output with
+            its end record), default provider limits
   no-durable  `llmflow run --no-durable`: `run_batch` recorded in a `RunStore`
 
 Scenarios:
@@ -123,11 +123,12 @@ def gateway(reply: Any = "ok", latency_s: float = 0.0) -> Gateway:
 
 
 class Default:
-    """`llmflow run`'s default path, one process: DBOS launched once (as the CLI does per
-    command), one run store, each run a durable run of its items."""
+    """`llmflow run`'s default path, one process: the durable engine set up once (as the CLI
+    does per command: without DBOS, since no step here waits for a person), one run store,
+    each run a durable run of its items."""
 
     def __init__(self) -> None:
-        durable.launch(durable.DurableSettings(home=Path(HOME)))
+        durable.configure(durable.DurableSettings(home=Path(HOME)))
         self.store = RunStore(Path(HOME) / "llmflow.db")
 
     async def run(self, wf: Workflow, items: list[Item], gw: Gateway, concurrency: int) -> None:
@@ -360,14 +361,14 @@ def main() -> None:
         f"(scenario d: the raw OpenAI Agents SDK Runner on a minimal scripted model).\n"
         f"- **lean**: `llmflow.run(step, input)`, in-process, no run store, no checkpoints.\n"
         f"- **default**: what `llmflow run` does unless told otherwise: each harness run one "
-        f"durable llmflow run (`durable.run_durable`, DBOS launched on SQLite). No step of "
-        f"these workflows waits for a person, so their items run without DBOS workflows: "
+        f"durable llmflow run (`durable.run_durable`). No step of these workflows waits for a "
+        f"person, so, as `llmflow run` does, the engine runs without DBOS: "
         f"each model call is checkpointed in the run store by the call ledger "
         f"(`durable/ledger.py`: its record committed before it is sent, its output with its "
         f"end record, commits shared by the calls of one turn of the event loop), each "
         f"item's result with its rows; default provider limits (adaptive, from 256).\n"
         f"- **default, --no-durable**: `run_batch` recorded in the run store.\n\n"
-        f"CPU µs is the process's CPU time (DBOS's threads included) per run, best of "
+        f"CPU µs is the process's CPU time (all its threads) per run, best of "
         f"{CHAIN_ROUNDS} rounds of {CHAIN_RUNS} runs (agent: {AGENT_RUNS}); fan-out rounds: "
         f"{FAN_ROUNDS}; throughput and batch: one pass each."
         f"{QUICK_NOTE if QUICK else ''}{load_note()}\n\n{table}\n"
