@@ -58,7 +58,7 @@ from .run_spec import CodeChangedError as CodeChangedError
 from .run_spec import RunSpec as RunSpec
 from .run_spec import fingerprint as fingerprint
 from .run_spec import keys_digest as keys_digest
-from .serialization import JsonSerializer, RecordedError
+from .serialization import RecordedError
 
 
 @dataclass(kw_only=True)
@@ -139,11 +139,8 @@ def _durable_run(
     budget = spec.budget()
     ledger = _ledger(spec, store)
     local = ledger is not None and not workflow.step.may_ask_approval(spec.run_id)
-    recorder = (
-        (StoreRecorder(store, durable=True, commit_calls=ledger is None, commit_items=not local),)
-        if store is not None
-        else ()
-    )  # with a ledger, it commits the records (with the checkpoints, grouped)
+    # With a ledger, the ledger commits the records (with the checkpoints, grouped).
+    recorder = (StoreRecorder(store, durable=True, commits=ledger is None),) if store else ()
     return DurableRun(
         spec=spec,
         workflow=workflow,
@@ -166,21 +163,21 @@ def _durable_run(
 def needs_dbos(spec: RunSpec, workflow: Workflow, settings: DurableSettings) -> bool:
     """Whether the run's items need DBOS workflows (see the module's docstring): a step may
     wait for a person, the run is shared, or it keeps its calls as DBOS steps."""
-    return (
-        settings.shared
-        or spec.call_checkpoints != "store"
-        or workflow.step.may_ask_approval(spec.run_id)
-    )
+    return not _in_store(spec, settings) or workflow.step.may_ask_approval(spec.run_id)
+
+
+def _in_store(spec: RunSpec, settings: DurableSettings) -> bool:
+    """Whether the run checkpoints its calls in its run store (not as DBOS steps: started so,
+    or shared between machines, whose run stores are their own)."""
+    return not settings.shared and spec.call_checkpoints == "store"
 
 
 def _ledger(spec: RunSpec, store: RunStore | None) -> CallLedger | None:
-    """The run's call ledger: its calls' checkpoints in its run store, unless the run
-    checkpoints them as DBOS steps (started so; or shared between machines, whose run
-    stores are their own)."""
+    """The run's call ledger, when it checkpoints its calls in its run store (`_in_store`)."""
     from .engine import launched
 
     settings = launched()
-    if store is None or settings is None or settings.shared or spec.call_checkpoints != "store":
+    if store is None or settings is None or not _in_store(spec, settings):
         return None
     if settings.fsync:  # LLMFLOW_DURABLE_FSYNC: every checkpoint on disk, as DBOS's would be
         store.db.execute("PRAGMA synchronous=FULL")
@@ -374,7 +371,7 @@ async def find_spec(run_id: str) -> RunSpec | None:
     with _store() as store:
         text = store.checkpoints(run_id).get(SPEC)
     if text is not None:
-        serializer = settings.serializer() if settings is not None else JsonSerializer()
+        serializer = (settings or DurableSettings()).serializer()  # its encryption key
         return RunSpec.stored(serializer.deserialize(text))
     if not dbos_running():
         return None

@@ -33,9 +33,12 @@ async def item_workflow(spec_data: dict[str, Any], index: int, key: str) -> dict
     item = live.items[index]
     if item.key != key:
         raise ConfigError(f"item {index} of run {spec.run_id} is {item.key!r}, not {key!r}")
-    if live.ledger is not None:
-        enter_item(live.ledger.item(f"{spec.run_id}/{index}", local=False))
-    return await run_item_record(live, index, item)
+    if live.ledger is None:
+        return await run_item_record(live, index, item)
+    enter_item(live.ledger.item(f"{spec.run_id}/{index}", local=False))
+    record = await run_item_record(live, index, item)
+    await live.ledger.commit()  # the item's rows, before DBOS records its result
+    return record
 
 
 def in_process(live: DurableRun, data: dict[str, Any], recovered: dict[str, Any]) -> ItemExecutor:

@@ -20,26 +20,15 @@ class StoreRecorder(RunHooks):
     (`durable=True`) model calls are committed as they start and end, inside the checkpointed
     step: a call that completed before a crash is never replayed through the recorder, and
     one in flight at the crash stays on record (as `interrupted`), so every call the provider
-    saw is recorded. (When the run's call ledger commits those records, with the calls'
-    checkpoints, `commit_calls=False`.)
+    saw is recorded. With `commits=False` the recorder only queues its rows: the durable
+    run's call ledger commits them, with the calls' checkpoints and the items' results
+    (`durable.ledger`).
     """
 
-    def __init__(
-        self,
-        store: Store,
-        *,
-        durable: bool = False,
-        commit_calls: bool = True,
-        commit_items: bool = True,
-    ) -> None:
+    def __init__(self, store: Store, *, durable: bool = False, commits: bool = True) -> None:
         self.store = store
         self.durable = durable
-        self.commit_calls = durable and commit_calls
-        """Commit each call's record as it is written. Off when the durable run's call ledger
-        commits them (`durable.ledger`: with the calls' checkpoints, grouped)."""
-        self.commit_items = commit_items
-        """Commit an item's rows when it ends. Off when the durable run commits them with
-        the item's result (`durable.batch`, items without DBOS workflows)."""
+        self.commits = commits
 
     def on_item_start(self, ctx: RunContext, *, key: str, **kwargs: Any) -> None:
         if ctx.item_id is not None and ctx.run_id is not None:
@@ -63,7 +52,7 @@ class StoreRecorder(RunHooks):
             else:
                 status = "failed"
             self.store.end_item(ctx.item_id, status=status, output=output, error=error)
-        if self.commit_items:
+        if self.commits:
             self.store.flush()
 
     def on_step_end(
@@ -108,14 +97,14 @@ class StoreRecorder(RunHooks):
                 call_record(call, status="running"),
                 run_id=ctx.run_id, item_id=ctx.item_id, step_path=ctx.path,
             )  # fmt: skip
-            if self.commit_calls:
+            if self.commits:
                 self.store.flush()
 
     def on_model_call(self, ctx: RunContext, *, call: ModelCall, **kwargs: Any) -> None:
         self.store.add_call(
             call_record(call), run_id=ctx.run_id, item_id=ctx.item_id, step_path=ctx.path
         )
-        if self.commit_calls:
+        if self.durable and self.commits:
             self.store.flush()
 
 
