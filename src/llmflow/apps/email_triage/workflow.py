@@ -22,7 +22,6 @@ only when the run was given an SMTP server and a person approved that exact mess
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from ...errors import OutputValidationError
@@ -38,6 +37,9 @@ from ...steps.context import RunContext
 from ...steps.llm import LLMStep, llm
 from . import truth
 from .classifier import cascades, classification_text, label_sets
+from .ids import INVOICE_ID as INVOICE_ID
+from .ids import ORDER_ID as ORDER_ID
+from .ids import IdPattern
 from .mailbox import act_on_server, send_reply, sends_replies
 from .triage_digest import result_record as result_record
 from .triage_digest import write_digest as write_digest
@@ -76,11 +78,6 @@ def _start(raw: RawEmail | Path) -> Triage:
     return Triage(email=parse_email(raw))
 
 
-INVOICE_ID = re.compile(r"(?<![\w-])INV-[\w-]*\d(?![\w-])")
-ORDER_ID = re.compile(r"(?<![\w-])(?!INV-|RMA-)[A-Z]{2,4}-\d{4,8}(?![\w-])")
-"""Order ids (NW-10482); not invoices, not return labels (RMA-5487)."""
-
-
 def _classification(labels: dict[str, CascadeResult]) -> Classification:
     return Classification.model_validate(
         {
@@ -102,7 +99,7 @@ def _ground_ids(triage: Triage) -> Triage:
         return triage
     text = f"{triage.email.subject}\n{triage.email.body}"
 
-    def merge(found: list[str], pattern: re.Pattern[str]) -> list[str]:
+    def merge(found: list[str], pattern: IdPattern) -> list[str]:
         kept = [i.strip() for i in found if i.strip() and i.strip() in text]
         return list(dict.fromkeys([*kept, *pattern.findall(text)]))[:8]
 

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from llmflow import RunContext
+from llmflow.apps.email_triage.ids import INVOICE_ID, ORDER_ID, IdPattern
 
-INVOICE_ID = re.compile(r"(?<![\w-])INV-[\w-]*\d(?![\w-])")
-ORDER_ID = re.compile(r"(?<![\w-])(?!INV-|RMA-)[A-Z]{2,4}-\d{4,8}(?![\w-])")
 INSTRUCTIONS = Path(__file__).parent / "instructions"
 MAX_IDS = 8
 
@@ -41,7 +40,7 @@ def ground_ids(payload: dict[str, Any]) -> dict[str, Any]:
             bool(found) and re.search(rf"(?<![\w-]){re.escape(found)}(?![\w-])", text) is not None
         )
 
-    def merge(found: list[str] | None, pattern: re.Pattern[str]) -> list[str]:
+    def merge(found: list[str] | None, pattern: IdPattern) -> list[str]:
         kept = [i.strip() for i in found or [] if occurs(i.strip())]
         return list(dict.fromkeys([*kept, *pattern.findall(text)]))[:MAX_IDS]
 

@@ -1,0 +1,50 @@
+"""Order and invoice ids found by code, in the languages of the mail.
+
+An invoice id is found by its prefix (INV-, and the prefixes invoices carry in other languages:
+RE-/RG-/RECH- for a German Rechnung, FA-/FAC-/FACT- for a facture or factura, FT- for a
+fattura, FV- for a faktura, NF- for a nota fiscal; also behind a short code, PP-INV-88213) or by
+the word before it: "Rechnung RE-2026-4471", "Rechnung 2026-4471", "invoice #88172", "fattura
+n. 88412", "فاتورة رقم SF-88412". An order id is two to four capitals and four to eight digits
+(NW-10482), not an invoice's or a return label's (RMA-5487).
+"""
+
+from __future__ import annotations
+
+import re
+
+_INVOICE_PREFIX = r"(?:INV|RE|RG|RECH|FA|FAC|FACT|FT|FV|NF)"
+_INVOICE_WORD = (
+    r"(?i:invoices?|rechnung(?:snummer)?|facture|factura|fattura|faktura|factuur|fatura"
+    r"|請求書|发票|發票|인보이스|청구서|فاتورة|חשבונית)"
+)
+_NUMBER_WORD = (
+    r"(?i:no\.?|nr\.?|n\.?[º°]|n\.|number|nummer|numéro|número|núm\.?|numero|رقم|מס['׳]?"
+    r"|番号|号码|號碼|번호)"
+)
+_ID = r"[A-Z0-9][\w/-]*\d"
+
+
+class IdPattern:
+    """A regular expression whose matches are ids, each in whichever group matched."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = re.compile(pattern)
+
+    def findall(self, text: str) -> list[str]:
+        """The ids in `text`, in order, each once."""
+        found = (next(g for g in m.groups() if g) for m in self.pattern.finditer(text))
+        return list(dict.fromkeys(found))
+
+
+INVOICE_ID = IdPattern(
+    # by its prefix: INV-2026-0193, RE-2026-4471, PP-INV-88213
+    rf"(?<![\w-])((?:[A-Z]{{2,4}}-)?{_INVOICE_PREFIX}-[\w/-]*\d)(?![\w/-])"
+    # by the word before it and a number sign: invoice #88172, fattura n. 88412, Rechnung Nr. 17
+    rf"|{_INVOICE_WORD}\s*(?:{_NUMBER_WORD}\s*[:#]?|[:#])\s*#?({_ID})(?![\w/-])"
+    # by the word right before an id with a dash: Rechnung 2026-4471, invoice PZ-4471
+    rf"|{_INVOICE_WORD}\s+([A-Z]{{1,5}}-[\w/-]*\d|\d{{2,}}-[\w/-]*\d)(?![\w/-])"
+)
+"""Invoice ids (INV-2026-0193, RE-2026-4471, "Rechnung 2026-4471", "invoice #88172")."""
+
+ORDER_ID = IdPattern(rf"(?<![\w-])(?!{_INVOICE_PREFIX}-|RMA-)([A-Z]{{2,4}}-\d{{4,8}})(?![\w-])")
+"""Order ids (NW-10482); not invoices, not return labels (RMA-5487)."""
