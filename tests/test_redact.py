@@ -10,7 +10,14 @@ import pytest
 
 from llmflow.durable.serialization import JsonSerializer
 from llmflow.errors import ModelCallError
-from llmflow.redact import REDACTED, redact, redact_url, register_secret, register_url
+from llmflow.redact import (
+    REDACTED,
+    redact,
+    redact_all,
+    redact_url,
+    register_secret,
+    register_url,
+)
 from llmflow.store.sqlite import RunStore
 
 
@@ -42,6 +49,19 @@ def test_credentials_are_removed(text: str, shown: str) -> None:
 )
 def test_ordinary_text_is_left_alone(text: str) -> None:
     assert redact(text) == text
+
+
+def test_a_rows_values_are_redacted_as_each_would_be_alone() -> None:
+    """The run store redacts each row in one pass (`redact_all`): the same values as redacting
+    each string, whichever value holds the credential, and other values untouched."""
+    register_secret("cfg-secret-0123456789")
+    texts = ["plain", "Incorrect key: sk-proj-abcDEF1234567890.", "Authorization: Bearer abc.d",
+             "GET https://h/v1?token=abc", "http://user:pw@host/v1", "the cfg-secret-0123456789",
+             "the basic plan", ""]  # fmt: skip
+    for text in texts:
+        row = ("id-1", 3, None, 2.5, text, "ok")
+        assert redact_all(row) == tuple(redact(v) if isinstance(v, str) else v for v in row)
+    assert redact_all(("a", 1, None)) == ("a", 1, None)
 
 
 def test_configured_keys_and_url_credentials_are_removed_wherever_they_appear() -> None:

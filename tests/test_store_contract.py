@@ -244,8 +244,9 @@ def test_paged_reads_filter_count_and_sum_in_the_store(store: Store) -> None:
 
 
 def _summed(store: Store, run_id: str) -> dict[str, Any]:
-    """A run's totals summed from its rows, in Python: what the store's totals must equal."""
-    calls = store.rows("model_calls", run_id)
+    """A run's totals summed from its rows, in Python: what the store's totals must equal
+    (calls count once they end: one in flight has no outcome, tokens or cost yet)."""
+    calls = [c for c in store.rows("model_calls", run_id) if c["status"] != "running"]
     paid = [c for c in calls if not c["cached"]]
     usage = {
         "calls": len(calls), "cached": sum(1 for c in calls if c["cached"]),
@@ -302,7 +303,8 @@ def test_run_totals_equal_the_summed_rows_after_a_run(store: Store) -> None:
     store.add_call(_call("stray", status="running", cost=None), run_id="run1", item_id=None,
                    step_path="wf/classify")  # fmt: skip
     store.flush()
-    store.interrupt_calls("run1")  # updated in place: counted as not ok
+    assert _totals(store, "run1")["usage"]["calls"] == 12  # in flight: not counted yet
+    store.interrupt_calls("run1")  # updated in place: now counted, as not ok
     assert _totals(store, "run1") == _summed(store, "run1")
     store.end_run("run1", status="partial", items_ok=4, items_failed=2, error=None)
     totals = _totals(store, "run1")
@@ -317,6 +319,21 @@ def test_run_totals_equal_the_summed_rows_after_a_run(store: Store) -> None:
     assert (listed["items_ok"], listed["items_failed"]) == (4, 2)
     assert {r["key"]: r["calls"] for r in store.cost_by("step")} == {
         "wf/classify": 7, "wf/reply": 6}  # fmt: skip
+
+
+def test_a_calls_end_record_without_a_prompt_keeps_the_one_it_started_with(
+    store: Store,
+) -> None:
+    _start(store)
+    store.add_call(_call("c1", status="running", cost=None), run_id="run1", item_id=None,
+                   step_path="wf/classify")  # fmt: skip
+    ended = _call("c1")
+    ended.prompt = ""
+    store.add_call(ended, run_id="run1", item_id=None, step_path="wf/classify")
+    store.flush()
+    (row,) = store.rows("model_calls", "run1")
+    assert (row["prompt"], row["status"], row["response"]) == ('{"messages": []}', "ok", "hello")
+    assert _totals(store, "run1") == _summed(store, "run1")
 
 
 def test_a_resumed_run_counts_its_new_and_rerun_items(store: Store) -> None:

@@ -72,6 +72,27 @@ def register_url(url: str | None) -> None:
         register_secret(base64.b64encode(credentials.encode()).decode())
 
 
+def may_hold_credentials(text: str) -> bool:
+    """Whether `redact(text)` could change `text`: the markers its patterns start from (a
+    few substring searches; False means `text` is returned as it is)."""
+    if _secret_pattern is not None and _secret_pattern.search(text):
+        return True
+    if "sk-" in text or "=" in text or ("://" in text and "@" in text):
+        return True
+    lower = text.lower()
+    return "authorization" in lower or "bearer" in lower or "basic" in lower
+
+
+def redact_all(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`values` with each string in it redacted: the row of a database write. One test of
+    all its strings together first (most rows hold no credential-like text), so a row of 15
+    values costs one pass of `may_hold_credentials`, not 15 of `redact`."""
+    texts = "\0".join(filter(str.__instancecheck__, values))
+    if not texts or not may_hold_credentials(texts):
+        return values
+    return tuple(redact(v) if isinstance(v, str) else v for v in values)
+
+
 def redact(text: str) -> str:
     """`text` without credentials (see the module's docstring)."""
     if not text:

@@ -298,6 +298,10 @@ async def run_durable(
     live.start(
         model=spec.model or gateway.settings.model, source=spec.source,
         resuming=store is not None and store.has_run(spec.run_id),
+        # Items that run here commit through the ledger: the run's start row (and spec) go
+        # with the first checkpoint, one commit fewer per run. Killed before that, the run
+        # has nothing to resume, as when killed before its start was committed.
+        commit=not live.local,
     )  # fmt: skip
     _live[_here(spec.run_id)] = live
     data = spec.model_dump()
@@ -344,8 +348,10 @@ def _local(live: DurableRun, *, resuming: bool) -> ItemExecutor:
     ledger = live.ledger
     assert ledger is not None
     finished = ledger.finished_items(live.run_id) if resuming else {}
+    left = len(live.items)  # items not yet executed to their end
 
     async def execute(index: int, item: Item) -> ItemResult:
+        nonlocal left
         workflow_id = f"{live.run_id}/{index}"
         record = finished.get(workflow_id)
         if record is None:
@@ -356,7 +362,11 @@ def _local(live: DurableRun, *, resuming: bool) -> ItemExecutor:
                 leave_item(token)
             if not record.get("skipped"):
                 ledger.record_item(workflow_id, record)  # with the item's rows, in one commit
-                await ledger.commit()
+                if left > 1:
+                    await ledger.commit()
+                # else: the run's last item; the run's end, next, commits it (killed before,
+                # the item replays its checkpoints, which the same commit drops)
+        left -= 1
         return item_result(live, index, item.key, record)
 
     return execute

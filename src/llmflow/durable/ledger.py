@@ -43,27 +43,34 @@ class CallLedger:
     def __init__(self, store: RunStore, serializer: JsonSerializer) -> None:
         self.store = store
         self.serializer = serializer
-        self._commit: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] | None = None
 
     async def commit(self) -> None:
         """Commit the store's queued writes, with those of every call that queues its own in
         this turn of the event loop (one transaction for all)."""
-        if self._commit is None:
-            loop = asyncio.get_running_loop()
-            self._commit = loop.create_future()
-            self._commit.add_done_callback(_retrieved)
-            loop.call_soon(self._flush, self._commit)
-        # shielded: one waiter cancelled (its item stopped) does not cancel the others' commit
-        await asyncio.shield(self._commit)
+        loop = asyncio.get_running_loop()
+        # Each waiter has its own future: one cancelled (its item stopped) leaves the
+        # others' commit alone, without the cost of shielding a shared one.
+        waiter = loop.create_future()
+        if self._waiters is None:
+            self._waiters = [waiter]
+            loop.call_soon(self._flush)
+        else:
+            self._waiters.append(waiter)
+        await waiter
 
-    def _flush(self, done: asyncio.Future[None]) -> None:
-        self._commit = None
+    def _flush(self) -> None:
+        waiters, self._waiters = self._waiters or [], None
         try:
             self.store.flush()
         except BaseException as e:  # every waiter gets the error: none of its rows are stored
-            done.set_exception(e)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(e)
         else:
-            done.set_result(None)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def item(self, workflow_id: str, *, local: bool, fresh: bool = False) -> ItemCalls:
         """The calls of item `workflow_id` (`<run id>/<index>`), with those it completed
@@ -89,11 +96,6 @@ class CallLedger:
     def save_spec(self, run_id: str, spec: dict[str, Any]) -> None:
         """Queue the run's spec (what `llmflow resume` rebuilds the run from)."""
         self.store.add_checkpoint(run_id, SPEC, self.serializer.serialize(spec))
-
-
-def _retrieved(future: asyncio.Future[None]) -> None:
-    if not future.cancelled():
-        future.exception()  # read: an error every waiter was cancelled before seeing is no warning
 
 
 ITEM = "item"

@@ -29,6 +29,8 @@ class StoreRecorder(RunHooks):
         self.store = store
         self.durable = durable
         self.commits = commits
+        self._in_flight: set[str] = set()
+        """Calls recorded as they started: their end record leaves the prompt as it is."""
 
     def on_item_start(self, ctx: RunContext, *, key: str, **kwargs: Any) -> None:
         if ctx.item_id is not None and ctx.run_id is not None:
@@ -97,19 +99,26 @@ class StoreRecorder(RunHooks):
                 call_record(call, status="running"),
                 run_id=ctx.run_id, item_id=ctx.item_id, step_path=ctx.path,
             )  # fmt: skip
+            self._in_flight.add(call.id)
             if self.commits:
                 self.store.flush()
 
     def on_model_call(self, ctx: RunContext, *, call: ModelCall, **kwargs: Any) -> None:
+        # A call recorded as it started has its prompt on record: not built, redacted and
+        # written again (an agent's prompt is its whole conversation so far).
+        started = call.id in self._in_flight
+        self._in_flight.discard(call.id)
         self.store.add_call(
-            call_record(call), run_id=ctx.run_id, item_id=ctx.item_id, step_path=ctx.path
-        )
+            call_record(call, prompt=not started),
+            run_id=ctx.run_id, item_id=ctx.item_id, step_path=ctx.path,
+        )  # fmt: skip
         if self.durable and self.commits:
             self.store.flush()
 
 
-def call_record(call: ModelCall, *, status: str | None = None) -> CallRecord:
-    """The store's record of a gateway call."""
+def call_record(call: ModelCall, *, status: str | None = None, prompt: bool = True) -> CallRecord:
+    """The store's record of a gateway call (`prompt=False`: its prompt left empty, which
+    the store reads as "keep the one of the call's earlier record")."""
     response = call.response
     if response is None:
         answer = None
@@ -126,7 +135,7 @@ def call_record(call: ModelCall, *, status: str | None = None) -> CallRecord:
         id=call.id,
         model=call.model,
         provider=call.provider,
-        prompt=to_json(call.request),
+        prompt=to_json(call.request) if prompt else "",
         response=answer,
         finish_reason=response.finish_reason if response else None,
         input_tokens=response.usage.input_tokens if response else None,

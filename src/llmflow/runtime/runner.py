@@ -116,9 +116,13 @@ class BatchRun:
             assert isinstance(error, RunError)
             self.stop = self.stop or error
 
-    def start(self, *, model: str | None, source: str | None, resuming: bool = False) -> None:
+    def start(
+        self, *, model: str | None, source: str | None, resuming: bool = False,
+        commit: bool = True,
+    ) -> None:  # fmt: skip
         """Record the run's start (or, resuming, that it runs again, its budget charged
-        with what it spent before)."""
+        with what it spent before); `commit=False`: a fresh run's start row waits for the
+        store's next commit."""
         for hook in self.base.hooks:
             hook.on_run_start(
                 self.base, workflow=self.workflow.name, items=len(self.items), resuming=resuming
@@ -143,7 +147,7 @@ class BatchRun:
         else:
             self.store.start_run(
                 self.run_id, workflow=self.workflow.name, model=model, source=source,
-                out_dir=out_dir, items_total=len(self.items),
+                out_dir=out_dir, items_total=len(self.items), commit=commit,
             )  # fmt: skip
 
     async def drive(

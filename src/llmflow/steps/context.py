@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,8 +129,19 @@ class RunContext:
 
     def for_item(self, item_id: str, *extra_budgets: Budget) -> RunContext:
         """The root context of one batch item, with budgets of its own added."""
-        return dataclasses.replace(
-            self, item_id=item_id, budgets=(*self.budgets, *extra_budgets), actions=[]
+        return RunContext(
+            gateway=self.gateway,
+            run_id=self.run_id,
+            item_id=item_id,
+            path=self.path,
+            model=self.model,
+            hooks=self.hooks,
+            out_dir=self.out_dir,
+            budgets=(*self.budgets, *extra_budgets),
+            extras=self.extras,
+            effects=self.effects,
+            principal=self.principal,
+            actions=[],
         )
 
     def on_model_call_start(self, call: ModelCall) -> None:

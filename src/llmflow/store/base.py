@@ -80,6 +80,7 @@ class Store(Protocol):
         source: str | None,
         out_dir: str | None,
         items_total: int,
+        commit: bool = True,
     ) -> None: ...
 
     def resume_run(self, run_id: str) -> None: ...

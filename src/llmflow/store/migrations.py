@@ -10,7 +10,7 @@ import sqlite3
 import time
 
 # A model call's share of run_call_totals, added (NEW) or taken away (OLD) by the triggers of
-# m010; an update is the old row taken away and the new one added.
+# m010 and m012; an update is the old row taken away and the new one added.
 _ADD_CALL = """
             INSERT INTO run_call_totals SELECT NEW.run_id, coalesce(NEW.step_path, ''),
                 NEW.model, date(NEW.started_at, 'unixepoch', 'localtime'), 1,
@@ -318,6 +318,55 @@ MIGRATIONS: list[tuple[str, str]] = [
             response TEXT NOT NULL,
             PRIMARY KEY (workflow_id, key)
         ) WITHOUT ROWID;
+        """,
+    ),
+    (
+        "m012_call_totals_of_ended_calls",
+        # A durable run writes each call twice: `running` before it is sent, then its end.
+        # m010 counted the first as a (failed, unpriced) call and the second as an update:
+        # four trigger statements per call, on the default path's hot loop. Calls now count
+        # once they end (or are marked interrupted), which is also what the totals mean: a
+        # call in flight has no outcome, tokens or cost yet.
+        """
+        DROP TRIGGER model_calls_totals_insert;
+        DROP TRIGGER model_calls_totals_delete;
+        DROP TRIGGER model_calls_totals_update;
+        CREATE TRIGGER model_calls_totals_insert AFTER INSERT ON model_calls
+        WHEN NEW.run_id IS NOT NULL AND NEW.status <> 'running' BEGIN
+"""
+        + _ADD_CALL
+        + """
+        END;
+        CREATE TRIGGER model_calls_totals_delete AFTER DELETE ON model_calls
+        WHEN OLD.run_id IS NOT NULL AND OLD.status <> 'running' BEGIN
+"""
+        + _REMOVE_CALL
+        + """
+        END;
+        -- an update takes the old row away (if it counted) and adds the new one (if it does)
+        CREATE TRIGGER model_calls_totals_update_old AFTER UPDATE ON model_calls
+        WHEN OLD.run_id IS NOT NULL AND OLD.status <> 'running' BEGIN
+"""
+        + _REMOVE_CALL
+        + """
+        END;
+        CREATE TRIGGER model_calls_totals_update_new AFTER UPDATE ON model_calls
+        WHEN NEW.run_id IS NOT NULL AND NEW.status <> 'running' BEGIN
+"""
+        + _ADD_CALL
+        + """
+        END;
+
+        DELETE FROM run_call_totals;
+        INSERT INTO run_call_totals SELECT run_id, coalesce(step_path, ''), model,
+            date(started_at, 'unixepoch', 'localtime'), count(*), sum(cached <> 0),
+            sum(CASE WHEN cached THEN 0 ELSE coalesce(input_tokens, 0) END),
+            sum(CASE WHEN cached THEN 0 ELSE coalesce(output_tokens, 0) END),
+            sum(CASE WHEN cached OR cost IS NULL THEN 0
+                     ELSE CAST(round(CAST(cost AS REAL) * 1e12) AS INTEGER) END),
+            sum(NOT cached AND cost IS NULL), sum(status <> 'ok'), sum(latency_ms)
+            FROM model_calls WHERE run_id IS NOT NULL AND status <> 'running'
+            GROUP BY 1, 2, 3, 4;
         """,
     ),
 ]

@@ -21,7 +21,7 @@ import pydantic_core
 
 from ..errors import ConfigError
 from ..ids import new_id
-from ..redact import redact
+from ..redact import redact_all
 from .base import CallRecord
 from .migrations import migrate
 from .sqlite_checkpoints import CheckpointRecords
@@ -73,13 +73,14 @@ def _process_gone(host: str | None, pid: int | None) -> bool:
     return False
 
 
-_CALL_UPDATE = ", ".join(
+_CALL_UPDATE = "prompt = coalesce(nullif(excluded.prompt, ''), prompt), " + ", ".join(
     f"{c} = excluded.{c}"
-    for c in ("run_id", "item_id", "step_path", "model", "provider", "prompt", "response",
-              "finish_reason", "input_tokens", "output_tokens", "latency_ms", "attempts",
-              "status", "error", "started_at", "cost", "cached")
+    for c in ("model", "provider", "response", "finish_reason", "input_tokens",
+              "output_tokens", "latency_ms", "attempts", "status", "error", "cost", "cached")
 )  # fmt: skip
-"""A model call recorded again (it ended): every column replaced."""
+"""A model call recorded again (it ended): its outcome replaced. Where it belongs (run, item,
+step) and when it started stay as first recorded, so its row's indexes are not rewritten;
+so does the prompt when the end record's is empty (`runtime.recording`)."""
 
 
 class RunStore(PagedReads, DecisionRecords, CheckpointRecords):
@@ -102,6 +103,12 @@ class RunStore(PagedReads, DecisionRecords, CheckpointRecords):
             self.db.create_function("llmflow_gone", 2, _process_gone, deterministic=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+            # A checkpoint (the WAL copied into the database, with an fsync) every 10,000
+            # pages instead of SQLite's 1,000: a run rewrites the same few pages (its totals,
+            # the tables' last leaves) in every commit, which a checkpoint copies once, so
+            # rarer ones copy far less per run (bench/PROFILE-default.md). The WAL stays
+            # under ~40 MB.
+            self.db.execute("PRAGMA wal_autocheckpoint=10000")
             migrate(self.db)
         except sqlite3.Error as e:
             raise ConfigError(f"cannot open the run store {path}: {e}") from e
@@ -116,7 +123,7 @@ class RunStore(PagedReads, DecisionRecords, CheckpointRecords):
     def add(self, sql: str, params: tuple[Any, ...]) -> None:
         """Queue a write for the next `flush`; every text in it without credentials
         (`llmflow.redact`): no key reaches the database, whatever a provider echoed."""
-        self._pending.append((sql, tuple(redact(p) if isinstance(p, str) else p for p in params)))
+        self._pending.append((sql, redact_all(params)))
 
     def flush(self) -> None:
         """Commit queued writes in one transaction."""
@@ -136,14 +143,18 @@ class RunStore(PagedReads, DecisionRecords, CheckpointRecords):
         source: str | None,
         out_dir: str | None,
         items_total: int,
+        commit: bool = True,
     ) -> None:
+        """Record a run's start; `commit=False`: queued for the next commit (a durable run's
+        call ledger commits it with the first item's first checkpoint, `durable.batch`)."""
         self.add(
             "INSERT INTO runs (id, workflow, status, model, source, out_dir, items_total, "
             "started_at, host, pid) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
             (run_id, workflow, model, source, out_dir, items_total, time.time(),
              socket.gethostname(), os.getpid()),
         )  # fmt: skip
-        self.flush()
+        if commit:
+            self.flush()
 
     def resume_run(self, run_id: str) -> None:
         """Mark a run as running again, in this process."""
