@@ -26,10 +26,12 @@ from llmflow.analysis.tuning import (
     calibrate_on,
     honest,
     overlap,
+    retrain,
     save_version,
     tuned,
 )
 from llmflow.cli import main
+from llmflow.errors import ConfigError
 from llmflow.patterns.cascade import Cascade, cascade
 from llmflow.runtime.runner import Item
 from llmflow.steps.classify import classify
@@ -133,6 +135,31 @@ def test_a_stored_version_is_not_applied_once_the_training_data_changed(tmp_path
     _workflow_folder(folder, rows, char_ngrams=True)
     with pytest.warns(StaleVersionWarning):
         _cascade_of(folder)
+
+
+def test_a_retrained_tier_stays_applied_through_later_versions(tmp_path: Path) -> None:
+    folder = _workflow_folder(tmp_path / "wf", sms()[:120])
+    first = _cascade_of(folder)
+    ml = first.tiers[0][0]
+    assert isinstance(ml, MLStep)
+    extra = sms()[120:160]
+    retrained = retrain(ml, [t for t, _ in extra], [y for _, y in extra])
+    save_version(first, Settings().home, "spamcheck", ml=retrained, meta={})
+    # The workflow loads the retrained tier; a version saved from that cascade (as calibrate
+    # does) is still made for the workflow's own tier, so the next load applies it too.
+    for thresholds in ([0.6, 0.0], [0.7, 0.0]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            loaded = _cascade_of(folder)
+        tier = loaded.tiers[0][0]
+        assert isinstance(tier, MLStep) and tier.data_sha256 == retrained.data_sha256
+        save_version(loaded, Settings().home, "spamcheck", thresholds=thresholds, meta={})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        last = _cascade_of(folder)
+    kept = last.tiers[0][0]
+    assert isinstance(kept, MLStep) and kept.data_sha256 == retrained.data_sha256
+    assert last.tiers[0][1] == 0.7
 
 
 def test_every_ml_training_option_is_available_in_workflow_files(tmp_path: Path) -> None:
@@ -343,6 +370,23 @@ async def test_audits_are_recorded_drift_is_flagged_and_audits_recalibrate(
     assert out["audited"] >= 10 and Path(out["version"]).is_dir()
     meta = json.loads((Path(out["version"]) / "meta.json").read_text())
     assert meta["thresholds_by_model"]["scripted"]["ml"] == out["tiers"][0]["threshold"]
+
+    # --retrain: the ml tier learns the inputs the LLM labelled (read back from the run
+    # store), and the version keeps the retrained model with the thresholds chosen for it.
+    code = main(["calibrate", "tests.test_cascade_production:spam_workflow", "spam",
+                 "--from-audits", "--retrain", "--days", "0.001", "--model", "scripted",
+                 "--json"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    out = json.loads(captured.out)
+    assert len(out["retrained"]) == 1 and "out-of-fold" in out["retrained"][0]
+    stored = MLStep.load("ml", Path(out["version"]) / "model.skops")
+    assert stored.training is not None
+    learned = dict(zip(*stored.training, strict=True))
+    escalated = [t for t, _ in drifted if t in learned and t not in dict(sms()[:300])]
+    assert len(escalated) >= 20  # the traffic's inputs, with the LLM's labels
+    assert all(learned[t] == ("spam" if dict(drifted)[t] == "ham" else "ham")
+               for t in escalated if t in wrong)  # fmt: skip
     store.close()
 
 
@@ -354,6 +398,80 @@ def test_calibrate_refuses_unclear_targets(capsys: pytest.CaptureFixture[str]) -
     assert "--data is needed" in capsys.readouterr().err
     assert main([*args, "--from-audits", "--model", "scripted"]) == 2
     assert "needs at least 10 audited answers" in capsys.readouterr().err
+    assert main([*args, "--data", str(SMS), "--retrain"]) == 2
+    assert "--retrain goes with --from-audits" in capsys.readouterr().err
+
+
+def _escalated(inputs: list[tuple[str, str]], ml: MLStep) -> list[dict[str, Any]]:
+    """Recorded decisions of an ml → llm cascade on `inputs`, the LLM saying the label given
+    with each: every fifth answered by the ml tier and audited, the rest sent on to the LLM."""
+    said = ml.predict([t for t, _ in inputs])
+    rows = []
+    for i, ((_, label), s) in enumerate(zip(inputs, said, strict=True)):
+        attempts = [{"tier": "ml", "label": s.label, "confidence": s.confidence}]
+        audited = i % 5 == 0 and s.label is not None
+        if not audited:
+            attempts.append({"tier": "llm", "label": label, "confidence": 1.0})
+        rows.append({"created_at": 1.7e9 + i, "tier": "ml" if audited else "llm",
+                     "label": s.label if audited else label, "correction": None,
+                     "audit_label": label if audited else None,
+                     "attempts": json.dumps(attempts)})  # fmt: skip
+    return rows
+
+
+def test_recalibrating_with_retraining_learns_the_new_traffic_out_of_fold() -> None:
+    ml = sms_ml()
+    flow = cascade("spam", (ml, 0.8), (classify("llm", ["ham", "spam"]), 0.0), audit=0.2)
+    expected = {"ml": {"agreement": 0.9}, "llm": {"agreement": 1.0}}
+    # The traffic shifted: half of it carries a cue the ml tier never saw, and the LLM calls
+    # those spam. As they are, the ml tier's answers agree too rarely: it answers nothing.
+    ham = [t for t, y in sms()[300:] if y == "ham"][:160]
+    shifted = [(f"zorblax {t}" if i % 2 else t, "spam" if i % 2 else "ham")
+               for i, t in enumerate(ham)]  # fmt: skip
+    rows = _escalated(shifted, ml)
+    before = calibrate_from_audits(flow, rows, max_drop=0.0, expected=expected)
+    assert before.calibration.thresholds[0] == NEVER and not before.retrained
+    # Retrained on what the LLM said, the tier learns the cue: on its out-of-fold answers it
+    # agrees again, and answers most items.
+    inputs = [t for t, _ in shifted]
+    after = calibrate_from_audits(flow, rows, max_drop=0.0, expected=expected, inputs=inputs)
+    assert after.calibration.thresholds[0] != NEVER and after.calibration.shares[0] > 0.5
+    new = after.retrained["ml"]
+    assert new.training is not None and set(inputs) <= set(new.training[0])
+    assert len(new.training[0]) == 300 + len(inputs)  # the old training rows are kept
+    assert new.predict(["zorblax see you at lunch"])[0].label == "spam"
+    # An input without one (None) is left out.
+    partial = calibrate_from_audits(flow, rows, max_drop=0.0, expected=expected,
+                                    inputs=[None, *inputs[1:]])  # fmt: skip
+    assert partial.escalated + partial.audited == len(rows) - 1
+
+
+def test_retraining_never_scores_the_tier_on_rows_it_learned() -> None:
+    # Labels that cannot be learned: each input is unlike every other, its label a coin toss.
+    # A tier scored on rows it learned would agree with them; out of fold it cannot. (Under
+    # 200 training rows, so that words seen once are kept: they can be memorised.)
+    rng = random.Random(4)
+    noise = [(f"ticket {rng.getrandbits(64):x} {rng.getrandbits(64):x}",
+              rng.choice(["ham", "spam"])) for _ in range(120)]  # fmt: skip
+    ml = MLStep.train("ml", [t for t, _ in sms()[:60]], [y for _, y in sms()[:60]])
+    flow = cascade("spam", (ml, 0.8), (classify("llm", ["ham", "spam"]), 0.0), audit=0.2)
+    expected = {"ml": {"agreement": 0.9}, "llm": {"agreement": 1.0}}
+    result = calibrate_from_audits(flow, _escalated(noise, ml), max_drop=0.0, expected=expected,
+                                   inputs=[t for t, _ in noise])  # fmt: skip
+    assert result.calibration.shares[0] < 0.1, result.calibration
+    # In sample, the retrained tier would have looked right on most of them.
+    new = result.retrained["ml"]
+    in_sample = new.predict([t for t, _ in noise])
+    assert sum(s.label == y for s, (_, y) in zip(in_sample, noise, strict=True)) > 0.9 * 120
+
+
+def test_retraining_needs_the_training_rows() -> None:
+    ml = sms_ml()
+    unknown = MLStep("ml", ml.model)  # a model file from elsewhere: no training rows
+    flow = cascade("spam", (unknown, 0.8), (classify("llm", ["ham", "spam"]), 0.0), audit=0.2)
+    shifted = sms()[300:400]
+    with pytest.raises(ConfigError, match="training rows are unknown"):
+        calibrate_from_audits(flow, _escalated(shifted, ml), inputs=[t for t, _ in shifted])
 
 
 def test_baseline_meta_and_tier_answers_shapes() -> None:

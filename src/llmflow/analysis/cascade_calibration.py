@@ -1,10 +1,12 @@
 """Calibrating a workflow's cascade: per-tier thresholds picked on a validation split and
 checked on the held-out rest (`calibrate_on`), or from live audits of recorded decisions
-(`calibrate_from_audits`), and the per-tier baselines stored beside them. The threshold
-math is in `calibration.py`."""
+(`calibrate_from_audits`, which can first retrain the ml tier on the labels the last tier
+gave: `retrain`), and the per-tier baselines stored beside them. The threshold math is in
+`calibration.py`."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ from .calibration import (
     simulate,
     wilson,
 )
-from .monitoring import audit_answers
+from .monitoring import audit_answers, in_audit_answers
 from .tier_answers import TierAnswers, out_of_fold, overlap
 
 
@@ -180,6 +182,47 @@ class AuditCalibration:
     interval: tuple[float, float]
     baseline: list[TierBaseline]
     version: Path | None = None
+    retrained: dict[str, MLStep] = field(default_factory=dict)
+    """Per ml tier's name, the tier retrained on its training rows and the decisions' labels
+    (with `inputs`): the thresholds are for it, not for the tier that made the decisions."""
+    notes: list[str] = field(default_factory=list)
+    """What retraining did, one line per ml tier."""
+
+
+def retrain(step: MLStep, inputs: Sequence[Any], labels: Sequence[str]) -> MLStep:
+    """`step` trained again, with its options, on its training rows and `inputs` labelled
+    `labels` (the later label winning for an input seen twice; an input among the training
+    rows takes its new label). Raises `ConfigError` when its training rows are unknown."""
+    if step.training is None:
+        raise ConfigError(
+            f"ml tier {step.name!r} cannot be retrained: its training rows are unknown (a "
+            "model file from elsewhere); train it from a labelled file (`train:`)"
+        )
+    new: dict[str, str] = {}
+    for value, label in zip(inputs, labels, strict=True):
+        new[step.text(value)] = label
+    kept = [(t, y) for t, y in zip(*step.training, strict=True) if t not in new]
+    return step.retrained(
+        [t for t, _ in kept] + list(new), [y for _, y in kept] + list(new.values())
+    )
+
+
+def decision_inputs(store: Any, rows: Sequence[Any], cascade: Cascade) -> list[Any]:
+    """Per recorded decision of `cascade` (`Store.cascade_decisions`), its input as the run
+    store kept it with the item's steps (None where it was not kept)."""
+    found: list[Any] = []
+    for row in rows:
+        value = None
+        steps = store.item_rows("steps", row["item_id"]) if row["item_id"] else []
+        for recorded in steps:
+            if recorded["path"].split("/")[-1] == cascade.name and recorded["input"] is not None:
+                try:
+                    value = json.loads(recorded["input"])
+                except (TypeError, ValueError):
+                    value = recorded["input"]
+                break
+        found.append(value)
+    return found
 
 
 def calibrate_from_audits(
@@ -189,6 +232,7 @@ def calibrate_from_audits(
     max_drop: float = 0.02,
     current: Sequence[float] | None = None,
     expected: Mapping[str, Mapping[str, Any]] | None = None,
+    inputs: Sequence[Any] | None = None,
 ) -> AuditCalibration:
     """Thresholds from recorded decisions (`Store.cascade_decisions`), escalated items as they
     are and audited ones weighted by 1 / the cascade's audit share (`monitoring.audit_answers`);
@@ -198,19 +242,55 @@ def calibrate_from_audits(
     tier gets the lowest threshold at which its answers agree with the last tier as often as
     they did when calibrated, less `max_drop` (`calibrate_agreement`): where the traffic
     drifted, that is a higher threshold. Without one, the cascade as a whole must agree with
-    the last tier on at least 1 − `max_drop` of the items."""
+    the last tier on at least 1 − `max_drop` of the items.
+
+    With `inputs` (each row's input to the cascade, None where unknown), each ml tier is first
+    retrained (`retrain`) on its training rows and the inputs the last tier (or a person)
+    labelled: what the traffic now holds. The thresholds are then chosen on the retrained
+    tier's out-of-fold answers (`out_of_fold`: each from a copy trained without a fifth of
+    those inputs), never on its answers to rows it learned. Rows without an input are left
+    out. The retrained tiers are in `retrained`."""
     tiers = [s.name for s, _ in cascade.tiers]
     if cascade.audit <= 0:
         raise ConfigError(
             f"cascade {cascade.name!r} audits nothing (audit: 0): set `audit:` (e.g. 0.05) so "
             "that some of the cheap tiers' answers are checked by the last tier"
         )
+    used_inputs: list[Any] = []
+    if inputs is not None:
+        if len(inputs) != len(rows):
+            raise ValueError(f"{len(inputs)} inputs for {len(rows)} decisions")
+        known = [
+            (row, value)
+            for row, value in zip(rows, inputs, strict=True)
+            if value is not None and in_audit_answers(row, tiers[-1], cascade.audit)
+        ]
+        rows = [row for row, _ in known]
+        used_inputs = [value for _, value in known]
     said, truth, weights, audited = audit_answers(rows, tiers, cascade.audit)
     if audited < 10 or len(truth) < 20:
         raise ConfigError(
             f"calibrating {cascade.name!r} from audits needs at least 10 audited answers and 20 "
             f"decisions; the store has {audited} audited of {len(truth)} usable: run more items"
         )
+    retrained: dict[str, MLStep] = {}
+    notes: list[str] = []
+    if inputs is not None:
+        for index, (step, _) in enumerate(cascade.tiers[:-1]):
+            if not isinstance(step, MLStep):
+                continue
+            new = retrain(step, used_inputs, truth)
+            oof = out_of_fold(new, used_inputs)
+            assert oof is not None
+            said[index] = oof
+            retrained[step.name] = new
+            assert new.training is not None
+            notes.append(
+                f"ml tier {step.name!r} retrained on {len(new.training[0])} rows (its "
+                f"{len(step.training[0]) if step.training else 0} training rows and "
+                f"{len(set(map(step.text, used_inputs)))} inputs labelled by "
+                f"{tiers[-1]!r} or people); thresholds chosen on its out-of-fold answers"
+            )
     agreements = [
         None if expected is None or expected.get(t, {}).get("agreement") is None
         else float(expected[t]["agreement"]) - max_drop
@@ -229,4 +309,6 @@ def calibrate_from_audits(
         target=target,
         interval=wilson(calibration.accuracy * len(truth), len(truth)),
         baseline=baseline(said, calibration.thresholds, weights),
+        retrained=retrained,
+        notes=notes,
     )

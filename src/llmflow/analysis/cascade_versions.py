@@ -95,8 +95,10 @@ def tuned(cascade: Cascade, home: Path, workflow: str) -> Cascade:
     for step, threshold in cascade.tiers:
         stored = latest / "model.skops"
         if isinstance(step, MLStep) and step.source != stored and stored.is_file():
+            made_for = step.data_sha256
             step = MLStep.load(step.name, stored, text=step.text,
                                out_of_scope=step.out_of_scope)  # fmt: skip
+            step.made_for = made_for  # a version saved from this cascade is made for it too
         tiers.append((step, float(thresholds.get(step.name, threshold))))
     by_model = dict(cascade.by_model)
     for model, named in meta.get("thresholds_by_model", {}).items():
@@ -144,7 +146,9 @@ def save_version(
         model.save(path / "model.skops")
         meta = {
             "data_sha256": model.data_sha256,
-            "workflow_data_sha256": template.data_sha256 if template else None,
+            "workflow_data_sha256": (template.made_for or template.data_sha256)
+            if template
+            else None,
             "options": model.options,
             **meta,
         }

@@ -381,6 +381,12 @@ def _drift_from_reference(t: TierLive, last: bool, n: int, tests: DriftRules) ->
     return why
 
 
+def in_audit_answers(row: Any, last: str, audit: float) -> bool:
+    """Whether `audit_answers` uses the recorded decision `row`: the last tier (named `last`)
+    answered it, or it audited a cheap tier's answer."""
+    return bool(row["tier"] == last or (row["audit_label"] is not None and audit > 0))
+
+
 def audit_answers(
     rows: Sequence[Any], tiers: Sequence[str], audit: float
 ) -> tuple[list[list[Label]], list[str], list[float], int]:
@@ -399,6 +405,8 @@ def audit_answers(
     weights: list[float] = []
     used = 0
     for row in rows:
+        if not in_audit_answers(row, last, audit):
+            continue
         said: list[Label | None] = [None] * len(tiers)
         for attempt in _attempts(row):
             if attempt["tier"] in index:
@@ -409,13 +417,11 @@ def audit_answers(
         if row["tier"] == last:
             weight = 1.0
             judged = row["label"]
-        elif row["audit_label"] is not None and audit > 0:
+        else:
             weight = 1.0 / audit
             judged = row["audit_label"]
             said[-1] = Label(label=judged, confidence=1.0)
             used += 1
-        else:
-            continue
         for i, label in enumerate(said):
             answers[i].append(label or Label(label=None, confidence=0.0))
         truth.append(row["correction"] or judged)

@@ -4,7 +4,8 @@
   each tier's cost.
 - `calibrate_on` (`cascade_calibration.py`) picks per-tier thresholds on a validation split,
   checks them on the held-out rest (`llmflow calibrate` stores them as a new classifier
-  version); `calibrate_from_audits` does it from live audits.
+  version); `calibrate_from_audits` does it from live audits, optionally first retraining
+  the ml tier on what the last tier labelled (`retrain`).
 - `distill` (`distill.py`) trains the ml tier from the run history (the LLM's own decisions,
   with people's corrections taking precedence), calibrates it against the LLM, and stores it.
 - `tuned` (`cascade_versions.py`) gives a cascade with its newest stored version applied; a
@@ -20,8 +21,10 @@ from .cascade_calibration import (
     baseline_meta,
     calibrate_from_audits,
     calibrate_on,
+    decision_inputs,
     honest,
     pick,
+    retrain,
     split,
     stored_baselines,
 )
@@ -53,6 +56,7 @@ __all__ = [
     "calibrate_from_audits",
     "calibrate_on",
     "cascades",
+    "decision_inputs",
     "distill",
     "find_cascade",
     "find_step",
@@ -62,6 +66,7 @@ __all__ = [
     "out_of_fold",
     "overlap",
     "pick",
+    "retrain",
     "save_version",
     "split",
     "stale",

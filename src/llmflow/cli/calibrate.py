@@ -27,6 +27,7 @@ from .cascade_inputs import (
 if TYPE_CHECKING:
     from ..patterns.cascade import Cascade
     from ..settings import Settings
+    from ..steps.ml import MLStep
 
 
 def _interval(low_high: tuple[float, float]) -> str:
@@ -69,6 +70,15 @@ def calibrate(
     days: Annotated[
         float, typer.Option(min=0, help="With --from-audits: decisions of the last N days.")
     ] = 7.0,
+    retrain: Annotated[
+        bool,
+        typer.Option(
+            "--retrain",
+            help="With --from-audits: first retrain the ml tier on its training rows and the "
+            "inputs the last tier (or a person) labelled, then choose thresholds on its "
+            "out-of-fold answers; the new model is stored with them.",
+        ),
+    ] = False,
     model: Model = None,
     base_url: BaseUrl = None,
     as_json: Json = False,
@@ -82,9 +92,11 @@ def calibrate(
 
     if target_accuracy is not None and max_drop is not None:
         raise fail("give --target-accuracy or --max-drop, not both")
+    if retrain and not from_audits:
+        raise fail("--retrain goes with --from-audits")
     if from_audits:
         return _calibrate_from_audits(
-            workflow, step, max_drop, days, model, base_url, as_json, data
+            workflow, step, max_drop, days, model, base_url, as_json, data, retrain
         )
     if data is None:
         raise fail("--data is needed (labelled JSONL), or --from-audits")
@@ -186,10 +198,11 @@ def _calibrate_from_audits(
     base_url: str | None,
     as_json: bool,
     data: Path | None,
+    retrain: bool = False,
 ) -> int:
     import time
 
-    from ..analysis.tuning import calibrate_from_audits, stored_baselines
+    from ..analysis.tuning import calibrate_from_audits, decision_inputs, stored_baselines
     from ..store.sqlite import RunStore
 
     if data is not None:
@@ -203,6 +216,7 @@ def _calibrate_from_audits(
             rows = store.cascade_decisions(
                 cascade.name, name, since=time.time() - days * 86400, model=model_name
             )
+            inputs = decision_inputs(store, rows, cascade) if retrain else None
         finally:
             store.close()
         result = calibrate_from_audits(
@@ -211,16 +225,22 @@ def _calibrate_from_audits(
             max_drop=0.02 if max_drop is None else max_drop,
             current=cascade.by_model.get(model_name, [t for _, t in cascade.tiers]),
             expected=stored_baselines(settings.home, name, cascade.name).get(model_name),
+            inputs=inputs,
         )
+        for note in result.notes:
+            err.print(note)
         names = [s.name for s, _ in cascade.tiers]
         thresholds = result.calibration.thresholds
         result.version = _save(
             cascade, settings, name, model_name, thresholds, result.baseline,
             {
-                "source": f"calibrated from {len(rows)} live decisions ({result.audited} audited)",
+                "source": f"calibrated from {len(rows)} live decisions ({result.audited} audited)"
+                + (", the ml tier retrained on them" if result.retrained else ""),
                 "target_agreement": result.target,
                 "agreement": result.calibration.accuracy,
+                "retrained": result.notes,
             },
+            ml=next(iter(result.retrained.values()), None),
         )  # fmt: skip
     except LLMFlowError as e:
         raise fail(str(e)) from None
@@ -244,6 +264,7 @@ def _calibrate_from_audits(
                         }
                         for i, t in enumerate(names)
                     ],
+                    "retrained": result.notes,
                     "version": str(result.version),
                 }
             )
@@ -270,9 +291,11 @@ def _save(
     thresholds: Sequence[float],
     baseline: Any,
     meta: dict[str, Any],
+    ml: MLStep | None = None,
 ) -> Path:
     """Store a classifier version with `thresholds` for `model_name` next to the thresholds
-    and baselines stored for other models, and how they were chosen (`meta`)."""
+    and baselines stored for other models, and how they were chosen (`meta`), with `ml` as
+    its ml tier when given (else the cascade's)."""
     from ..analysis.tuning import baseline_meta, save_version, stored_baselines, stored_by_model
 
     names = [s.name for s, _ in cascade.tiers]
@@ -281,6 +304,7 @@ def _save(
         cascade,
         home,
         workflow,
+        ml=ml,
         by_model={
             **stored_by_model(home, workflow, step),
             model_name: dict(zip(names, thresholds, strict=True)),

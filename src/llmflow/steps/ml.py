@@ -143,6 +143,9 @@ class MLStep(Step[Any, Label]):
         """The texts and labels the model was trained on, when known."""
         self.options: dict[str, Any] = {}
         """The training options (`TRAIN_OPTIONS`)."""
+        self.made_for: str | None = None
+        """Loaded from a stored classifier version: the data hash of the workflow's own ml
+        tier that version replaces (`data_sha256` of the tier trained from `train:`)."""
 
     @property
     def data_sha256(self) -> str | None:
