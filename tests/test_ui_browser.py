@@ -36,6 +36,9 @@ if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
     )
 webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
 By = pytest.importorskip("selenium.webdriver.common.by").By
+StaleElementReferenceException = pytest.importorskip(
+    "selenium.common.exceptions"
+).StaleElementReferenceException
 
 
 @pytest.fixture
@@ -172,21 +175,29 @@ def test_approve_one_refund_and_reject_another_from_the_browser(
                         return
                 raise AssertionError(f"no approval for {order}")
 
-            def done() -> str:
-                """What the page the decision led to says was done (after the redirect, which a
-                busy machine may take a while to load); the page itself when it says nothing."""
-                deadline = time.time() + 60
+            def done(expected: str) -> str:
+                """What the page the decision led to says was done, once it says `expected`
+                (after the redirect, which a busy machine may take a while to load: until then
+                the page before it, whose #done may say something else or go stale)."""
+                deadline, said = time.time() + 60, ""
                 while time.time() < deadline:
-                    found = browser.find_elements(By.ID, "done")
-                    if found:
-                        return str(found[0].text)
+                    try:
+                        found = browser.find_elements(By.ID, "done")
+                        said = str(found[0].text) if found else ""
+                    except StaleElementReferenceException:  # the page changed under it
+                        said = ""
+                    if expected in said:
+                        return said
                     time.sleep(0.2)
-                raise AssertionError(f"no #done on {browser.current_url}:\n{browser.page_source}")
+                raise AssertionError(
+                    f"#done says {said!r}, not {expected!r}, on {browser.current_url}:\n"
+                    f"{browser.page_source}"
+                )
 
             answer("i0", "approve", "fine")
-            assert "approved agent-refunds/support/refund[1]" in done()
+            assert "approved agent-refunds/support/refund[1]" in done("approved")
             answer("i1", "reject", "over the limit")
-            assert "rejected" in done()
+            assert "rejected" in done("rejected")
             stdout, stderr = run.communicate(timeout=240)
             assert run.returncode == 0, stdout + stderr
             result = json.loads(stdout[stdout.index("{") : stdout.rindex("}") + 1])
