@@ -237,3 +237,21 @@ def test_a_store_recorded_before_the_run_totals_gets_them_from_its_rows(
     (step,) = store.step_usage("r")
     assert (step["steps"], step["steps_failed"], step["step_ms"], step["calls"]) == (3, 1, 5, 3)
     store.close()
+
+
+def test_a_new_store_has_small_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    """Small pages make the default path's many small commits cheaper (`PAGE_SIZE`); a store
+    made before keeps the page size it has (SQLite cannot change it without a VACUUM)."""
+    from llmflow.store.sqlite import PAGE_SIZE
+
+    new = RunStore(tmp_path / "new.db")
+    assert new.db.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE == 2048
+    new.close()
+    old = sqlite3.connect(tmp_path / "old.db")
+    old.execute("PRAGMA page_size=4096")
+    old.execute("CREATE TABLE t (x)")
+    old.close()
+    kept = RunStore(tmp_path / "old.db")
+    assert kept.db.execute("PRAGMA page_size").fetchone()[0] == 4096
+    assert kept.has_run("none") is False  # migrated and usable
+    kept.close()

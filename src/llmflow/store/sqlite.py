@@ -45,6 +45,8 @@ def error_text(error: BaseException | None) -> str | None:
 
 PACK_OVER = 16_384
 """JSON longer than this is searched for long strings to store once, by content."""
+PAGE_SIZE = 2_048
+"""The page size of a new run store (bytes)."""
 BLOB_OVER = 4_096
 """A string longer than this is stored once in `blobs` and referred to as {"$blob": sha}."""
 
@@ -101,6 +103,13 @@ class RunStore(PagedReads, DecisionRecords, CheckpointRecords):
             self.db = sqlite3.connect(str(path), timeout=30)
             self.db.row_factory = sqlite3.Row
             self.db.create_function("llmflow_gone", 2, _process_gone, deterministic=False)
+            # Pages of 2 KB (SQLite's default is 4 KB; a database made before keeps its own):
+            # each commit writes every page it touched whole to the WAL, and a durable run
+            # commits per model call, each touching ~10 pages (the rows' table and index
+            # leaves, its totals) for a few hundred bytes of rows: ~8 % of a default-path
+            # chain's CPU. 1 KB pages saved a little more there but made big rows (long
+            # prompts) slower to write (bench/PROFILE-default.md).
+            self.db.execute(f"PRAGMA page_size={PAGE_SIZE}")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             # A checkpoint (the WAL copied into the database, with an fsync) every 10,000
