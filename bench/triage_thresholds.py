@@ -5,7 +5,9 @@ the embedded SmolLM2-135M this measures it, without touching the sample inbox (t
 set): on a fixed sample of the training emails, the ml tier answers out of fold (5-fold:
 trained on the other four fifths), the rules and the real embedded LLM tier answer as they
 would in a run, and `calibrate` picks the thresholds with the best accuracy (target 1.0, so
-the lowest threshold among the most accurate). The result is written to
+the lowest threshold among the most accurate), kept only when sending mails on to the LLM
+tier is right significantly more often than not (a sign test; else the tier before it answers
+every mail it labels: `earned`). The result is written to
 `src/llmflow/apps/email_triage/calibrated.json`, which the workflow uses as its thresholds when
 the LLM tier runs on `local`; `llmflow calibrate` on your own data overrides it.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import platform
 import random
 import tempfile
@@ -52,6 +55,46 @@ def out_of_fold(name: str, texts: list[str], labels: list[str], folds: int = 5) 
     return [s for s in said if s is not None]
 
 
+def right(answers: list[list[Label]], truth: list[str], thresholds: list[float]) -> list[bool]:
+    """Per row, whether the cascade with `thresholds` answers it right."""
+    last = len(answers) - 1
+    out = []
+    for i, expected in enumerate(truth):
+        for tier, threshold in enumerate(thresholds):
+            said = answers[tier][i]
+            if said.label is not None and (tier == last or said.confidence >= threshold):
+                out.append(said.label == expected)
+                break
+        else:
+            out.append(False)
+    return out
+
+
+def earned(
+    answers: list[list[Label]], truth: list[str], names: list[str], calibrated: list[float]
+) -> tuple[list[float], str]:
+    """The calibrated thresholds if sending mails on to the LLM tier is right significantly
+    more often than the tier before it answering them (exact one-sided sign test over the
+    mails the two answer differently, p < 0.05); else the thresholds with which the tier
+    before the LLM answers every mail it labels. With the reason, for the results."""
+    cheap = list(calibrated)
+    cheap[names.index("llm") - 1] = 0.0
+    if cheap == calibrated:
+        return calibrated, "The calibrated cascade sends no mail on to the LLM tier."
+    with_llm, without = right(answers, truth, calibrated), right(answers, truth, cheap)
+    gained = sum(a and not b for a, b in zip(with_llm, without, strict=True))
+    lost = sum(b and not a for a, b in zip(with_llm, without, strict=True))
+    n = gained + lost
+    p = sum(math.comb(n, k) for k in range(gained, n + 1)) / 2**n if n else 1.0
+    said = (
+        f"Sending the unsure mails on to the LLM tier: right on {gained} mails the tier before "
+        f"it got wrong, wrong on {lost} it got right (one-sided sign test p = {p:.3f})"
+    )
+    if p < 0.05:
+        return calibrated, said + ": a gain, kept."
+    return cheap, said + ": no gain beyond chance, so the LLM tier is not asked (chosen)."
+
+
 async def main(rows: int) -> None:
     data = training_rows()
     texts = [r["text"] for r in data]
@@ -74,13 +117,19 @@ async def main(rows: int) -> None:
             ]
             truth = [truth_all[i] for i in sample]
             result = calibrate(tier_answers, truth, 1.0, current=[t for _, t in flow.tiers])
+            calibrated = list(result.thresholds)
+            # The LLM tier is paid only for a gain the sample can tell from chance: on 100
+            # mails, "most accurate" may mean one mail more, which is noise, and an LLM tier
+            # that is far worse alone then costs more and answers worse elsewhere.
+            thresholds, gain = earned(tier_answers, truth, names, calibrated)
             default = simulate(tier_answers, truth, [t for _, t in flow.tiers])
+            cheap = simulate(tier_answers, truth, thresholds)
             alone = {
                 name: sum(a.label == y for a, y in zip(tier_answers[t], truth, strict=True))
                 / len(truth)
                 for t, name in enumerate(names)
             }
-            report[flow.name] = dict(zip(names, result.thresholds, strict=True))
+            report[flow.name] = dict(zip(names, thresholds, strict=True))
             lines += [
                 f"## {flow.name}",
                 "",
@@ -90,10 +139,15 @@ async def main(rows: int) -> None:
                 f"| cascade, default thresholds {[t for _, t in flow.tiers]} | {default[0]:.3f} | "
                 + ", ".join(f"{n} {s:.0%}" for n, s in zip(names, default[1], strict=True))
                 + " |",
-                f"| cascade, calibrated {[round(t, 3) for t in result.thresholds]} | "
+                f"| cascade, most accurate {[round(t, 3) for t in calibrated]} | "
                 f"{result.accuracy:.3f} | "
                 + ", ".join(f"{n} {s:.0%}" for n, s in zip(names, result.shares, strict=True))
                 + " |",
+                f"| **cascade, chosen** {[round(t, 3) for t in thresholds]} | {cheap[0]:.3f} | "
+                + ", ".join(f"{n} {s:.0%}" for n, s in zip(names, cheap[1], strict=True))
+                + " |",
+                "",
+                gain,
                 "",
                 f"The embedded LLM tier took {seconds / rows:.2f} s per email.",
                 "",
