@@ -73,18 +73,21 @@ from llmflow.testing import ScriptedModel  # noqa: E402
 RESULTS = Path(__file__).with_name("RESULTS-default-path.md")
 HISTORY = """## The default configuration over time (this machine)
 
-| scenario | issue 15 filed | model calls as DBOS steps (b3e94c1, `--quick`) | now |
-|---|---:|---:|---|
-| a. chain, CPU µs/run | 13,499 | 8,631 | above |
-| b. fan-out, wall ms | 1,577 | 629 | above |
-| c. one-step runs/s, 100 in flight (× lean) | 111 (0.06) | 146 (0.08) | above |
-| d. agent, × raw SDK Runner | 5.9 | 3.07 | above |
-| e. batch, × --no-durable | 0.29 | 0.09 | above |
+| scenario | issue 15 filed | calls as DBOS steps (b3e94c1, quick) | ledger (15d398d) | now |
+|---|---:|---:|---:|---|
+| a. chain, CPU µs/run | 13,499 | 8,631 | 1,298 | above |
+| b. fan-out, wall ms | 1,577 | 629 | 129 | above |
+| c. one-step runs/s, 100 in flight (× lean) | 111 (0.06) | 146 (0.08) | 1,145 (0.62) | above |
+| d. agent, × raw SDK Runner | 5.9 | 3.07 | 1.61 | above |
+| e. batch, × --no-durable | 0.29 | 0.09 | 0.81 | above |
 
-The change between the last two columns: model calls checkpointed in the run store with their
-own records instead of as two DBOS transactions each, and items that no step can pause for
-an approval run without a DBOS workflow (two more transactions each); see
-bench/PROFILE-default.md.
+From the second column to the third: model calls checkpointed in the run store with their own
+records instead of as two DBOS transactions each, and items that no step can pause for an
+approval run without a DBOS workflow (two more transactions each). From the third to now:
+fewer statements, commits and bytes per call (calls counted in the totals once they end, the
+end record not rewriting the prompt or the row's indexes, the run's start and last item
+committed with other writes, rarer WAL checkpoints, 2 KB pages, one redaction pass per row,
+one-pass checkpoint dumps). See bench/PROFILE-default.md.
 """
 QUICK_NOTE = (
     " **Quick sizes** (`--quick`: 1,000 one-step runs and 1,000 batch items instead of "
