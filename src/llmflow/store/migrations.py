@@ -43,6 +43,17 @@ _REMOVE_CALL = """
                 AND step_path = coalesce(OLD.step_path, '') AND model = OLD.model
                 AND day = date(OLD.started_at, 'unixepoch', 'localtime') AND calls <= 0;"""
 
+# The run totals of the model calls already stored (m010, m012 with a condition added).
+_CALL_TOTALS_OF_ROWS = """
+        INSERT INTO run_call_totals SELECT run_id, coalesce(step_path, ''), model,
+            date(started_at, 'unixepoch', 'localtime'), count(*), sum(cached <> 0),
+            sum(CASE WHEN cached THEN 0 ELSE coalesce(input_tokens, 0) END),
+            sum(CASE WHEN cached THEN 0 ELSE coalesce(output_tokens, 0) END),
+            sum(CASE WHEN cached OR cost IS NULL THEN 0
+                     ELSE CAST(round(CAST(cost AS REAL) * 1e12) AS INTEGER) END),
+            sum(NOT cached AND cost IS NULL), sum(status <> 'ok'), sum(latency_ms)
+            FROM model_calls WHERE run_id IS NOT NULL"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     (
         "m001_runs_items_steps_calls",
@@ -290,14 +301,9 @@ MIGRATIONS: list[tuple[str, str]] = [
         INSERT INTO run_step_totals SELECT run_id, path, min(kind), count(*),
             sum(status <> 'ok'), sum(coalesce(latency_ms, 0)), max(coalesce(latency_ms, 0)),
             min(started_at) FROM steps WHERE run_id IS NOT NULL GROUP BY run_id, path;
-        INSERT INTO run_call_totals SELECT run_id, coalesce(step_path, ''), model,
-            date(started_at, 'unixepoch', 'localtime'), count(*), sum(cached <> 0),
-            sum(CASE WHEN cached THEN 0 ELSE coalesce(input_tokens, 0) END),
-            sum(CASE WHEN cached THEN 0 ELSE coalesce(output_tokens, 0) END),
-            sum(CASE WHEN cached OR cost IS NULL THEN 0
-                     ELSE CAST(round(CAST(cost AS REAL) * 1e12) AS INTEGER) END),
-            sum(NOT cached AND cost IS NULL), sum(status <> 'ok'), sum(latency_ms)
-            FROM model_calls WHERE run_id IS NOT NULL GROUP BY 1, 2, 3, 4;
+"""
+        + _CALL_TOTALS_OF_ROWS
+        + """ GROUP BY 1, 2, 3, 4;
 
         -- a run's items of one status, in order (the failed items); (run_id) is a prefix
         -- of items_run_started
@@ -358,15 +364,9 @@ MIGRATIONS: list[tuple[str, str]] = [
         END;
 
         DELETE FROM run_call_totals;
-        INSERT INTO run_call_totals SELECT run_id, coalesce(step_path, ''), model,
-            date(started_at, 'unixepoch', 'localtime'), count(*), sum(cached <> 0),
-            sum(CASE WHEN cached THEN 0 ELSE coalesce(input_tokens, 0) END),
-            sum(CASE WHEN cached THEN 0 ELSE coalesce(output_tokens, 0) END),
-            sum(CASE WHEN cached OR cost IS NULL THEN 0
-                     ELSE CAST(round(CAST(cost AS REAL) * 1e12) AS INTEGER) END),
-            sum(NOT cached AND cost IS NULL), sum(status <> 'ok'), sum(latency_ms)
-            FROM model_calls WHERE run_id IS NOT NULL AND status <> 'running'
-            GROUP BY 1, 2, 3, 4;
+"""
+        + _CALL_TOTALS_OF_ROWS
+        + """ AND status <> 'running' GROUP BY 1, 2, 3, 4;
         """,
     ),
 ]
