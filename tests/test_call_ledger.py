@@ -210,6 +210,40 @@ def test_a_run_is_taken_over_only_from_a_process_that_is_gone(tmp_path: Path) ->
     assert rows == {"alive": os.getppid(), "gone": os.getpid(), "mine": os.getpid()}
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+def test_a_run_whose_killed_process_was_never_reaped_is_resumable(tmp_path: Path) -> None:
+    """A process killed -9 stays a zombie until its parent reaps it (in a container without
+    an init, maybe never): its run is interrupted, listed for resume and taken over."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        os.kill(child.pid, signal.SIGKILL)  # not waited for: a zombie
+        deadline = time.time() + 10
+        while "Z" not in Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2][:3]:
+            assert time.time() < deadline, "the killed child never became a zombie"
+            time.sleep(0.05)
+        store.add(
+            "INSERT INTO runs (id, workflow, status, started_at, host, pid) "
+            "VALUES ('dead', 'w', 'running', 0, ?, ?)",
+            (socket.gethostname(), child.pid),
+        )
+        store.add_checkpoint("dead", "spec", "{}")  # a run of the call ledger's
+        store.flush()
+        (shown,) = store.run_page()
+        assert shown["status"] == "interrupted"
+        assert store.runs_to_resume() == ["dead"]
+        assert store.claim_run("dead") is None
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_durable_fsync_makes_the_run_store_sync_every_commit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

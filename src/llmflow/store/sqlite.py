@@ -63,7 +63,9 @@ def _walk(value: Any, leaf: Any) -> Any:
 
 def _process_gone(host: str | None, pid: int | None) -> bool:
     """Whether the process that marked a run `running` is gone (on this machine; a run on
-    another machine is taken at its word)."""
+    another machine is taken at its word). A zombie is gone: killed, it stays in the process
+    table until its parent reaps it, which in a container without an init may be never, and
+    its run would then never be resumable."""
     if pid is None or host != socket.gethostname():
         return False
     try:
@@ -72,7 +74,18 @@ def _process_gone(host: str | None, pid: int | None) -> bool:
         return True
     except OSError:
         return False
-    return False
+    return _zombie(int(pid))
+
+
+def _zombie(pid: int) -> bool:
+    """Whether process `pid` has exited and waits to be reaped (Linux's /proc; elsewhere
+    False)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # the state follows the command name, which is in parentheses and may hold spaces
+    return stat.rpartition(")")[2].split()[:1] in (["Z"], ["X"])
 
 
 _CALL_UPDATE = "prompt = coalesce(nullif(excluded.prompt, ''), prompt), " + ", ".join(
