@@ -28,7 +28,7 @@ from datetime import date
 from pathlib import Path
 
 from llmflow import Gateway, Settings
-from llmflow.analysis.calibration import calibrate, simulate
+from llmflow.analysis.calibration import calibrate, cascade_answers, simulate
 from llmflow.analysis.tuning import answers
 from llmflow.apps.email_triage.classifier import cascades, label_sets, train_tier, training_rows
 from llmflow.apps.email_triage.workflow import Category, Priority
@@ -57,17 +57,8 @@ def out_of_fold(name: str, texts: list[str], labels: list[str], folds: int = 5) 
 
 def right(answers: list[list[Label]], truth: list[str], thresholds: list[float]) -> list[bool]:
     """Per row, whether the cascade with `thresholds` answers it right."""
-    last = len(answers) - 1
-    out = []
-    for i, expected in enumerate(truth):
-        for tier, threshold in enumerate(thresholds):
-            said = answers[tier][i]
-            if said.label is not None and (tier == last or said.confidence >= threshold):
-                out.append(said.label == expected)
-                break
-        else:
-            out.append(False)
-    return out
+    said = cascade_answers(answers, thresholds)
+    return [a is not None and a[1].label == y for a, y in zip(said, truth, strict=True)]
 
 
 def earned(

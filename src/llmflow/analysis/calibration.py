@@ -54,19 +54,34 @@ def simulate(
     weights: Sequence[float] | None = None,
 ) -> tuple[float, tuple[float, ...]]:
     """Accuracy and per-tier shares of a cascade with `thresholds` on recorded answers."""
-    last = len(answers) - 1
     correct = 0.0
     counts = [0.0] * len(answers)
-    for i, expected in enumerate(truth):
-        weight = 1.0 if weights is None else weights[i]
+    said = cascade_answers(answers, thresholds)
+    for i, (answered, expected) in enumerate(zip(said, truth, strict=True)):
+        if answered is not None:
+            weight = 1.0 if weights is None else weights[i]
+            counts[answered[0]] += weight
+            correct += weight * (answered[1].label == expected)
+    n = (len(truth) if weights is None else sum(weights)) or 1
+    return correct / n, tuple(c / n for c in counts)
+
+
+def cascade_answers(
+    answers: Sequence[Sequence[Label]], thresholds: Sequence[float]
+) -> list[tuple[int, Label] | None]:
+    """Per item, the tier of a cascade with `thresholds` that answers it and its answer, on
+    recorded answers (one list per tier); None where no tier labels it."""
+    last = len(answers) - 1
+    out: list[tuple[int, Label] | None] = []
+    for i in range(len(answers[0]) if answers else 0):
+        found = None
         for tier, threshold in enumerate(thresholds):
             said = answers[tier][i]
             if said.label is not None and (tier == last or said.confidence >= threshold):
-                counts[tier] += weight
-                correct += weight * (said.label == expected)
+                found = (tier, said)
                 break
-    n = (len(truth) if weights is None else sum(weights)) or 1
-    return correct / n, tuple(c / n for c in counts)
+        out.append(found)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
