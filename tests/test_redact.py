@@ -31,6 +31,12 @@ from llmflow.store.sqlite import RunStore
         ("GET https://h/v1?api_key=abc123&x=1", f"GET https://h/v1?api_key={REDACTED}&x=1"),
         ("cannot reach http://user:pw@10.0.0.1:8000/v1", "cannot reach http://10.0.0.1:8000/v1"),
         ("postgresql://app:secret@db/llmflow", "postgresql://db/llmflow"),
+        # what the patterns match ignoring case, the cheap tests before them find too
+        ("GET /v1?API_KEY=abc123", f"GET /v1?API_KEY={REDACTED}"),
+        ("GET /v1?pasſword=abc123", f"GET /v1?pasſword={REDACTED}"),
+        ("GET /v1?\u212aey=abc123", f"GET /v1?\u212aey={REDACTED}"),
+        ("Authorızation: abc123", f"Authorızation: {REDACTED}"),
+        ("Baſic dXNlcjpwYXNz", f"Baſic {REDACTED}"),
     ],
 )  # fmt: skip
 def test_credentials_are_removed(text: str, shown: str) -> None:
@@ -44,6 +50,7 @@ def test_credentials_are_removed(text: str, shown: str) -> None:
         "mail bob@example.com about http://example.com/a@b",
         "the basic plan",
         "Authorization failed",
+        "lookup returned hi=42; x = y == z",  # an "=" alone is no credential
         "",
     ],
 )
@@ -62,6 +69,8 @@ def test_a_rows_values_are_redacted_as_each_would_be_alone() -> None:
         row = ("id-1", 3, None, 2.5, text, "ok")
         assert redact_all(row) == tuple(redact(v) if isinstance(v, str) else v for v in row)
     assert redact_all(("a", 1, None)) == ("a", 1, None)
+    row = ("tool said hi=42", "x == y", 3)
+    assert redact_all(row) is row  # the cheap test finds nothing: the row as it is
 
 
 def test_configured_keys_and_url_credentials_are_removed_wherever_they_appear() -> None:

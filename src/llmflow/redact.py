@@ -77,10 +77,24 @@ def may_hold_credentials(text: str) -> bool:
     few substring searches; False means `text` is returned as it is)."""
     if _secret_pattern is not None and _secret_pattern.search(text):
         return True
-    if "sk-" in text or "=" in text or ("://" in text and "@" in text):
+    if "sk-" in text or ("://" in text and "@" in text):
         return True
-    lower = text.lower()
-    return "authorization" in lower or "bearer" in lower or "basic" in lower
+    lower = _folded(text)
+    return _has_param(lower) or "authorization" in lower or "bearer" in lower or "basic" in lower
+
+
+def _folded(text: str) -> str:
+    """`text` as the patterns' IGNORECASE sees it, for the substring tests: case-folded, not
+    lower-cased (it also matches "ſ" for "s" and "K" for "k"), and the dotless "ı" as "i"."""
+    folded = text.casefold()
+    return folded.replace("ı", "i") if "ı" in folded else folded
+
+
+def _has_param(lower: str) -> bool:
+    """Whether case-folded `lower` may hold a credential in a URL parameter (`_PARAM`): each
+    of its names ends in `key`, `token` or `password` before the `=`. Not any `=`: tool
+    results, code and URLs hold many, and each sent a whole row through every pattern."""
+    return "=" in lower and ("key=" in lower or "token=" in lower or "password=" in lower)
 
 
 def redact_all(values: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -104,9 +118,10 @@ def redact(text: str) -> str:
         text = _SK.sub(REDACTED, text)
     if "://" in text and "@" in text:
         text = _URL_USER.sub("://", text)
-    if "=" in text:
+    lower = _folded(text)
+    if _has_param(lower):
         text = _PARAM.sub(_KEPT, text)
-    lower = text.lower()
+        lower = _folded(text)
     if "authorization" in lower:
         text = _AUTH.sub(_KEPT, text)
     if "bearer" in lower or "basic" in lower:
