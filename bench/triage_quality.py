@@ -14,7 +14,10 @@ workflow reads it (sender, subject, the excerpt of the newest message); the auto
 bulk and empty mails, which the triage files by their headers without classifying them, are
 counted as recognised or not. Results go to RESULTS-triage-quality-hard.md.
 
-    .venv/bin/python bench/triage_quality.py [--inbox sample|hard]
+    .venv/bin/python bench/triage_quality.py [--inbox sample|hard] [--model local]
+
+`--model` runs the LLM tier on another model, e.g. the opt-in `local:qwen2.5-coder-1.5b`, with
+the thresholds a run on it uses; results go to RESULTS-triage-quality[-hard]-<model>.md.
 """
 
 from __future__ import annotations
@@ -83,20 +86,21 @@ def picks(tiers: TierAnswers, thresholds: list[float]) -> list[str]:
     return out
 
 
-async def main(inbox: str) -> None:
+async def main(inbox: str, model: str) -> None:
     lines: list[str] = []
     started = time.perf_counter()
     hard, filed, names = hard_mails() if inbox == "hard" else ({}, [], [])
     per_mail: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory() as home:
-        gateway = Gateway(Settings(model="local"))
-        for flow in cascades(Path(home), label_sets(Category, Priority)):
+        gateway = Gateway(Settings(model=model))
+        for flow in cascades(Path(home), label_sets(Category, Priority), model=model):
             if inbox == "hard":
                 texts, truth = hard[flow.name]
             else:
                 texts, truth = read_labelled(SAMPLE_INBOX / f"eval-{flow.name}.jsonl")
             tiers = await answers(flow, texts, gateway)
-            thresholds = flow.by_model["local"]
+            # as `Cascade.thresholds`: a local model without its own takes `local`'s
+            thresholds = flow.by_model.get(model) or flow.by_model["local"]
             scores = {
                 s.name: s for s in score(tiers, truth, thresholds, variant_names(tiers.tiers))
             }
@@ -109,7 +113,7 @@ async def main(inbox: str) -> None:
             lines += [
                 f"## {flow.name} ({len(truth)} mails)",
                 "",
-                f"Cascade thresholds on `local`: {[round(t, 3) for t in thresholds]}.",
+                f"Cascade thresholds on `{model}`: {[round(t, 3) for t in thresholds]}.",
                 "",
                 "| variant | accuracy | vs llm-only | macro-F1 | s per mail | share per tier |",
                 "|---|---:|---:|---:|---:|---|",
@@ -131,9 +135,9 @@ async def main(inbox: str) -> None:
                 names, per_mail["category"], per_mail["priority"], strict=True
             )
         ]
-        write_hard([*lines, *per_mail_table(rows)], filed, total, len(names))
+        write_hard([*lines, *per_mail_table(rows)], filed, total, len(names), model)
         return
-    RESULTS.write_text(
+    results_for(RESULTS, model).write_text(
         "\n".join(
             [
                 "# Email triage: classification quality on the sample inbox",
@@ -141,9 +145,9 @@ async def main(inbox: str) -> None:
                 f"Measured {date.today()} by `bench/triage_quality.py` on Python "
                 f"{platform.python_version()} ({platform.machine()}, 2 CPU cores) in "
                 f"{total:.0f} s. The 41 labelled sample mails; the ml tier trained on the "
-                f"{len(training_rows())} example emails; the LLM tier is the real embedded "
-                "SmolLM2-135M scoring the labels by log-probabilities; the cascade uses the "
-                "thresholds a run on `local` uses. Baseline: the embedded LLM alone, in the "
+                f"{len(training_rows())} example emails; the LLM tier is {llm_named(model)} "
+                "scoring the labels by log-probabilities; the cascade uses the "
+                f"thresholds a run on `{model}` uses. Baseline: that LLM alone, in the "
                 "same process.",
                 "",
                 *lines,
@@ -165,8 +169,21 @@ def per_mail_table(rows: list[str]) -> list[str]:
     ]
 
 
-def write_hard(lines: list[str], filed: list[str], total: float, classified: int) -> None:
-    out = RESULTS.with_name("RESULTS-triage-quality-hard.md")
+def llm_named(model: str) -> str:
+    return "the real embedded SmolLM2-135M" if model == "local" else f"the real `{model}`"
+
+
+def results_for(path: Path, model: str) -> Path:
+    """`path`, or for a model other than `local` its copy named after the model."""
+    if model == "local":
+        return path
+    return path.with_name(f"{path.stem}-{model.removeprefix('local:').replace('/', '-')}.md")
+
+
+def write_hard(
+    lines: list[str], filed: list[str], total: float, classified: int, model: str
+) -> None:
+    out = results_for(RESULTS.with_name("RESULTS-triage-quality-hard.md"), model)
     recognised = sum("| recognised |" in line for line in filed)
     out.write_text(
         "\n".join(
@@ -179,9 +196,9 @@ def write_hard(lines: list[str], filed: list[str], total: float, classified: int
                 "nothing was trained, calibrated or tuned on it): the "
                 f"{classified} the triage classifies, each read as the workflow reads it "
                 "(sender, subject, the newest message's excerpt). The ml tier trained on the "
-                f"{len(training_rows())} example emails; the LLM tier is the real embedded "
-                "SmolLM2-135M scoring the labels by log-probabilities; the cascade uses the "
-                "thresholds a run on `local` uses. Baseline: the embedded LLM alone, in the "
+                f"{len(training_rows())} example emails; the LLM tier is {llm_named(model)} "
+                "scoring the labels by log-probabilities; the cascade uses the "
+                f"thresholds a run on `{model}` uses. Baseline: that LLM alone, in the "
                 "same process.",
                 "",
                 *lines,
@@ -202,4 +219,6 @@ def write_hard(lines: list[str], filed: list[str], total: float, classified: int
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inbox", choices=("sample", "hard"), default="sample")
-    asyncio.run(main(parser.parse_args().inbox))
+    parser.add_argument("--model", default="local")
+    args = parser.parse_args()
+    asyncio.run(main(args.inbox, args.model))

@@ -11,7 +11,12 @@ every mail it labels: `earned`). The result is written to
 `src/llmflow/apps/email_triage/calibrated.json`, which the workflow uses as its thresholds when
 the LLM tier runs on `local`; `llmflow calibrate` on your own data overrides it.
 
-    .venv/bin/python bench/triage_thresholds.py [--rows 100]
+    .venv/bin/python bench/triage_thresholds.py [--rows 100] [--model local]
+
+`--model` calibrates for another LLM tier, e.g. the opt-in `local:qwen2.5-coder-1.5b`
+(`pip install '.[qwen]'`): its thresholds are added to calibrated.json under that name (a
+model without its own takes those of `local`, `patterns.cascade`), and its results go to
+RESULTS-triage-thresholds-<model>.md.
 """
 
 from __future__ import annotations
@@ -86,15 +91,15 @@ def earned(
     return cheap, said + ": no gain beyond chance, so the LLM tier is not asked (chosen)."
 
 
-async def main(rows: int) -> None:
+async def main(rows: int, model: str) -> None:
     data = training_rows()
     texts = [r["text"] for r in data]
     sample = sorted(random.Random(5).sample(range(len(data)), rows))
     report: dict[str, dict[str, object]] = {}
     lines = []
     with tempfile.TemporaryDirectory() as home:
-        built = cascades(Path(home), label_sets(Category, Priority))
-        gateway = Gateway(Settings(model="local"))
+        built = cascades(Path(home), label_sets(Category, Priority), model=model)
+        gateway = Gateway(Settings(model=model))
         for flow in built:
             truth_all = [r[flow.name] for r in data]
             ml_all = out_of_fold(flow.name, texts, truth_all)
@@ -140,23 +145,33 @@ async def main(rows: int) -> None:
                 "",
                 gain,
                 "",
-                f"The embedded LLM tier took {seconds / rows:.2f} s per email.",
+                f"The LLM tier took {seconds / rows:.2f} s per email.",
                 "",
             ]
             print(flow.name, alone, "default", default, "calibrated", result)
-    OUT.write_text(json.dumps({"local": report}, indent=2) + "\n", encoding="utf-8")
-    RESULTS.write_text(
+    calibrated = json.loads(OUT.read_text(encoding="utf-8")) if OUT.is_file() else {}
+    calibrated[model] = report
+    OUT.write_text(json.dumps(calibrated, indent=2) + "\n", encoding="utf-8")
+    llm = "the embedded SmolLM2-135M" if model == "local" else f"`{model}`"
+    results = (
+        RESULTS
+        if model == "local"
+        else RESULTS.with_name(
+            f"RESULTS-triage-thresholds-{model.removeprefix('local:').replace('/', '-')}.md"
+        )
+    )
+    results.write_text(
         "\n".join(
             [
-                "# Email triage: cascade thresholds for the embedded model",
+                f"# Email triage: cascade thresholds for {llm}",
                 "",
                 f"Measured {date.today()} by `bench/triage_thresholds.py` on Python "
                 f"{platform.python_version()} ({platform.machine()}), {rows} of the {len(data)} "
                 "training emails (fixed seed); the ml tier out of fold (5-fold), rules and the "
-                "embedded SmolLM2-135M LLM tier (labels scored by log-probabilities) as in a "
+                f"LLM tier on {llm} (labels scored by log-probabilities) as in a "
                 "run. The thresholds are written to "
                 "`src/llmflow/apps/email_triage/calibrated.json` and used when the LLM tier runs "
-                "on `local`.",
+                f"on `{model}`.",
                 "",
                 *lines,
             ]
@@ -169,4 +184,6 @@ async def main(rows: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100)
-    asyncio.run(main(parser.parse_args().rows))
+    parser.add_argument("--model", default="local")
+    args = parser.parse_args()
+    asyncio.run(main(args.rows, args.model))
