@@ -91,8 +91,9 @@ class Cascade(Step[Any, CascadeResult]):
             if model in self.by_model:
                 return self.by_model[model]
             # `local:<name-or-path>` without thresholds of its own takes those calibrated for
-            # `local` (SmolLM2): cautious for a stronger model, and better than the defaults
-            # for Qwen2.5-Coder-1.5B on the triage (bench/RESULTS-local-models.md).
+            # `local` (SmolLM2): cautious for a stronger model, which then answers only what
+            # the cheap tiers leave to it. (Qwen2.5-Coder-1.5B has its own for the triage:
+            # bench/RESULTS-triage-thresholds-qwen2.5-coder-1.5b.md.)
             if model.startswith("local:") and "local" in self.by_model:
                 return self.by_model["local"]
         return [t for _, t in self.tiers]
