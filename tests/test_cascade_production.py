@@ -303,6 +303,24 @@ async def _traffic(rows: list[tuple[str, str]], store: RunStore, model: Scripted
     return await run_batch(spam_workflow(), items, gateway=gateway, store=store)
 
 
+async def test_a_workflow_files_cascade_records_its_decisions_and_audits(
+    tmp_path: Path,
+) -> None:
+    """A workflow file's cascade is a chain's step: its decisions (audits included) reach the
+    store, or `eval --live` and `calibrate --from-audits` see none of what the run paid for."""
+    folder = _workflow_folder(tmp_path / "wf", sms()[:120])
+    rows = sms()[300:400]
+    store = RunStore(Settings().db_path)
+    items = [Item(key=f"sms-{i}", value=t) for i, (t, _) in enumerate(rows)]
+    batch = await run_batch(load_workflow(str(folder)), items,
+                            gateway=scripted_gateway(oracle(dict(rows))), store=store)  # fmt: skip
+    assert batch.status == "ok"
+    decisions = store.cascade_decisions("spam", "spamcheck", model="scripted")
+    assert len(decisions) == len(rows)
+    assert any(r["audit_label"] is not None for r in decisions)  # audit: 0.1 in the file
+    store.close()
+
+
 async def test_audits_are_recorded_drift_is_flagged_and_audits_recalibrate(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

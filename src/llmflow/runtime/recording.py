@@ -7,6 +7,7 @@ from typing import Any
 
 from ..models.gateway import ModelCall
 from ..patterns.cascade import Cascade, CascadeResult
+from ..patterns.chain import Assign
 from ..steps.base import Step
 from ..steps.context import RunContext, RunHooks
 from ..store.base import CallRecord, Store
@@ -80,14 +81,19 @@ class StoreRecorder(RunHooks):
             started_at=started_at,
             latency_s=latency_s,
         )
-        if isinstance(step, Cascade) and isinstance(output, CascadeResult):
-            last = step.tiers[-1][0]
+        decided, result = step, output
+        if isinstance(step, Assign) and isinstance(output, dict):
+            # A chain's step (a workflow file's): the step ran under this path, its output
+            # stored in the chain's state.
+            decided, result = step.step, output.get(step.field)
+        if isinstance(decided, Cascade) and isinstance(result, CascadeResult):
+            last = decided.tiers[-1][0]
             self.store.add_decision(
-                run_id=ctx.run_id, item_id=ctx.item_id, path=ctx.path, step=step.name,
+                run_id=ctx.run_id, item_id=ctx.item_id, path=ctx.path, step=decided.name,
                 model=getattr(last, "model", None) or ctx.model or ctx.gateway.settings.model,
-                tier=output.tier, label=output.label, confidence=output.confidence,
-                attempts=[a.model_dump() for a in output.attempts],
-                audit_label=output.audit.label if output.audit else None,
+                tier=result.tier, label=result.label, confidence=result.confidence,
+                attempts=[a.model_dump() for a in result.attempts],
+                audit_label=result.audit.label if result.audit else None,
                 created_at=started_at + latency_s,
             )  # fmt: skip
         if self.durable and step.kind == "approval":  # a run waiting for a person shows it
