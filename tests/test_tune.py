@@ -158,6 +158,28 @@ def test_bad_tuning_input_exits_2_naming_the_problem(
     assert expected in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", 'has no rows: expected one {"text": ..., "label": ...} per line'),
+        (b'{"text": "a", "label": "ham"}\n{"text": "b\xff", "label": "spam"}\n',
+         "line 2: not UTF-8 (byte 0xff at column 12)"),
+        (b'{"text": "a", "label": "ham"}\n\n{"text": "b"}\n', 'line 3: no "label"'),
+        (b'{"text": "a", "label": "ham"}\n{"text": "b", "label": null}\n',
+         'line 2: "label" is null: expected a string'),
+        (b'{"text": "a", "label": "ham"}\n{"text": "b", "label": \n',
+         "line 2, column 24: not JSON"),
+    ],
+)  # fmt: skip
+def test_bad_labelled_data_names_the_file_and_line(
+    tmp_path: Path, content: bytes, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "labelled.jsonl"
+    data.write_bytes(content)
+    assert main(["calibrate", "tests.test_tune:sms_workflow", "spam", "--data", str(data)]) == 2
+    assert f"{data}: {expected}" in capsys.readouterr().err
+
+
 async def test_a_distilled_tier_learns_from_the_text_it_reads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

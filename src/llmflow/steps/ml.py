@@ -48,21 +48,49 @@ def read_labelled(path: str | Path) -> tuple[list[str], list[str]]:
     path = Path(path)
     texts: list[str] = []
     labels: list[str] = []
+    expected = '{"text": ..., "label": ...}'
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_bytes().splitlines()
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror}", source=str(path)) from e
-    for number, line in enumerate(lines, start=1):
+    for number, raw in enumerate(lines, start=1):
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a BOM is no text
+        except UnicodeDecodeError as e:
+            raise InputError(
+                f"line {number}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}): "
+                "save the file as UTF-8",
+                source=str(path),
+            ) from e
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            texts.append(str(row["text"]))
-            labels.append(str(row["label"]))
-        except (ValueError, KeyError, TypeError) as e:
+        except ValueError as e:
+            where = f", column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
             raise InputError(
-                f'line {number}: expected {{"text": ..., "label": ...}} ({e})', source=str(path)
+                f"line {number}{where}: not JSON ({getattr(e, 'msg', e)}): expected {expected}",
+                source=str(path),
             ) from e
+        if not isinstance(row, dict):
+            raise InputError(
+                f"line {number}: a JSON {type(row).__name__}: expected {expected}",
+                source=str(path),
+            )
+        for field in ("text", "label"):
+            if field not in row:
+                raise InputError(
+                    f'line {number}: no "{field}": expected {expected}', source=str(path)
+                )
+            if row[field] is None or isinstance(row[field], (dict, list, bool)):
+                raise InputError(
+                    f'line {number}: "{field}" is {json.dumps(row[field])}: expected a string',
+                    source=str(path),
+                )
+        texts.append(str(row["text"]))
+        labels.append(str(row["label"]))
+    if not labels:
+        raise InputError(f"has no rows: expected one {expected} per line", source=str(path))
     if len(set(labels)) < 2:
         raise InputError("needs examples of at least two labels", source=str(path))
     return texts, labels
