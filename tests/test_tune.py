@@ -169,6 +169,9 @@ def test_bad_tuning_input_exits_2_naming_the_problem(
          'line 2: "label" is null: expected a string'),
         (b'{"text": "a", "label": "ham"}\n{"text": "b", "label": \n',
          "line 2, column 24: not JSON"),
+        # a label no tier answers would count as every tier's mistake: refused before any call
+        (b'{"text": "a", "label": "ham"}\n{"text": "b", "label": "Spam"}\n',
+         "line 2: label 'Spam' is not among the labels (ham, spam): did you mean 'spam'?"),
     ],
 )  # fmt: skip
 def test_bad_labelled_data_names_the_file_and_line(

@@ -59,6 +59,23 @@ def find_workflow_cascade(workflow: str, step: str | None) -> tuple[str, Cascade
     return wf.name, find_cascade(wf.step, step)
 
 
+def labels_known(cascade: Cascade) -> set[str] | None:
+    """Every label a tier of `cascade` can answer (an ml tier's out-of-scope label counted),
+    or None when a tier's labels are not known (a step of the user's own)."""
+    from ..steps.classify import LLMClassifier
+    from ..steps.ml import MLStep, RulesStep
+
+    known: set[str] = set()
+    for tier, _ in cascade.tiers:
+        if isinstance(tier, (LLMClassifier, MLStep)):
+            known.update(tier.labels)
+        elif isinstance(tier, RulesStep):
+            known.update(label for _, label in tier.rules)
+        else:
+            return None
+    return known
+
+
 def labelled_answers(
     cascade: Cascade,
     data: Path,
@@ -75,7 +92,7 @@ def labelled_answers(
     from ..steps.ml import read_labelled
     from ..store.sqlite import RunStore
 
-    texts, truth = read_labelled(data)
+    texts, truth = read_labelled(data, labels_known(cascade))  # a typo fails before any call
     gateway = Gateway(settings)
     gateway.resolve()  # a missing key fails before any work
     store = RunStore(settings.db_path)

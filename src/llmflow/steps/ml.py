@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +43,11 @@ def data_hash(texts: Sequence[str], labels: Sequence[str], options: dict[str, An
     return digest.hexdigest()
 
 
-def read_labelled(path: str | Path) -> tuple[list[str], list[str]]:
-    """Texts and labels from JSONL rows `{"text": ..., "label": ...}` in the file at `path`."""
+def read_labelled(
+    path: str | Path, labels_known: Collection[str] | None = None
+) -> tuple[list[str], list[str]]:
+    """Texts and labels from JSONL rows `{"text": ..., "label": ...}` in the file at `path`
+    (with `labels_known`: each label one of them)."""
     path = Path(path)
     texts: list[str] = []
     labels: list[str] = []
@@ -87,8 +90,17 @@ def read_labelled(path: str | Path) -> tuple[list[str], list[str]]:
                     f'line {number}: "{field}" is {json.dumps(row[field])}: expected a string',
                     source=str(path),
                 )
+        label = str(row["label"])
+        if labels_known is not None and label not in labels_known:
+            alike = [k for k in labels_known if k.casefold() == label.casefold()]
+            hint = f"did you mean {alike[0]!r}?" if alike else "correct it or leave the row out"
+            raise InputError(
+                f"line {number}: label {label!r} is not among the labels "
+                f"({', '.join(sorted(labels_known))}): {hint}",
+                source=str(path),
+            )
         texts.append(str(row["text"]))
-        labels.append(str(row["label"]))
+        labels.append(label)
     if not labels:
         raise InputError(f"has no rows: expected one {expected} per line", source=str(path))
     if len(set(labels)) < 2:
