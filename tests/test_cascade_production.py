@@ -408,6 +408,24 @@ async def test_audits_are_recorded_drift_is_flagged_and_audits_recalibrate(
     store.close()
 
 
+async def test_live_checks_name_the_model_the_decisions_were_made_on(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Decisions made on another model than --model's (default local): said, with the --model
+    to pass, not a silent "0 decisions"."""
+    store = RunStore(Settings().db_path)
+    rows = sms()[300:340]
+    await _traffic(rows, store, oracle(dict(rows)))
+    store.close()
+    workflow = "tests.test_cascade_production:spam_workflow"
+    hint = "but 40 on scripted: pass --model scripted"
+    assert main(["eval", workflow, "--live"]) == 0
+    said = " ".join(capsys.readouterr().err.split())  # as wrapped to the terminal
+    assert f"no decisions of 'spam' recorded on local in the last 7 days, {hint}" in said
+    assert main(["calibrate", workflow, "spam", "--from-audits"]) == 2
+    assert hint in " ".join(capsys.readouterr().err.split())
+
+
 def test_calibrate_refuses_unclear_targets(capsys: pytest.CaptureFixture[str]) -> None:
     args = ["calibrate", "tests.test_cascade_production:spam_workflow", "spam"]
     assert main([*args, "--data", str(SMS), "--max-drop", "0.01", "--target-accuracy", "0.9"]) == 2
@@ -418,6 +436,9 @@ def test_calibrate_refuses_unclear_targets(capsys: pytest.CaptureFixture[str]) -
     assert "needs at least 10 audited answers" in capsys.readouterr().err
     assert main([*args, "--data", str(SMS), "--retrain"]) == 2
     assert "--retrain goes with --from-audits" in capsys.readouterr().err
+    # An accuracy target is not what audits calibrate for: refused, not silently dropped.
+    assert main([*args, "--from-audits", "--target-accuracy", "0.9"]) == 2
+    assert "give --max-drop (default 0.02) instead of --target-accuracy" in capsys.readouterr().err
 
 
 def _escalated(inputs: list[tuple[str, str]], ml: MLStep) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from ..errors import LLMFlowError
+from ..errors import ConfigError, LLMFlowError
 from ..models.pricing import format_cost
 from .app import EXIT_OK, err, fail, out, usd
 from .cascade_inputs import (
@@ -21,6 +21,7 @@ from .cascade_inputs import (
     Model,
     find_workflow_cascade,
     labelled_answers,
+    other_models,
     settings_for,
 )
 
@@ -94,6 +95,11 @@ def calibrate(
         raise fail("give --target-accuracy or --max-drop, not both")
     if retrain and not from_audits:
         raise fail("--retrain goes with --from-audits")
+    if from_audits and target_accuracy is not None:
+        raise fail(
+            "--from-audits aims at each cheap tier's agreement with the last tier, not an "
+            "accuracy: give --max-drop (default 0.02) instead of --target-accuracy"
+        )
     if from_audits:
         return _calibrate_from_audits(
             workflow, step, max_drop, days, model, base_url, as_json, data, retrain
@@ -216,6 +222,8 @@ def _calibrate_from_audits(
             rows = store.cascade_decisions(
                 cascade.name, name, since=time.time() - days * 86400, model=model_name
             )
+            if not rows and (found := other_models(store, cascade.name, name, days, model_name)):
+                raise ConfigError(found)
             inputs = decision_inputs(store, rows, cascade) if retrain else None
         finally:
             store.close()

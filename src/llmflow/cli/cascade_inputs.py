@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the commands import what they use: `llmflow --help` starts 
     from ..patterns.cascade import Cascade
     from ..settings import Settings
     from ..steps.label import Label
+    from ..store.base import Store
 
 Model = Annotated[
     str | None, typer.Option("--model", "-m", help="The model for LLM tiers (default: local).")
@@ -57,6 +58,25 @@ def find_workflow_cascade(workflow: str, step: str | None) -> tuple[str, Cascade
             raise ConfigError(f"name the cascade to evaluate with --step (cascades: {names})")
         return wf.name, found[0]
     return wf.name, find_cascade(wf.step, step)
+
+
+def other_models(store: Store, cascade: str, workflow: str, days: float, model: str) -> str:
+    """When no decision of `cascade` on `model` was recorded in the last `days`: the models
+    that have some, and the --model to pass (else "")."""
+    import time
+
+    rows = store.cascade_decisions(cascade, workflow, since=time.time() - days * 86400)
+    found: dict[str, int] = {}
+    for row in rows:
+        if row["model"] and row["model"] != model:
+            found[row["model"]] = found.get(row["model"], 0) + 1
+    if not found:
+        return ""
+    listing = ", ".join(f"{n} on {m}" for m, n in sorted(found.items()))
+    return (
+        f"no decisions of {cascade!r} recorded on {model} in the last {days:g} days, but "
+        f"{listing}: pass --model {max(found, key=found.__getitem__)}"
+    )
 
 
 def labels_known(cascade: Cascade) -> set[str] | None:

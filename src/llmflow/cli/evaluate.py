@@ -22,6 +22,7 @@ from .cascade_inputs import (
     Model,
     find_workflow_cascade,
     labelled_answers,
+    other_models,
     settings_for,
 )
 from .evaluate_language import evaluate_language, language_step
@@ -206,6 +207,7 @@ def _live(
                         cascade.name, name, since=deployed, model=settings.model
                     )[:reference]
                 )
+            found = "" if rows else other_models(store, cascade.name, name, days, settings.model)
         finally:
             store.close()
         if window is not None:
@@ -267,6 +269,8 @@ def _live(
             f"share and confidence against the reference window: the first {len(window)} "
             f"decisions after the newest calibration (asked for {reference})"
         )
+    if found:
+        err.print(found, style="bold yellow")
     if not report.baseline:
         err.print(
             f"no calibrated baseline for {settings.model}: run `llmflow calibrate {workflow} "
