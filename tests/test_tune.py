@@ -89,6 +89,39 @@ async def test_distillation_moves_traffic_to_the_ml_tier_and_corrections_win() -
     store.close()
 
 
+async def test_a_correction_names_a_cascade_the_item_went_through_and_one_of_its_labels(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A typo in --step or --label would be stored and learned (or silently never used):
+    refused, with the step or label meant; a second correction says what it replaces."""
+    rows = sms_rows()[40:60]
+    store = RunStore(Settings().db_path)
+    items = [Item(key=f"sms-{i}", value=text) for i, (text, _) in enumerate(rows)]
+    batch = await run_batch(sms_workflow(), items, gateway=scripted_gateway(teacher(dict(rows))),
+                            store=store)  # fmt: skip
+    store.close()
+    run = ["correct", batch.run_id, "sms-0"]
+    for args, expected in [
+        (["--step", "spma", "--label", "ham"], "no decision of a cascade 'spma' to correct: "
+         "give --step spam"),
+        (["--step", "llm", "--label", "ham"], "give --step spam"),
+        (["--step", "spam", "--label", "Ham"], "has not answered 'Ham' (its labels so far: "
+         "ham, spam): did you mean 'ham'?"),
+        (["--step", "spam", "--label", "eggs"], "pass --new-label"),
+        (["--step", "spam", "--label", " "], "--label is empty"),
+    ]:  # fmt: skip
+        assert main([*run, *args]) == 2
+        assert expected in " ".join(capsys.readouterr().err.split())
+    store = RunStore(Settings().db_path)
+    assert history(store, "spam", "sms")[2] == 0  # nothing recorded
+    store.close()
+
+    assert main([*run, "--step", "spam", "--label", "ham"]) == 0
+    assert main([*run, "--step", "spam", "--label", "spam"]) == 0
+    assert "it replaces the correction 'ham'" in capsys.readouterr().out
+    assert main([*run, "--step", "spam", "--label", "eggs", "--new-label"]) == 0
+
+
 async def test_distill_needs_enough_history(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["distill", "tests.test_tune:sms_workflow", "spam"]) == 2
     assert "needs at least 20 recorded LLM decisions" in capsys.readouterr().err

@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..errors import LLMFlowError
+from ..errors import ConfigError, LLMFlowError
 from ..models.pricing import format_cost
 from .app import EXIT_OK, fail, out, usd
 from .calibrate import calibrate
 from .cascade_inputs import Json, find_workflow_cascade
 from .evaluate import evaluate
+
+if TYPE_CHECKING:
+    from ..store.sqlite import RunStore
 
 
 def register(app: typer.Typer) -> None:
@@ -91,19 +94,70 @@ def correct(
     step: Annotated[str, typer.Option("--step", help="The classifier step, e.g. category.")],
     label: Annotated[str, typer.Option("--label", help="The right label.")],
     note: Annotated[str | None, typer.Option(help="Why, for the record.")] = None,
+    new_label: Annotated[
+        bool,
+        typer.Option(
+            "--new-label",
+            help="The label is one the step has not answered yet (else such a label is refused "
+            "as a typo).",
+        ),
+    ] = False,
 ) -> int:
     """Record the right label for a decision; `distill` learns it over the model's."""
     from ..settings import Settings
     from ..store.sqlite import RunStore
 
+    if not label.strip():
+        raise fail("--label is empty: give the right label")
     try:
         store = RunStore(Settings().db_path)
         try:
-            row = store.find_item(run_id, item)
+            run = store.find_run(run_id)
+            row = store.find_item(run["id"], item)
+            known, before = _labels_of(store, row, run["workflow"], step)
+            if label not in known and known and not new_label:
+                alike = [k for k in known if k.casefold() == label.casefold()]
+                raise ConfigError(
+                    f"step {step!r} has not answered {label!r} (its labels so far: "
+                    f"{', '.join(sorted(known))}): "
+                    + (f"did you mean {alike[0]!r}?" if alike else "check the spelling, or pass "
+                       "--new-label if it is a label the step does not know yet")
+                )  # fmt: skip
             store.correct(row["id"], step, label, note)
         finally:
             store.close()
     except LLMFlowError as e:
         raise fail(str(e)) from None
-    out.print(f"recorded: {item} is {label!r} for step {step!r}")
+    replaced = f" (it replaces the correction {before!r})" if before not in (None, label) else ""
+    out.print(f"recorded: {item} is {label!r} for step {step!r}{replaced}")
     return EXIT_OK
+
+
+def _labels_of(store: RunStore, item: Any, workflow: str, step: str) -> tuple[set[str], str | None]:
+    """The labels cascade `step` of `workflow` is known to answer (its recorded decisions'
+    and the choices its LLM tier was given on `item`), and `item`'s correction so far.
+    Refuses a step that is not a cascade `item` went through."""
+    ran = {r["path"] for r in store.item_rows("steps", item["id"]) if r["kind"] == "cascade"}
+    paths = [path for path in ran if path.rsplit("/", 1)[-1] == step]
+    if not paths:
+        names = sorted({path.rsplit("/", 1)[-1] for path in ran})
+        raise ConfigError(
+            f"item {item['key']!r} has no decision of a cascade {step!r} to correct: "
+            + (f"give --step {' or '.join(names)}" if names else "it went through no cascade")
+        )
+    known: set[str] = set()
+    before = None
+    for decision in store.cascade_decisions(step, workflow):
+        known.add(decision["label"])
+        known.update(a["label"] for a in json.loads(decision["attempts"]) if a.get("label"))
+        if decision["audit_label"]:
+            known.add(decision["audit_label"])
+        if decision["item_id"] == item["id"]:
+            before = decision["correction"]
+    for call in store.item_rows("model_calls", item["id"]):
+        if any(str(call["step_path"] or "").startswith(f"{path}/") for path in paths):
+            try:
+                known.update(json.loads(call["prompt"] or "{}").get("choices") or [])
+            except (ValueError, AttributeError):
+                continue
+    return known, before
