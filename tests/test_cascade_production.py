@@ -426,6 +426,20 @@ async def test_live_checks_name_the_model_the_decisions_were_made_on(
     assert hint in " ".join(capsys.readouterr().err.split())
 
 
+def test_a_label_seen_once_is_refused_by_retraining_and_left_out_of_out_of_fold_copies() -> None:
+    from llmflow.analysis.tier_answers import out_of_fold
+
+    texts = [t for t, _ in sms()[300:305]]
+    with pytest.raises(ConfigError, match=r"one example of 'eggs'.*needs a second item corrected"):
+        retrain(sms_ml(), texts, ["eggs", "ham", "ham", "ham", "ham"])  # a correction's new label
+    # Two examples of a label: each out-of-fold copy holds one out and is trained without it.
+    rows = sms()[:60]
+    rare = MLStep.train("ml", [*(t for t, _ in rows), "zzz one", "zzz two"],
+                        [*(y for _, y in rows), "rare", "rare"])  # fmt: skip
+    said = out_of_fold(rare, ["zzz one", "zzz two"])
+    assert said is not None and all(s.label != "rare" for s in said)
+
+
 def test_calibrate_refuses_unclear_targets(capsys: pytest.CaptureFixture[str]) -> None:
     args = ["calibrate", "tests.test_cascade_production:spam_workflow", "spam"]
     assert main([*args, "--data", str(SMS), "--max-drop", "0.01", "--target-accuracy", "0.9"]) == 2

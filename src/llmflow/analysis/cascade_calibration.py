@@ -202,9 +202,16 @@ def retrain(step: MLStep, inputs: Sequence[Any], labels: Sequence[str]) -> MLSte
     for value, label in zip(inputs, labels, strict=True):
         new[step.text(value)] = label
     kept = [(t, y) for t, y in zip(*step.training, strict=True) if t not in new]
-    return step.retrained(
-        [t for t, _ in kept] + list(new), [y for _, y in kept] + list(new.values())
-    )
+    try:
+        return step.retrained(
+            [t for t, _ in kept] + list(new), [y for _, y in kept] + list(new.values())
+        )
+    except ConfigError as e:
+        raise ConfigError(
+            f"retraining ml tier {step.name!r} on its training rows and the labelled decisions: "
+            f"{e} (a label new to the tier, from a person's correction, needs a second item "
+            "corrected to it)"
+        ) from e
 
 
 def decision_inputs(store: Any, rows: Sequence[Any], cascade: Cascade) -> list[Any]:

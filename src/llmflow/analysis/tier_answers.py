@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -112,6 +113,8 @@ def out_of_fold(
         part = order[fold::folds]
         held = {ml.text(texts[i]) for i in part}
         keep = [j for j, t in enumerate(train_texts) if t not in held]
+        left = Counter(train_labels[j] for j in keep)  # a label left once cannot be learned
+        keep = [j for j in keep if left[train_labels[j]] > 1]
         copy = ml.retrained([train_texts[j] for j in keep], [train_labels[j] for j in keep])
         for i, label in zip(part, copy.predict([ml.text(texts[i]) for i in part]), strict=True):
             said[i] = label

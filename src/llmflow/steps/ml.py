@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -125,8 +126,14 @@ def text_classifier(
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline, make_union
 
-    smallest = min(list(labels).count(label) for label in set(labels))
-    folds = max(2, min(3, smallest))
+    counts = Counter(labels)
+    once = sorted(label for label, n in counts.items() if n < 2)
+    if once:  # calibrated probabilities need two folds of each label
+        raise ConfigError(
+            f"cannot train on one example of {', '.join(map(repr, once))}: give each label "
+            "two examples or more"
+        )
+    folds = max(2, min(3, min(counts.values())))
     features: Any = TfidfVectorizer(
         ngram_range=(1, 2), sublinear_tf=True, min_df=2 if len(texts) >= 200 else 1
     )
