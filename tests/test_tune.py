@@ -122,6 +122,14 @@ async def test_a_correction_names_a_cascade_the_item_went_through_and_one_of_its
     assert main([*run, "--step", "spam", "--label", "eggs", "--new-label"]) == 0
 
 
+def test_live_checks_say_when_the_cascade_audits_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["eval", "tests.test_tune:sms_workflow", "--live"]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert "cascade 'spam' audits nothing (audit: 0)" in said and "set `audit:`" in said
+
+
 async def test_distill_needs_enough_history(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["distill", "tests.test_tune:sms_workflow", "spam"]) == 2
     assert "needs at least 20 recorded LLM decisions" in capsys.readouterr().err

@@ -271,6 +271,11 @@ def _live(
         )
     if found:
         err.print(found, style="bold yellow")
+    if not cascade.audit:
+        err.print(
+            f"cascade {cascade.name!r} audits nothing (audit: 0): whether its cheap tiers' "
+            "answers are right cannot be told; set `audit:` (e.g. 0.05) to check some"
+        )
     if not report.baseline:
         err.print(
             f"no calibrated baseline for {settings.model}: run `llmflow calibrate {workflow} "
