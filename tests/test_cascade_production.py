@@ -321,6 +321,21 @@ async def test_a_workflow_files_cascade_records_its_decisions_and_audits(
     store.close()
 
 
+def test_learning_from_a_workflow_files_history_is_refused_with_the_way_round(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A workflow file's steps record the workflow's state, not the text a tier reads:
+    `--retrain` would learn text the ml tier never reads and `distill` would find nothing it
+    can use ("run more items" would be wrong advice). Both say so and what to do instead."""
+    folder = str(_workflow_folder(tmp_path / "wf", sms()[:120]))
+    for args in (["calibrate", folder, "spam", "--from-audits", "--retrain"],
+                 ["distill", folder, "spam"]):  # fmt: skip
+        assert main(args) == 2
+        said = " ".join(capsys.readouterr().err.split())
+        assert "not available for a workflow file's cascade ('spam')" in said
+        assert "train: examples instead" in said
+
+
 async def test_audits_are_recorded_drift_is_flagged_and_audits_recalibrate(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -22,6 +22,7 @@ from .cascade_inputs import (
     find_workflow_cascade,
     labelled_answers,
     other_models,
+    refuse_file_history,
     settings_for,
 )
 
@@ -216,6 +217,8 @@ def _calibrate_from_audits(
     try:
         settings = settings_for(model, base_url)
         name, cascade = find_workflow_cascade(workflow, step)
+        if retrain:
+            refuse_file_history(cascade, "--retrain")
         model_name = settings.model
         store = RunStore(settings.db_path)
         try:

@@ -79,6 +79,28 @@ def other_models(store: Store, cascade: str, workflow: str, days: float, model: 
     )
 
 
+def refuse_file_history(cascade: Cascade, what: str) -> None:
+    """Refuse `what` (learning from a cascade's recorded history) for a workflow file's
+    cascade: its steps record the workflow's scope or state as their input, not the text each
+    tier reads (a template over the scope), so that text cannot be rebuilt from the store:
+    `distill` would find no usable decision and `--retrain` would learn text the tier never
+    reads. Python cascades record the tiers' own input."""
+    from ..workflow_files.build_classifiers import ScopedClassifier
+    from ..workflow_files.scope import TextOf
+
+    if any(
+        isinstance(tier, ScopedClassifier) or isinstance(getattr(tier, "text", None), TextOf)
+        for tier, _ in cascade.tiers
+    ):
+        raise ConfigError(
+            f"{what} is not available for a workflow file's cascade ({cascade.name!r}) yet: its "
+            "runs record the workflow's state, not the text each tier reads, so the store "
+            "cannot give the ml tier what it would learn from. Add the labelled inputs to the "
+            "ml tier's train: examples instead (the file's version changes, and the tier is "
+            "retrained on load), or use a Python cascade"
+        )
+
+
 def labels_known(cascade: Cascade) -> set[str] | None:
     """Every label a tier of `cascade` can answer (an ml tier's out-of-scope label counted),
     or None when a tier's labels are not known (a step of the user's own)."""

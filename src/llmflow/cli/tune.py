@@ -21,7 +21,7 @@ from ..errors import ConfigError, LLMFlowError
 from ..models.pricing import format_cost
 from .app import EXIT_OK, fail, out, usd
 from .calibrate import calibrate
-from .cascade_inputs import Json, find_workflow_cascade
+from .cascade_inputs import Json, find_workflow_cascade, refuse_file_history
 from .evaluate import evaluate
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ def distill_command(
     try:
         settings = Settings()
         name, cascade = find_workflow_cascade(workflow, step)
+        refuse_file_history(cascade, "distill")
         store = RunStore(settings.db_path)
         try:
             result = distill(
