@@ -183,7 +183,8 @@ def test_eval_and_calibrate_from_the_cli(
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["calibrate", "email-triage", "summary", "--data", str(CATEGORY)], "not a cascade"),
+        (["calibrate", "email-triage", "summary", "--data", str(CATEGORY)],
+         "not a cascade: name a cascade step (cascades here: 'category', 'priority')"),
         (["calibrate", "email-triage", "nope", "--data", str(CATEGORY)], "has no step 'nope'"),
         (["eval", "email-triage", "--data", str(CATEGORY)], "name the cascade"),
         (["eval", "email-triage", "--step", "category", "--data", "no.jsonl"], "no.jsonl"),

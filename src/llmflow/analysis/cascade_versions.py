@@ -41,9 +41,10 @@ def cascades(root: Step[Any, Any]) -> list[Cascade]:
 def find_cascade(root: Step[Any, Any], name: str) -> Cascade:
     step = find_step(root, name)
     if not isinstance(step, Cascade):
+        names = ", ".join(repr(c.name) for c in cascades(root)) or "none"
         raise ConfigError(
-            f"step {name!r} is a {step.kind} step, not a cascade: calibrate and distill tune "
-            "a cascade's tiers"
+            f"step {name!r} is a {step.kind} step, not a cascade: name a cascade step "
+            f"(cascades here: {names})"
         )
     return step
 
