@@ -122,6 +122,7 @@ def test_a_missing_key_names_the_variable_and_the_local_alternative(
     ("args", "expected"),
     [
         (["run", "no-such-workflow", "."], "unknown workflow 'no-such-workflow'"),
+        (["run", "missing/flow.yaml", "."], "missing/flow.yaml: no such workflow file"),
         (["run", "email-triage", "missing-folder"], "missing-folder: no such file or folder"),
         (["run", "email-triage", ".", "--model", "gpt-4.1"], "unknown model 'gpt-4.1'"),
         (["runs", "show", "abc"], "no run with id 'abc'"),
@@ -133,6 +134,14 @@ def test_bad_input_exits_2_with_a_message(
 ) -> None:
     assert main(args) == 2
     assert expected in capsys.readouterr().err
+
+
+def test_a_folder_without_workflow_yaml_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "flows").mkdir()
+    assert main(["run", str(tmp_path / "flows"), "."]) == 2
+    assert "flows: this folder has no workflow.yaml" in capsys.readouterr().err
 
 
 def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:

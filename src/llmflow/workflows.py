@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
@@ -42,6 +43,13 @@ def load_workflow(name: str, **options: Any) -> Workflow:
             target = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as e:
             raise ConfigError(f"cannot load workflow {name!r}: {e}") from e
+    elif name.lower().endswith((".yaml", ".yml")) and not Path(name).is_file():
+        raise ConfigError(f"{name}: no such workflow file (check the path)")
+    elif Path(name).is_dir():
+        raise ConfigError(
+            f"{name}: this folder has no workflow.yaml: name the workflow file, or create one "
+            "with llmflow new <template> <folder>"
+        )
     else:
         known = ", ".join(sorted(registered)) or "none"
         raise ConfigError(
