@@ -193,8 +193,10 @@ def resume(
         from ..workflows import load_workflow
 
         engine.launch(load_workflow=load_workflow)
+        known = True
         if run_id is not None:
-            run_ids = [_full_run_id(run_id)]
+            full_id, known = _full_run_id(run_id)
+            run_ids = [full_id]
         else:
             run_ids = asyncio.run(unfinished_runs())
             if not run_ids:
@@ -203,6 +205,8 @@ def resume(
         codes = []
         for rid in run_ids:
             spec = asyncio.run(find_spec(rid))
+            if spec is None and not known:
+                raise ConfigError(f"no run with id {run_id!r}: `llmflow runs list` shows the runs")
             if spec is None:
                 raise ConfigError(
                     f"run {rid} has no durable record (it ran with --no-durable, or stopped "
@@ -218,15 +222,18 @@ def resume(
     return max(codes, default=EXIT_OK)
 
 
-def _full_run_id(run_id: str) -> str:
+def _full_run_id(run_id: str) -> tuple[str, bool]:
+    """The full id of the run `run_id` names (a unique prefix), and whether this store has it."""
     from ..settings import Settings
     from ..store.sqlite import RunStore
 
     store = RunStore(Settings().db_path)
     try:
-        return str(store.find_run(run_id)["id"])
-    except ConfigError:
-        return run_id  # a run recorded in another machine's store
+        return str(store.find_run(run_id)["id"]), True
+    except ConfigError as e:
+        if "ambiguous" in str(e):
+            raise
+        return run_id, False  # a run recorded in another machine's store, or none
     finally:
         store.close()
 
