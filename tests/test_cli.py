@@ -145,6 +145,16 @@ def test_a_folder_without_workflow_yaml_is_named_as_such(
     assert "flows: this folder has no workflow.yaml" in capsys.readouterr().err
 
 
+def test_a_dotenv_line_without_equals_is_refused_at_its_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    Path(".env").write_text("# settings\nLLMFLOW_MODEL=m\nLLMFLOW_TIMEOUT 5\n")
+    assert main(["runs", "list"]) == 2  # not a run with the default timeout
+    message = capsys.readouterr().err
+    assert ".env:3: cannot read the line starting 'LLMFLOW_TIMEOUT'" in message
+    assert "NAME=value" in message
+
+
 def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     text = capsys.readouterr().out

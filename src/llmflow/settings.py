@@ -6,11 +6,13 @@ them as overrides).
 
 from __future__ import annotations
 
+import io
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "local"
@@ -25,6 +27,28 @@ def base_url_problem(url: str) -> str | None:
     if "://" not in url:
         return f"{url!r} has no scheme: give the full URL, e.g. http://{url}"
     return f"{url!r} is not an http:// or https:// URL"
+
+
+def env_file_problem(path: Path) -> str | None:
+    """The first line of the .env file `path` that is not `NAME=value` (python-dotenv would
+    skip it, and the setting it meant would silently keep its default), as file:line."""
+    if not path.is_file():
+        return None
+    from dotenv.parser import parse_stream
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            words = binding.original.string.split()
+            start = words[0][:40] if words else ""  # not the whole line: it may hold a key
+            return (
+                f"{path}:{binding.original.line}: cannot read the line starting {start!r}: "
+                "write NAME=value (e.g. LLMFLOW_TIMEOUT=60), or # before a comment"
+            )
+    return None
 
 
 class Settings(BaseSettings):
@@ -92,6 +116,14 @@ class Settings(BaseSettings):
     )
     """Let the embedded model reuse the previous prompt's shared prefix (faster; set 0 for
     answers that repeat exactly whatever ran before)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_readable_env_file(cls, data: Any) -> Any:
+        problem = env_file_problem(Path(".env"))
+        if problem:
+            raise ValueError(problem)
+        return data
 
     @field_validator("base_url")
     @classmethod
