@@ -171,6 +171,13 @@ def test_invalid_settings_fail_with_the_variable(monkeypatch: pytest.MonkeyPatch
     assert "LLMFLOW_TIMEOUT" in check.detail
 
 
+def test_a_bad_dotenv_line_fails_with_its_line_and_no_pydantic_prefix() -> None:
+    Path(".env").write_text("LLMFLOW_TIMEOUT 5\n")  # the tests run in an empty folder
+    settings, check = doctor.load_settings()
+    assert settings is None and check.status == "fail"
+    assert check.detail.startswith(".env:1: cannot read the line starting 'LLMFLOW_TIMEOUT'")
+
+
 def test_a_state_dir_to_be_created_or_writable_is_ok(tmp_path: Path) -> None:
     assert doctor.check_state_dir(tmp_path / "new" / "home").status == "ok"
     assert doctor.check_state_dir(tmp_path).status == "ok"

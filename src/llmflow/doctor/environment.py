@@ -37,13 +37,15 @@ def load_settings() -> tuple[Settings | None, Check]:
     """The settings from the environment and `.env`, and whether they are valid."""
     from pydantic import ValidationError
 
+    from ..errors import pydantic_message
     from ..settings import Settings
 
     try:
         settings = Settings()
     except ValidationError as e:
         problems = "; ".join(
-            f"{'.'.join(map(str, error['loc'])) or 'settings'}: {error['msg']}"
+            f"{'.'.join(map(str, error['loc'])) + ': ' if error['loc'] else ''}"
+            f"{pydantic_message(error)}"
             for error in e.errors()
         )
         return None, Check(
