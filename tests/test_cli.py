@@ -127,6 +127,7 @@ def test_a_missing_key_names_the_variable_and_the_local_alternative(
         (["run", "email-triage", ".", "--model", "gpt-4.1"], "unknown model 'gpt-4.1'"),
         (["runs", "show", "abc"], "no run with id 'abc'"),
         (["resume", "abc"], "no run with id 'abc'"),
+        (["estimate", "email-triage", ".", "--model", "gpt-4.1"], "--model gpt-4.1: a forecast"),
         (["run", "email-triage", ".", "--concurrency", "0"], "Invalid value for '--concurrency'"),
     ],
 )

@@ -48,6 +48,15 @@ def estimate_cmd(
 
     targets = models or ["openai:gpt-4.1-mini", "openai:gpt-4.1"]
     settings = Settings()
+    for target in targets:  # before the sample run: a name priced by nothing is a mistake
+        provider, colon, model_id = target.partition(":")
+        served = not colon and settings.base_url is not None  # a model at OPENAI_BASE_URL
+        if target != "local" and not served and not (provider in ("local", "openai") and model_id):
+            raise fail(
+                f"--model {target}: a forecast prices 'openai:<model>' (e.g. "
+                "openai:gpt-4.1-mini), 'local' or 'local:<name>' (at LLMFLOW_LOCAL_PRICE_PER_MTOK "
+                "or LLMFLOW_LOCAL_PRICE_PER_HOUR, else $0), or a model served at OPENAI_BASE_URL"
+            )
     if run_id is None:
         if inputs is None:
             raise fail("give sample inputs to run, or --run <id> to learn from a recorded run")
