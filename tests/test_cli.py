@@ -156,6 +156,15 @@ def test_a_dotenv_line_without_equals_is_refused_at_its_line(
     assert "NAME=value" in message
 
 
+def test_a_compare_model_with_no_price_is_refused_before_the_run(
+    small_inbox: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["run", "email-triage", str(small_inbox), "--compare", "gpt-4.1"]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 2  # not a run with no compare line
+    assert "--compare gpt-4.1: no known price for it" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     text = capsys.readouterr().out

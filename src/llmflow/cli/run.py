@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from ..models.budget import Budget
+from ..models.client import Usage
 from .app import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -143,6 +144,11 @@ def run(
     if job.snapshot is not None and not job.items:
         err.print(f"no new messages in {job.source_url}", highlight=False, soft_wrap=True)
         return EXIT_OK
+    if job.gateway.pricing.cost_of(compare, Usage()) is None:  # else the line goes missing
+        raise fail(
+            f"--compare {compare}: no known price for it: name a hosted model, e.g. "
+            "openai:gpt-4.1 (the default is openai:gpt-4.1-mini)"
+        )
     writable_folder(out_dir or Path("llmflow-out"), "choose another folder with --out")
     if max_cost is not None or max_cost_per_item is not None:
         client, model_id = job.gateway.resolve()
