@@ -63,6 +63,10 @@ class MissingCredentialsError(ConfigError):
     """A provider needs a credential that is not set."""
 
 
+class UnknownRunError(ConfigError):
+    """No run in this run store has the id (or id prefix) given."""
+
+
 class InputError(ConfigError):
     """An input cannot be read or parsed."""
 

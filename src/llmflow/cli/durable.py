@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from ..analysis.costs import summarise
-from ..errors import ConfigError, RunError
+from ..errors import ConfigError, RunError, UnknownRunError
 from ..ids import new_id
 from .app import (
     EXIT_FAILED,
@@ -193,9 +193,9 @@ def resume(
         from ..workflows import load_workflow
 
         engine.launch(load_workflow=load_workflow)
-        known = True
+        unknown: UnknownRunError | None = None
         if run_id is not None:
-            full_id, known = _full_run_id(run_id)
+            full_id, unknown = _full_run_id(run_id)
             run_ids = [full_id]
         else:
             run_ids = asyncio.run(unfinished_runs())
@@ -205,8 +205,8 @@ def resume(
         codes = []
         for rid in run_ids:
             spec = asyncio.run(find_spec(rid))
-            if spec is None and not known:
-                raise ConfigError(f"no run with id {run_id!r}: `llmflow runs list` shows the runs")
+            if spec is None and unknown is not None:
+                raise unknown
             if spec is None:
                 raise ConfigError(
                     f"run {rid} has no durable record (it ran with --no-durable, or stopped "
@@ -222,18 +222,18 @@ def resume(
     return max(codes, default=EXIT_OK)
 
 
-def _full_run_id(run_id: str) -> tuple[str, bool]:
-    """The full id of the run `run_id` names (a unique prefix), and whether this store has it."""
+def _full_run_id(run_id: str) -> tuple[str, UnknownRunError | None]:
+    """The full id of the run `run_id` names (a unique prefix; an ambiguous one is refused),
+    and, when this store has no such run, the error to give if no durable record has it
+    either (it may be a run recorded in another machine's store)."""
     from ..settings import Settings
     from ..store.sqlite import RunStore
 
     store = RunStore(Settings().db_path)
     try:
-        return str(store.find_run(run_id)["id"]), True
-    except ConfigError as e:
-        if "ambiguous" in str(e):
-            raise
-        return run_id, False  # a run recorded in another machine's store, or none
+        return str(store.find_run(run_id)["id"]), None
+    except UnknownRunError as e:
+        return run_id, e
     finally:
         store.close()
 

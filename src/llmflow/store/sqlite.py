@@ -19,7 +19,7 @@ from typing import Any
 
 import pydantic_core
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UnknownRunError
 from ..ids import new_id
 from ..redact import redact_all
 from .base import CallRecord
@@ -370,7 +370,7 @@ class RunStore(PagedReads, DecisionRecords, CheckpointRecords):
             (run_id.replace("%", "").replace("_", "") + "%",),
         ).fetchall()
         if not rows:
-            raise ConfigError(f"no run with id {run_id!r}: `llmflow runs list` shows the runs")
+            raise UnknownRunError(f"no run with id {run_id!r}: `llmflow runs list` shows the runs")
         if len(rows) > 1 and rows[0]["id"] != run_id:
             raise ConfigError(f"run id prefix {run_id!r} is ambiguous: give more characters")
         row: sqlite3.Row = rows[0]
