@@ -120,7 +120,8 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _a_readable_env_file(cls, data: Any) -> Any:
-        problem = env_file_problem(Path(".env"))
+        env_file = cls.model_config.get("env_file")  # the file pydantic-settings reads
+        problem = env_file_problem(Path(env_file)) if isinstance(env_file, str) else None
         if problem:
             raise ValueError(problem)
         return data
