@@ -32,6 +32,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+from triage_quality import results_for  # bench/: the script's folder is on sys.path
+
 from llmflow import Gateway, Settings
 from llmflow.analysis.calibration import calibrate, cascade_answers, simulate
 from llmflow.analysis.tuning import answers
@@ -153,14 +155,7 @@ async def main(rows: int, model: str) -> None:
     calibrated[model] = report
     OUT.write_text(json.dumps(calibrated, indent=2) + "\n", encoding="utf-8")
     llm = "the embedded SmolLM2-135M" if model == "local" else f"`{model}`"
-    results = (
-        RESULTS
-        if model == "local"
-        else RESULTS.with_name(
-            f"RESULTS-triage-thresholds-{model.removeprefix('local:').replace('/', '-')}.md"
-        )
-    )
-    results.write_text(
+    results_for(RESULTS, model).write_text(
         "\n".join(
             [
                 f"# Email triage: cascade thresholds for {llm}",
