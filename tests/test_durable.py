@@ -178,6 +178,12 @@ def test_sigterm_ends_a_run_recorded_and_says_how_to_resume(
     assert code == 0, output
     _check_finished(output, tmp_path, m, in_flight=1)
     _check_recorded(env, m, run["id"])
+    # Resumed once more, the finished run says so and calls nothing again.
+    calls = len(m.replied)
+    code, output = _cli(["resume", run["id"][:10]], env)
+    assert code == 0, output
+    assert f"run {run['id']} had finished (ok): nothing runs again" in output
+    assert len(m.replied) == calls
 
 
 def test_resume_refuses_a_run_that_its_process_still_runs(

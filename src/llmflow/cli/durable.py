@@ -195,8 +195,13 @@ def resume(
         engine.launch(load_workflow=load_workflow)
         unknown: UnknownRunError | None = None
         if run_id is not None:
-            full_id, unknown = _full_run_id(run_id)
+            full_id, unknown, status = _full_run_id(run_id)
             run_ids = [full_id]
+            if status == "ok":
+                # Said, not refused: resuming it rewrites its results from its checkpoints
+                # (a deleted results folder comes back) without running anything again.
+                err.print(f"run {full_id} had finished (ok): nothing runs again; its results "
+                          "are written again from its records")  # fmt: skip
         else:
             run_ids = asyncio.run(unfinished_runs())
             if not run_ids:
@@ -222,18 +227,19 @@ def resume(
     return max(codes, default=EXIT_OK)
 
 
-def _full_run_id(run_id: str) -> tuple[str, UnknownRunError | None]:
-    """The full id of the run `run_id` names (a unique prefix; an ambiguous one is refused),
-    and, when this store has no such run, the error to give if no durable record has it
-    either (it may be a run recorded in another machine's store)."""
+def _full_run_id(run_id: str) -> tuple[str, UnknownRunError | None, str | None]:
+    """The full id of the run `run_id` names (a unique prefix; an ambiguous one is refused)
+    and its status in this store; when this store has no such run, the error to give if no
+    durable record has it either (it may be a run recorded in another machine's store)."""
     from ..settings import Settings
     from ..store.sqlite import RunStore
 
     store = RunStore(Settings().db_path)
     try:
-        return str(store.find_run(run_id)["id"]), None
+        row = store.find_run(run_id)
+        return str(row["id"]), None, str(row["status"])
     except UnknownRunError as e:
-        return run_id, e
+        return run_id, e, None
     finally:
         store.close()
 
