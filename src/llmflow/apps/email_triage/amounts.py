@@ -16,18 +16,22 @@ CURRENCIES = {
     "chf": "CHF", "jpy": "JPY", "円": "JPY", "日元": "JPY", "日圆": "JPY", "cny": "CNY",
     "rmb": "CNY", "元": "CNY", "人民币": "CNY", "人民幣": "CNY", "₪": "ILS", "ils": "ILS",
     "nis": "ILS", 'ש"ח': "ILS", "ש״ח": "ILS", "שקל": "ILS", "שקלים": "ILS", "₩": "KRW",
-    "krw": "KRW", "cad": "CAD", "aud": "AUD", "sek": "SEK",
+    "krw": "KRW", "cad": "CAD", "aud": "AUD", "sek": "SEK", "brl": "BRL", "r$": "BRL",
+    "c$": "CAD", "ca$": "CAD", "a$": "AUD", "au$": "AUD", "nz$": "NZD", "nzd": "NZD",
+    "hk$": "HKD", "hkd": "HKD", "s$": "SGD", "sgd": "SGD", "mx$": "MXN", "mxn": "MXN",
 }  # fmt: skip
 """Currency symbols, codes and words, as ISO 4217 codes. The yen / yuan sign (¥, ￥) is not
 here: `currency` reads it from the text's script (CNY in Chinese text, JPY otherwise)."""
 
-_CODES = r"USD|EUR|GBP|CHF|JPY|CNY|RMB|ILS|NIS|KRW|CAD|AUD|SEK"
+_CODES = r"USD|EUR|GBP|CHF|JPY|CNY|RMB|ILS|NIS|KRW|CAD|AUD|SEK|BRL|NZD|HKD|SGD|MXN"
 _WORDS = r'人民币|人民幣|美元|欧元|歐元|日元|日圆|元|円|ש"ח|ש״ח|שקלים|שקל|euros?'
-_CUR = rf"(?:US\$|\$|€|£|¥|￥|₪|₩|{_CODES}|euros?)"  # words ("元", "円") come after
+# words ("元", "円") come after; R$, C$, A$... are not US dollars
+_CUR = rf"(?:US\$|R\$|CA?\$|AU?\$|NZ\$|HK\$|S\$|MX\$|\$|€|£|¥|￥|₪|₩|{_CODES}|euros?)"
 _CUR_AFTER = rf"(?:€|¥|￥|₪|{_CODES}|{_WORDS})"
 _AMOUNT_NUM = r"\d{1,3}(?:[,.\u00a0\u202f' ]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?"
 _AMOUNT = re.compile(
-    rf"(?P<c1>{_CUR})\s?(?P<n1>{_AMOUNT_NUM})(?![\d])"
+    # a dollar sign behind letters that name no known currency (XY$) is no amount: not USD
+    rf"(?<![A-Za-z])(?P<c1>{_CUR})\s?(?P<n1>{_AMOUNT_NUM})(?![\d])"
     rf"|(?<![0-9A-Za-z_.,-])(?P<n2>{_AMOUNT_NUM})\s?(?P<c2>{_CUR_AFTER})(?![A-Za-z])",
     re.I,
 )
@@ -44,9 +48,11 @@ def currency(symbol: str, text: str) -> str | None:
 
 
 def amount_value(token: str) -> Decimal | None:
-    """A written amount's value: 1,250.00 = 1.250,00 = 1 250 = 1250; 12,50 = 12.5."""
+    """A written amount's value: 1,250.00 = 1.250,00 = 1 250 = 1.250 = 1250; 12,50 = 12.5.
+    A dot before groups of three digits and nothing else (1.299, 1.299.000) separates
+    thousands: money is not written with three decimals."""
     t = re.sub(r"[\u00a0\u202f' ]", "", token)
-    decimal_comma = re.search(r",\d{1,2}$", t)  # 1.250,00 or 12,50
+    decimal_comma = re.search(r",\d{1,2}$", t) or re.fullmatch(r"\d{1,3}(?:\.\d{3})+", t)
     t = t.replace(".", "").replace(",", ".") if decimal_comma else t.replace(",", "")
     try:
         return Decimal(t)
