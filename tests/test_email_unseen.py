@@ -3,11 +3,13 @@ each test is a general case of one wrong value the triage stated."""
 
 from __future__ import annotations
 
+import datetime as dt
 from email.message import EmailMessage
 
 from llmflow.apps.email_triage import parse_email
 from llmflow.apps.email_triage.amounts import amounts_by_code
 from llmflow.inputs.email import RawEmail
+from llmflow.steps.grounding import find_dates
 
 DATE = "Fri, 04 Dec 2026 09:00:00 +0100"
 
@@ -49,3 +51,33 @@ def test_dollar_signs_of_other_currencies_are_not_us_dollars() -> None:
         "15.00 AUD",
     ]
     assert amounts_by_code(email("It was $75 or US$80.")) == ["75.00 USD", "80.00 USD"]
+
+
+# -- dates ---------------------------------------------------------------------------------
+
+REF = dt.date(2026, 12, 4)  # a Friday
+
+
+def dates(text: str) -> list[dt.date]:
+    return [d.value for d in find_dates(text, REF)]
+
+
+def test_the_verb_may_after_a_number_is_not_a_date() -> None:
+    assert dates("could you check whether the other 2 may still ship before Christmas?") == []
+    assert dates("delivered on 2 May 2027, or le 2 mai") == [dt.date(2027, 5, 2)] * 2
+
+
+def test_a_morning_is_not_tomorrow() -> None:
+    assert dates("Esta mañana me llegó el pedido, ¿pueden enviarme el resto?") == []
+    assert dates("llega por la mañana") == []
+    assert dates("Ich habe heute Morgen angerufen. Guten Morgen!") == [REF]
+    assert dates("bis morgen bitte, o para mañana") == [REF + dt.timedelta(days=1)] * 2
+    assert dates("by 10 am tomorrow") == [REF + dt.timedelta(days=1)]
+
+
+def test_a_weekday_said_to_be_past_is_the_last_one() -> None:
+    tuesday = dt.date(2026, 12, 1)
+    assert dates("the tracking hasn't moved since Tuesday") == [tuesday]
+    assert dates("I ordered last Tuesday") == [tuesday]
+    assert dates("seit Dienstag, depuis mardi, mardi dernier, el martes pasado") == [tuesday] * 4
+    assert dates("by Tuesday") == [dt.date(2026, 12, 8)]

@@ -85,6 +85,19 @@ _RELATIVE = re.compile(
     re.I,
 )
 
+_MORNING = re.compile(
+    r"\b(?:esta|la|una|cada|pasado|heute|gestern|vorgestern|guten|jeden|am|einen|après-|"
+    r"d'après-)\s*$",
+    re.I,
+)
+"""Words before mañana / Morgen / demain that make it a morning (esta mañana, por la mañana,
+heute Morgen, Guten Morgen) or another day (pasado mañana, après-demain): not tomorrow."""
+_PAST_BEFORE = re.compile(
+    r"\b(?:since|last|seit|letzten|letzte|vergangenen|depuis|desde(?: el)?|el pasado)\s+$", re.I
+)
+_PAST_AFTER = re.compile(r"\s+(?:dernier|passé|pasado)\b", re.I)
+"""A weekday said to be past: since Tuesday, last Tuesday, seit Dienstag, mardi dernier."""
+
 
 @dataclass(frozen=True)
 class FoundDate:
@@ -124,6 +137,8 @@ def find_dates(text: str, ref: dt.date | None = None) -> list[FoundDate]:
                 a, b, year = int(g[0]), int(g[2]), int(g[3])
                 day, month = (a, b) if g[1] == "." or a > 12 else (b, a)
                 value = date_from(year, month, day, ref)
+            if kind in ("dmy", "mdy") and g[1 if kind == "dmy" else 0] == "may":
+                continue  # "the other 2 may ship": English writes the month May
             if value is not None:
                 found.append(FoundDate(value, m.start(), m.end(), m.group(0)))
                 taken.append((m.start(), m.end()))
@@ -132,14 +147,21 @@ def find_dates(text: str, ref: dt.date | None = None) -> list[FoundDate]:
             if not free(m.start(), m.end()) or re.match(r",?\s*(the\s+)?\d", text[m.end() :]):
                 continue  # "Friday 4 December": the written date says which Friday
             word = m.group(1).lower()
+            before, after = text[max(0, m.start() - 30) : m.start()], text[m.end() : m.end() + 30]
             if word in ("today", "tonight", "heute", "aujourd'hui", "hoy"):
                 value = ref
             elif word in ("tomorrow", "morgen", "demain", "mañana"):
+                if word != "tomorrow" and _MORNING.search(before):
+                    continue  # "esta mañana", "heute Morgen": a morning, not tomorrow
                 value = ref + dt.timedelta(days=1)
             else:
                 day_name = word.split()[-1]
-                ahead = (WEEKDAYS[day_name] - ref.weekday()) % 7 or 7
-                value = ref + dt.timedelta(days=ahead)
+                if word == day_name and (_PAST_BEFORE.search(before) or _PAST_AFTER.match(after)):
+                    back = (ref.weekday() - WEEKDAYS[day_name]) % 7 or 7
+                    value = ref - dt.timedelta(days=back)  # "since Tuesday": the last one
+                else:
+                    ahead = (WEEKDAYS[day_name] - ref.weekday()) % 7 or 7
+                    value = ref + dt.timedelta(days=ahead)
             found.append(FoundDate(value, m.start(), m.end(), m.group(0)))
             taken.append((m.start(), m.end()))
     for start, end, value in script_dates(text, ref):
