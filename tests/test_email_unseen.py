@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from email.message import EmailMessage
 
-from llmflow.apps.email_triage import parse_email
+from llmflow.apps.email_triage import parse_email, truth
 from llmflow.apps.email_triage.amounts import amounts_by_code
 from llmflow.inputs.email import RawEmail
 from llmflow.steps.grounding import find_dates
@@ -81,3 +81,44 @@ def test_a_weekday_said_to_be_past_is_the_last_one() -> None:
     assert dates("I ordered last Tuesday") == [tuesday]
     assert dates("seit Dienstag, depuis mardi, mardi dernier, el martes pasado") == [tuesday] * 4
     assert dates("by Tuesday") == [dt.date(2026, 12, 8)]
+
+
+# -- who the reply greets, what the request is ---------------------------------------------
+
+
+def test_the_reply_greets_a_person_not_a_title_or_a_company() -> None:
+    def greeted(sender: str) -> str | None:
+        return truth.first_name(email("Could you help?", sender=sender))
+
+    assert greeted("Mrs Helen Carter <helen@scouts.example>") == "Helen"
+    assert greeted("Dr. Anna Weber <anna@example.de>") == "Anna"
+    assert greeted("Herr Klaus Brandt <kb@example.de>") == "Klaus"
+    assert greeted("Alpine Textil GmbH <rechnung@alpine.example>") is None
+    assert greeted("Summit Events LLC <ops@summit.example>") is None
+    assert greeted("Gipfelsport AG <info@gipfel.example>") is None
+    assert greeted("Kevin O'Brien <kevin@example.com>") == "Kevin"
+
+
+def test_a_request_after_a_greeting_on_the_same_line_is_the_request() -> None:
+    note = "Hi Lena, kannst du das bitte bis Mittwoch klären? Danke, Jonas"
+    e = email(note)
+    assert truth.request_by_code(e) == "Hi Lena, kannst du das bitte bis Mittwoch klären?"
+    assert truth.deadline_by_code(e) == dt.date(2026, 12, 9)
+    assert "Danke, Jonas" not in truth.summary_by_code(e)
+
+
+def test_merci_de_asks_and_merci_de_votre_thanks() -> None:
+    e = email("Bonjour,\n\nLe montant passe à 2 340,00 €. Merci de nous confirmer la quantité.")
+    assert truth.request_by_code(e) == "Merci de nous confirmer la quantité."
+    thanks = email("Bonjour,\n\nLe colis est bien arrivé.\n\nMerci de votre aide.")
+    assert truth.request_by_code(thanks) == ""
+
+
+def test_please_find_attached_is_not_the_request() -> None:
+    e = email(
+        "Dear customer,\n\nplease find below our invoice for your order.\n\n"
+        "Total: 1.250,00 EUR\nDue date: 2026-12-14\n\n"
+        "Please transfer the total by the due date to our account."
+    )
+    assert truth.request_by_code(e) == "Please transfer the total by the due date to our account."
+    assert truth.deadline_by_code(e) == dt.date(2026, 12, 14)

@@ -57,16 +57,19 @@ def _content(email: Email) -> list[str]:
     text = email.excerpt.replace(GAP.strip(), "\n\n")
     out = []
     for s in split_sentences(text):
-        if re.fullmatch(
+        # a greeting or a sign-off, unless it asks something too ("Hi Lena, can you ...?",
+        # "Merci de nous confirmer ...")
+        asks = bool(QUESTION.search(s) or _ASK.search(s))
+        if not asks and re.fullmatch(
             r"(hi|hello|hey|dear|hallo|bonjour|hola|guten tag|liebe[rs]?|sehr geehrte[rs]?|"
             r"estimad[oa]s?|madame|monsieur)\b.{0,60}",
             s,
             re.I,
         ):
             continue
-        if re.fullmatch(
+        if not asks and re.fullmatch(
             r"(thanks?|thank you|best|regards|kind regards|cheers|mit freundlichen grüßen|"
-            r"cordialement|saludos|merci|gracias|viele grüße)\b.{0,40}",
+            r"cordialement|saludos|merci|gracias|viele grüße|danke|vielen dank)\b.{0,40}",
             s,
             re.I,
         ):
@@ -131,7 +134,8 @@ def text_problems(text: str, email: Email, instructions: list[str]) -> str | Non
 _ASK = re.compile(
     r"\b(please|pls|kindly|could you|can you|would you|will you|let me know|let us know|"
     r"bitte|könnten sie|können sie|würden sie|por favor|podrían|podrian|pueden|puede|"
-    r"merci de|pourriez|pouvez|pourrais|veuillez|reply to this (e-?mail|message)|respond by)\b"
+    r"merci de(?! (?:votre|vos|ta|tes|ton)\b)|pourriez|pouvez|pourrais|veuillez|"
+    r"reply to this (e-?mail|message)|respond by)\b"
     r"|[?？؟]|请|麻烦|能否|お願い|ください|下さい|いただけ|부탁|주세요|الرجاء|يرجى|نرجو|"
     r"(?<!\w)נא |בבקשה",
     re.I,
@@ -150,12 +154,21 @@ QUESTION = re.compile(
 ends a Japanese, Chinese or Korean sentence without one (…ますか。, …吗。, …까요.)."""
 
 
+_FORMULA = re.compile(
+    r"\b(?:please|pls|kindly)\s+(?:find|see)\s+(?:attached|enclosed|below|herewith|"
+    r"the attached|the enclosed)\b",
+    re.I,
+)
+"""A covering letter's formula ("please find attached"): it hands something over, it asks
+nothing."""
+
+
 def _asks(email: Email) -> list[str]:
-    """The sentences that ask something, best first: questions, then please / could you,
-    then wishes (I'd like, we need), each in mail order."""
+    """The sentences that ask something, best first: questions, then please / could you
+    (not "please find attached"), then wishes (I'd like, we need), each in mail order."""
     sentences = [s for s in _content(email) if not s.rstrip().endswith(":")]
     questions = [s for s in sentences if QUESTION.search(s)]
-    asks = [s for s in sentences if _ASK.search(s) and s not in questions]
+    asks = [s for s in sentences if _ASK.search(_FORMULA.sub("", s)) and s not in questions]
     wishes = [s for s in sentences if _WISH.search(s) and s not in questions + asks]
     return questions + asks + wishes
 
@@ -243,11 +256,16 @@ def names_checkable(email: Email) -> bool:
 
 def first_name(email: Email) -> str | None:
     """The sender's first name from the From header's display name, when it looks like a
-    person's (not "Accounts Receivable" or "noreply")."""
+    person's (not "Accounts Receivable", "noreply" or "Alpine Textil GmbH"), after a title
+    ("Mrs Helen Carter": Helen)."""
     name, _ = parseaddr(email.sender)
     words = name.replace('"', "").split()
+    while words and words[0].rstrip(".").lower() in _TITLES:
+        words = words[1:]  # "Mrs Helen Carter", "Dr. Anna Weber": the name follows
     if not words or not words[0].isalpha() or len(words) > 4:
         return None
+    if any(w.strip(".,").lower() in _COMPANY for w in words):
+        return None  # "Alpine Textil GmbH": a company, no first name
     roles = set(
         [
             "team",
@@ -271,6 +289,63 @@ def first_name(email: Email) -> str | None:
     if any(w.lower() in roles for w in words):
         return None
     return words[0]
+
+
+_TITLES = set(
+    [
+        "mr",
+        "mrs",
+        "ms",
+        "miss",
+        "mx",
+        "dr",
+        "prof",
+        "herr",
+        "frau",
+        "m",
+        "mme",
+        "mlle",
+        "sr",
+        "sra",
+        "srta",
+        "dott",
+        "dott.ssa",
+        "sig",
+        "sig.ra",
+        "ing",
+        "dhr",
+        "mevr",
+    ]
+)
+_COMPANY = set(
+    [
+        "gmbh",
+        "ag",
+        "kg",
+        "llc",
+        "inc",
+        "ltd",
+        "limited",
+        "corp",
+        "srl",
+        "spa",
+        "sa",
+        "sas",
+        "sarl",
+        "bv",
+        "nv",
+        "e.v",
+        "ev",
+        "oy",
+        "plc",
+        "ug",
+        "ohg",
+        "lda",
+        "ltda",
+        "co",
+    ]
+)
+"""Titles before a first name, and the legal forms that make a display name a company's."""
 
 
 def reply_by_code(
