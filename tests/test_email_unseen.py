@@ -122,3 +122,28 @@ def test_please_find_attached_is_not_the_request() -> None:
     )
     assert truth.request_by_code(e) == "Please transfer the total by the due date to our account."
     assert truth.deadline_by_code(e) == dt.date(2026, 12, 14)
+
+
+# -- ids -----------------------------------------------------------------------------------
+
+
+def test_ids_labelled_as_another_kind_are_not_order_ids() -> None:
+    from llmflow.apps.email_triage.ids import ORDER_ID
+
+    assert ORDER_ID.findall("Kundennummer KD-58213") == []
+    assert ORDER_ID.findall("Customer ID: CUST-00412, purchase order PO-88540") == ["PO-88540"]
+    assert ORDER_ID.findall("Amtsgericht Kempten HRB-48213") == []
+    assert ORDER_ID.findall("The pickup reference is DHL-5567123.") == []
+    assert ORDER_ID.findall("the updated SKU list (TR-2209, TR-2210 and the gaiters)") == []
+    assert ORDER_ID.findall("Ticket TK-55123 about order NW-10482") == ["NW-10482"]
+    assert ORDER_ID.findall("Tracking hasn't moved - order NW-20417") == ["NW-20417"]
+    assert ORDER_ID.findall("customer since 2019, my order SO-55910 is late") == ["SO-55910"]
+
+
+def test_a_postcode_with_its_country_prefix_is_not_an_order_id() -> None:
+    from llmflow.apps.email_triage.ids import ORDER_ID
+
+    assert ORDER_ID.findall("Langstrasse 21, CH-8004 Zürich") == []
+    assert ORDER_ID.findall("Ringstraße 4, DE-87435 Kempten") == []
+    assert ORDER_ID.findall("order NW-20417 Trailhead tent, NW-20418") == ["NW-20417", "NW-20418"]
+    assert ORDER_ID.findall("Bestellung DE-10482 Summit Jacke") == ["DE-10482"]

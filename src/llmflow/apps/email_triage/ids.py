@@ -46,5 +46,51 @@ INVOICE_ID = IdPattern(
 )
 """Invoice ids (INV-2026-0193, RE-2026-4471, "Rechnung 2026-4471", "invoice #88172")."""
 
-ORDER_ID = IdPattern(rf"(?<![\w-])(?!{_INVOICE_PREFIX}-|RMA-)([A-Z]{{2,4}}-\d{{4,8}})(?![\w-])")
-"""Order ids (NW-10482); not invoices, not return labels (RMA-5487)."""
+_OTHER_LABEL = re.compile(
+    r"(?i:\b(?:customer|client|kunden\w*|kd\.?-?nr|cliente|klant|ticket|pickup|abholung|"
+    r"tracking|sendung|sku|artikel\w*|art\.-?nr|item no|serial|serien\w*|amtsgericht|"
+    r"handelsregister|registro|iban|vat|ust)\b)"
+    r"|\bHR[AB]\b"
+)
+"""Words that name a number of another kind than an order: a customer or ticket number, a
+pickup or tracking reference, an article (SKU), a commercial register entry (HRB)."""
+_ORDER_WORD = re.compile(
+    r"(?i:\b(?:orders?|bestell\w*|auftrag\w*|pedidos?|commandes?|ordine|bestelling|"
+    r"encomendas?|purchase|po)\b)|注文|订单|訂單"
+)
+_POSTCODE = re.compile(r"[A-ZÄÖÜÉ][a-zäöüßéèàâçñ]+")
+_COUNTRIES = frozenset(
+    ("AT", "BE", "CH", "CZ", "DE", "DK", "ES", "FI", "FR", "GB", "HR", "HU", "IE", "IT", "LI"),
+) | frozenset(("LU", "NL", "NO", "PL", "PT", "SE", "SI", "SK"))
+"""Country codes written before a postcode (CH-8004 Zürich)."""
+
+
+class OrderIdPattern(IdPattern):
+    """Order ids, less what the text says is another kind of number: one behind a label
+    such as "Kundennummer", "Customer ID", "SKU", "pickup reference", "HRB" (on the same line,
+    with no order word after it), or a postcode behind its country code before a town
+    ("CH-8004 Zürich")."""
+
+    def findall(self, text: str) -> list[str]:
+        found = []
+        for m in self.pattern.finditer(text):
+            line_start = text.rfind("\n", 0, m.start()) + 1
+            before = text[max(line_start, m.start() - 40) : m.start()]
+            labels = list(_OTHER_LABEL.finditer(before))
+            if labels and not _ORDER_WORD.search(before[labels[-1].end() :]):
+                continue
+            if m.group(1).startswith(("HRA-", "HRB-")):
+                continue  # a commercial register entry
+            prefix = m.group(1).split("-")[0]
+            town = _POSTCODE.match(text[m.end() :].lstrip(" "))
+            if prefix in _COUNTRIES and town and not _ORDER_WORD.search(before):
+                continue
+            found.append(m.group(1))
+        return list(dict.fromkeys(found))
+
+
+ORDER_ID = OrderIdPattern(
+    rf"(?<![\w-])(?!{_INVOICE_PREFIX}-|RMA-)([A-Z]{{2,4}}-\d{{4,8}})(?![\w-])"
+)
+"""Order ids (NW-10482); not invoices, not return labels (RMA-5487), not numbers the text
+labels as another kind (customer, ticket, SKU, pickup reference) or postcodes (CH-8004)."""
