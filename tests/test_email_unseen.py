@@ -147,3 +147,67 @@ def test_a_postcode_with_its_country_prefix_is_not_an_order_id() -> None:
     assert ORDER_ID.findall("Ringstraße 4, DE-87435 Kempten") == []
     assert ORDER_ID.findall("order NW-20417 Trailhead tent, NW-20418") == ["NW-20417", "NW-20418"]
     assert ORDER_ID.findall("Bestellung DE-10482 Summit Jacke") == ["DE-10482"]
+
+
+# -- the newest message of a thread --------------------------------------------------------
+
+
+def test_an_outlook_header_block_starts_the_quoted_message() -> None:
+    from llmflow.inputs.email import newest_message
+
+    body = (
+        "Hi Sam,\n\nCan you confirm you received the PO below?\n\nRachel\n\n"
+        "From: Sam Patel <sam@northwind-outfitters.example>\n"
+        "Sent: Monday, November 30, 2026 9:14 AM\n"
+        "To: Rachel Nguyen <rachel@summit.example>\n"
+        "Subject: RE: PO\n\n"
+        "Please send the PO no later than December 11, 2026. The total is $13,200.00."
+    )
+    assert newest_message(body) == "Hi Sam,\n\nCan you confirm you received the PO below?\n\nRachel"
+    french = "Merci.\n\nDe : Northwind <a@b.example>\nEnvoyé : vendredi 27 novembre\nÀ : C\n\nOld"
+    assert newest_message(french) == "Merci."
+    # a line that starts with From: but no header block is text, not a quote
+    assert newest_message("Hi,\nFrom: my side all is fine.\nThanks") == (
+        "Hi,\nFrom: my side all is fine.\nThanks"
+    )
+
+
+def test_dutch_and_portuguese_quote_heads_start_the_quote() -> None:
+    from llmflow.inputs.email import newest_message
+
+    nl = "Graag vóór 10 december.\n\nOp vr 20 nov. 2026 om 14:02 schreef Anouk <a@b.example>:\nOud"
+    assert newest_message(nl) == "Graag vóór 10 december."
+    pt = "Obrigado.\n\nEm sex., 27 de nov. de 2026 às 10:14, Ana <a@b.example> escreveu:\nVelho"
+    assert newest_message(pt) == "Obrigado."
+
+
+def test_a_quoted_html_message_is_not_the_newest_message() -> None:
+    msg = EmailMessage()
+    msg["From"] = "Camille Dubois <camille@colonie.example>"
+    msg["To"] = "support@northwind-outfitters.example"
+    msg["Subject"] = "RE: Votre commande NW-20344"
+    msg["Date"] = DATE
+    msg.set_content(
+        "<html><body><div>Merci de nous confirmer la nouvelle quantité.</div>"
+        "<blockquote><p>Livraison garantie avant le 9 décembre, montant 1 560,00 €.</p>"
+        "</blockquote></body></html>",
+        subtype="html",
+    )
+    e = parse_email(RawEmail(source="t.eml", data=msg.as_bytes()))
+    assert e.excerpt == "Merci de nous confirmer la nouvelle quantité."
+    assert truth.deadline_by_code(e) is None
+
+
+def test_an_outlook_forward_keeps_the_forwarded_text() -> None:
+    from llmflow.inputs.email import newest_message
+
+    body = (
+        "FYI, see below.\n\n________________________________\n"
+        "From: Ops Monitor <alerts@hosting.example>\nSent: Friday, 4 December 2026 08:12\n"
+        "To: Support\nSubject: OUTAGE\n\nThe checkout API is down. Please restart the workers."
+    )
+    assert newest_message(body, forward=True) == (
+        "FYI, see below.\n\n________________________________\n\n"
+        "The checkout API is down. Please restart the workers."
+    )
+    assert newest_message(body) == "FYI, see below.\n\n________________________________"

@@ -100,12 +100,16 @@ class _HTMLText(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in {"script", "style", "head"}:
             self._skip += 1
+        elif tag == "blockquote":
+            self.parts.append(_QUOTE_IN)
         elif tag in self.BLOCKS:
             self.parts.append("\n")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in {"script", "style", "head"}:
             self._skip = max(0, self._skip - 1)
+        elif tag == "blockquote":
+            self.parts.append(_QUOTE_OUT)
         elif tag in self.BLOCKS:
             self.parts.append("\n")
 
@@ -114,11 +118,26 @@ class _HTMLText(HTMLParser):
             self.parts.append(data)
 
 
+_QUOTE_IN, _QUOTE_OUT = "\x01", "\x02"
+
+
 def html_to_text(html: str) -> str:
+    """The text of an HTML mail; a <blockquote> (a quoted message) becomes '> ' lines, as
+    a plain-text mail quotes, so the newest message is told from the quoted one."""
     parser = _HTMLText()
-    parser.feed(html)
+    parser.feed(html.replace(_QUOTE_IN, "").replace(_QUOTE_OUT, ""))
     parser.close()
-    return _tidy("".join(parser.parts))
+    out: list[str] = []
+    depth = 0
+    for piece in re.split(f"([{_QUOTE_IN}{_QUOTE_OUT}])", "".join(parser.parts)):
+        if piece in (_QUOTE_IN, _QUOTE_OUT):
+            depth = depth + 1 if piece == _QUOTE_IN else max(0, depth - 1)
+            out.append("\n")
+        elif depth:
+            out.append("\n".join("> " + line for line in piece.split("\n")))
+        else:
+            out.append(piece)
+    return _tidy("".join(out))
 
 
 def _tidy(text: str) -> str:
@@ -127,26 +146,49 @@ def _tidy(text: str) -> str:
 
 
 _QUOTE_HEAD = re.compile(
-    r"^(On|Am|El|Le|Il|Op) .{5,200}(wrote|schrieb|escribió|écrit|scritto|geschreven)",
+    r"^(On|Am|El|Le|Il|Op|Em) .{5,200}"
+    r"(wrote|schrieb|escribió|écrit|scritto|geschreven|schreef|escreveu)",
 )
 _FORWARD = re.compile(r"^-{2,}\s*(Original Message|Forwarded message|Weitergeleitete)", re.I)
-_HEADER_LINE = re.compile(r"^(From|To|Cc|Date|Sent|Subject|Von|An|Datum|Betreff|De|À|Objet):")
+_HEADER_LINE = re.compile(
+    r"^\*?(From|To|Cc|Date|Sent|Subject|Von|An|Datum|Gesendet|Betreff|De|À|Objet|Envoyé|"
+    r"Para|Asunto|Enviado|Fecha|Van|Aan|Onderwerp|Verzonden|Da|A|Oggetto|Inviato|Data)\s?:"
+)
+_BLOCK_FROM = re.compile(r"^\*?(From|Von|De|Van|Da|Fra|Från)\s?:\*?\s")
+_BLOCK_SENT = re.compile(
+    r"^\*?(Sent|Date|Gesendet|Datum|Envoyé|Date d'envoi|Enviado|Fecha|Verzonden|Inviato|Data|"
+    r"Enviada|Sendt|Skickat)\s?:"
+)
+"""A quoted message's header block as Outlook and others write it, without '>' marks:
+"From: ..." and, within the next lines, "Sent: ..." (in several languages)."""
 
 
-def newest_message(body: str) -> str:
-    """The text above the first quoted reply ('On ... wrote:' or '>' lines), without its
-    signature ('-- '). An inline forward with little or no note of its own keeps the
-    forwarded text (its header lines dropped): that is the message to read."""
+def _header_block(lines: list[str]) -> bool:
+    """Whether `lines` start with a quoted message's header block (From:, then Sent:)."""
+    return bool(lines and _BLOCK_FROM.match(lines[0])) and any(
+        _BLOCK_SENT.match(line) for line in lines[1:5]
+    )
+
+
+def newest_message(body: str, *, forward: bool = False) -> str:
+    """The text above the first quoted reply ('On ... wrote:', '>' lines, or an Outlook-style
+    'From: / Sent:' header block), without its signature ('-- '). An inline forward with
+    little or no note of its own keeps the forwarded text (its header lines dropped): that is
+    the message to read; `forward` (the subject says Fwd:, FW:, WG:, TR:...) reads a header
+    block as a forward's rather than a reply's quote."""
     kept: list[str] = []
     lines = body.splitlines()
     for n, line in enumerate(lines):
         if line.startswith(">") or _QUOTE_HEAD.match(line):
             break
+        block = _header_block(lines[n:])
+        if block and not forward and " ".join(kept).strip():
+            break  # a reply's Outlook-style quote (a bare block, nothing above it, is read on)
         if line.rstrip() == "--":  # the signature delimiter ("-- ")
             break
-        if _FORWARD.match(line):
+        if _FORWARD.match(line) or (block and forward):
             if len(" ".join(kept).strip()) < 200:  # a bare forward: read the forwarded mail
-                rest = lines[n + 1 :]
+                rest = lines[n if block and forward else n + 1 :]
                 while rest and (_HEADER_LINE.match(rest[0]) or not rest[0].strip()):
                     rest = rest[1:]
                 inner = newest_message("\n".join(rest))
@@ -154,6 +196,10 @@ def newest_message(body: str) -> str:
             break
         kept.append(line)
     return "\n".join(kept).strip() or body
+
+
+_FORWARD_SUBJECT = re.compile(r"^\s*(fwd?|fw|wg|tr|rv|i|enc|doorst)\s*:", re.I)
+"""A forward's subject prefix (Fwd:, FW:, WG:, TR:, RV:, I:, ENC:, Doorst:)."""
 
 
 def head_and_tail(text: str, limit: int = EXCERPT_CHARS) -> str:
@@ -219,7 +265,8 @@ def parse_email(raw: RawEmail | Path) -> Email:
         raise InputError("not an email: no From or Subject header", source=raw.source)
     plain, html, attachments, inner = _walk(msg)
     body = _tidy(plain) if plain.strip() else html_to_text(html)
-    excerpt = newest_message(body) if body else ""
+    forward = bool(_FORWARD_SUBJECT.match(subject))
+    excerpt = newest_message(body, forward=forward) if body else ""
     forwarded = None
     if inner is not None:  # a forward as an attachment: analyse the forwarded mail
         i_plain, i_html, i_attachments, _ = _walk(inner)
