@@ -211,3 +211,12 @@ def test_an_outlook_forward_keeps_the_forwarded_text() -> None:
         "The checkout API is down. Please restart the workers."
     )
     assert newest_message(body) == "FYI, see below.\n\n________________________________"
+
+
+def test_amounts_come_from_the_newest_message_not_the_quoted_one() -> None:
+    e = email(
+        "Could you refund the € 149,00?\n\nOp vr 20 nov. 2026 om 14:02 schreef Anouk:\n\n"
+        "> You get € 20,00 back.",
+        subject="Re: jas 59,00 EUR",
+    )
+    assert amounts_by_code(e) == ["59.00 EUR", "149.00 EUR"]

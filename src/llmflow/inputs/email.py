@@ -202,6 +202,14 @@ _FORWARD_SUBJECT = re.compile(r"^\s*(fwd?|fw|wg|tr|rv|i|enc|doorst)\s*:", re.I)
 """A forward's subject prefix (Fwd:, FW:, WG:, TR:, RV:, I:, ENC:, Doorst:)."""
 
 
+def newest_text(mail: Email) -> str:
+    """The newest message of `mail` in full (the excerpt is cut to `EXCERPT_CHARS`): the
+    text above its quoted replies; for a forward as an attachment, the whole text."""
+    if mail.forwarded is not None:
+        return mail.body
+    return newest_message(mail.body, forward=bool(_FORWARD_SUBJECT.match(mail.subject)))
+
+
 def head_and_tail(text: str, limit: int = EXCERPT_CHARS) -> str:
     """`text` within `limit` characters: all of it, or its head and its tail cut at line or
     word boundaries with `GAP` between them (a long mail's request is often at the end)."""

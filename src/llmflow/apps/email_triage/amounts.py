@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-from ...inputs.email import Email
+from ...inputs.email import Email, newest_text
 from ...steps.date_languages import DIGITS
 
 CURRENCIES = {
@@ -61,8 +61,10 @@ def amount_value(token: str) -> Decimal | None:
 
 
 def amounts_by_code(email: Email) -> list[str]:
-    """Money amounts in the mail, normalised as "<value> <ISO currency>" ("4820.00 USD")."""
-    text = f"{email.subject}\n{email.body}".translate(DIGITS)
+    """Money amounts in the subject and the newest message (not in the older messages it
+    quotes, whose amounts it may correct), normalised as "<value> <ISO currency>"
+    ("4820.00 USD")."""
+    text = f"{email.subject}\n{newest_text(email)}".translate(DIGITS)
     out: list[str] = []
     for m in _AMOUNT.finditer(text):
         number = m.group("n1") or m.group("n2")
