@@ -220,3 +220,20 @@ def test_amounts_come_from_the_newest_message_not_the_quoted_one() -> None:
         subject="Re: jas 59,00 EUR",
     )
     assert amounts_by_code(e) == ["59.00 EUR", "149.00 EUR"]
+
+
+def test_a_slashed_date_reads_day_first_in_a_language_that_writes_it_so() -> None:
+    fr = email(
+        "Bonjour,\n\nNotre club part le 09/01/2027.\n\n"
+        "Pouvez-vous nous livrer les tentes au plus tard le 04/01/2027 ?"
+    )
+    assert truth.deadline_by_code(fr) == dt.date(2027, 1, 4)
+    en = email("Hi,\n\nCould you deliver the tents by 01/04/2027?")
+    assert truth.deadline_by_code(en) == dt.date(2027, 1, 4)  # English: month first
+    assert [d.value for d in find_dates("le 04/01/2027", REF, day_first=True)] == [
+        dt.date(2027, 1, 4)
+    ]
+    assert [d.value for d in find_dates("am 12/25/2026", REF, day_first=True)] == [
+        dt.date(2026, 12, 25)
+    ]
+    assert truth.deadline_of_model("2027-01-04", fr) == (dt.date(2027, 1, 4), None)

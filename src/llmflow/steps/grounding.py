@@ -109,11 +109,15 @@ class FoundDate:
     text: str
 
 
-def find_dates(text: str, ref: dt.date | None = None) -> list[FoundDate]:
+def find_dates(
+    text: str, ref: dt.date | None = None, *, day_first: bool = False
+) -> list[FoundDate]:
     """The dates written in `text`, in order. A date without a year takes the reference
     date's year (year 1 without a reference); relative dates ("tomorrow", "by Friday") need
     `ref` (the mail's date) and are skipped without it. Numeric dates read day first when
-    written with dots (4.12.2026), month first with slashes unless the first part is > 12."""
+    written with dots (4.12.2026), month first with slashes unless the first part is > 12;
+    `day_first` (a text in a language that writes dates so: French, German, Spanish...) reads
+    slashes day first too, unless the second part is > 12."""
     text = text.translate(DIGITS)
     found: list[FoundDate] = []
     taken: list[tuple[int, int]] = []
@@ -135,7 +139,8 @@ def find_dates(text: str, ref: dt.date | None = None) -> list[FoundDate]:
                 value = date_from(int(g[2]) if g[2] else None, MONTHS[g[0].lower()], int(g[1]), ref)
             else:
                 a, b, year = int(g[0]), int(g[2]), int(g[3])
-                day, month = (a, b) if g[1] == "." or a > 12 else (b, a)
+                first = g[1] == "." or a > 12 or (day_first and b <= 12)
+                day, month = (a, b) if first else (b, a)
                 value = date_from(year, month, day, ref)
             if kind in ("dmy", "mdy") and g[1 if kind == "dmy" else 0] == "may":
                 continue  # "the other 2 may ship": English writes the month May
@@ -267,7 +272,9 @@ class Source:
             if word in NUMBER_WORDS:
                 numbers.add(Decimal(NUMBER_WORDS[word]))
         digits = frozenset(re.sub(r"\D", "", m.group(0)) for m in _ID.finditer(folded))
-        dates = tuple(d.value for d in find_dates(text, ref))
+        # a slashed date such as 04/01/2027 states either reading (4 January, April 1)
+        both = [*find_dates(text, ref), *find_dates(text, ref, day_first=True)]
+        dates = tuple(dict.fromkeys(d.value for d in both))
         return cls(text, folded, frozenset(numbers), digits, dates)
 
     def states_date(self, value: dt.date) -> bool:

@@ -198,11 +198,12 @@ def deadline_by_code(email: Email) -> dt.date | None:
     today / tomorrow in a sentence that asks. None when the mail states none."""
     ref = mail_date(email)
     sentences = _content(email)
+    day_first = language(email.excerpt) not in ("en", "zh", "ja", "ko")  # 04/01 is 4 January
 
     def dates(s: str) -> list[dt.date]:
         return [
             d.value
-            for d in find_dates(s, ref)
+            for d in find_dates(s, ref, day_first=day_first)
             if d.value.year > 1 and (ref is None or d.value >= ref)
         ]
 
