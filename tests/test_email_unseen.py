@@ -237,3 +237,30 @@ def test_a_slashed_date_reads_day_first_in_a_language_that_writes_it_so() -> Non
         dt.date(2026, 12, 25)
     ]
     assert truth.deadline_of_model("2027-01-04", fr) == (dt.date(2027, 1, 4), None)
+
+
+def test_italian_dutch_and_portuguese_mails_get_a_reply_in_their_language() -> None:
+    it = email(
+        "Buongiorno,\n\nvi scrivo per la fattura FT-2026-0931. Il pagamento è stato effettuato "
+        "tramite bonifico. Potete verificare e inviarmi la quietanza?\n\nCordiali saluti,\nGiulia",
+        sender="Giulia Ferraro <giulia@rifugio.example>",
+    )
+    nl = email(
+        "Hallo,\n\nHelaas is de vervangende jas nog steeds niet aangekomen. Kunnen jullie het "
+        "bedrag terugstorten? Graag vóór 10 december.\n\nMet vriendelijke groet,\nPieter",
+        sender="Pieter de Vries <pieter@ziggo.example>",
+    )
+    pt = email(
+        "Olá,\n\nfiz o pedido NW-20390 e fui cobrado a mais, mas o valor no site era menor. "
+        "Vocês podem estornar a diferença?\n\nObrigado,\nRafael",
+        sender="Rafael Souza <rafael@uol.example>",
+    )
+    for e, lang, hello, ids in (
+        (it, "it", "Buongiorno Giulia", ["FT-2026-0931"]),
+        (nl, "nl", "Beste Pieter", []),
+        (pt, "pt", "Olá Rafael", ["NW-20390"]),
+    ):
+        assert truth.language(e.excerpt) == lang
+        reply = truth.reply_by_code(e, "billing", ids)
+        assert reply.startswith(hello)
+        assert truth.reply_problems(reply, e) == []

@@ -1,6 +1,6 @@
-"""The code tier's reply templates, one per language (en, de, fr, es, zh, ja, ar, he), and the
-guess of a text's language that picks one: by script first (Chinese, Japanese, Korean,
-Arabic, Hebrew), then by the commonest words of the Latin-script languages. A template
+"""The code tier's reply templates, one per language (en, de, fr, es, it, nl, pt, zh, ja, ar,
+he), and the guess of a text's language that picks one: by script first (Chinese, Japanese,
+Korean, Arabic, Hebrew), then by the commonest words of the Latin-script languages. A template
 thanks the sender, names the ids the mail names and promises nothing but an answer."""
 
 from __future__ import annotations
@@ -16,6 +16,12 @@ TEMPLATES = {
            "reçu et nous revenons vers vous très prochainement.", "Cordialement,"),
     "es": ("Hola {name}:", "Hola:", "Gracias por su mensaje{about}. Lo hemos recibido y le "
            "responderemos en breve.", "Saludos cordiales,"),
+    "it": ("Buongiorno {name},", "Buongiorno,", "grazie per il suo messaggio{about}. L'abbiamo "
+           "ricevuto e le risponderemo al più presto.", "Cordiali saluti,"),
+    "nl": ("Beste {name},", "Beste klant,", "Hartelijk dank voor uw bericht{about}. We hebben het "
+           "ontvangen en nemen zo snel mogelijk contact met u op.", "Met vriendelijke groet,"),
+    "pt": ("Olá {name},", "Olá,", "Obrigado pela sua mensagem{about}. Recebemos a sua mensagem e "
+           "responderemos em breve.", "Atenciosamente,"),
     "zh": ("{name}，您好：", "您好：", "感谢您的来信{about}。我们已经收到，会尽快回复您。",
            "此致敬礼"),
     "ja": ("{name}様", "お客様", "お問い合わせ{about}ありがとうございます。確かに受け付けました。"
@@ -29,6 +35,7 @@ TEMPLATES = {
 closing; our signature follows."""
 ABOUT = {
     "en": " about {ids}", "de": " zu {ids}", "fr": " concernant {ids}", "es": " sobre {ids}",
+    "it": " riguardo a {ids}", "nl": " over {ids}", "pt": " sobre {ids}",
     "zh": "（{ids}）", "ja": "（{ids}）", "ar": " بخصوص {ids}", "he": " בעניין {ids}",
 }  # fmt: skip
 TEAMS = {
@@ -52,13 +59,18 @@ _MARKS = {
     "de": {"und", "der", "die", "das", "ich", "sie", "bitte", "wir", "nicht", "ist"},
     "fr": {"le", "la", "les", "et", "je", "vous", "nous", "est", "pour", "merci"},
     "es": {"el", "los", "las", "y", "que", "por", "para", "usted", "gracias", "mi"},
-}
+    "it": {"il", "di", "che", "per", "sono", "grazie", "vi", "della", "questo", "gli", "ho"},
+    "nl": {"het", "een", "ik", "niet", "wij", "jullie", "graag", "bedankt", "mijn", "voor",
+           "met", "uw", "dank", "zijn"},
+    "pt": {"não", "obrigado", "obrigada", "você", "vocês", "com", "meu", "minha", "pelo", "pela",
+           "sua", "seu", "em"},
+}  # fmt: skip
 
 
 def language(text: str) -> str:
     """A rough guess of a text's language: by script when a non-Latin script holds at least a
     quarter as many characters as the Latin letters (zh, ja: Han with kana, ko, ar, he), else
-    from the commonest words: en, de, fr, es (en when none is found)."""
+    from the commonest words: en, de, fr, es, it, nl, pt (en when none is found)."""
     counts = {name: len(p.findall(text)) for name, p in _SCRIPTS.items()}
     latin = len(_LATIN.findall(text))
     cjk = counts["kana"] + counts["han"]
@@ -68,7 +80,7 @@ def language(text: str) -> str:
         if script != "cjk":
             return script
         return "ja" if counts["kana"] >= max(2, cjk // 10) else "zh"
-    words = re.findall(r"[a-zäöüßàâçéèêëîïôûùüÿñáíóú]+", text.lower())
+    words = re.findall(r"[a-zäöüßàâçéèêëîïôûùüÿñáíóúãõ]+", text.lower())
     scores = {lang: sum(w in m for w in words) for lang, m in _MARKS.items()}
     best = max(scores, key=lambda k: scores[k])
     return best if scores[best] else "en"
