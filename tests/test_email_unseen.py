@@ -279,3 +279,18 @@ def test_a_paragraph_that_instructs_the_machine_gives_no_deadline_or_request() -
     # a mail that only mentions an AI is read as usual
     chatbot = email("Your AI chatbot gave me the wrong size. Could you check it by Monday?")
     assert truth.deadline_by_code(chatbot) == dt.date(2026, 12, 7)
+
+
+def test_italian_portuguese_and_dutch_deadlines_are_read() -> None:
+    it = email("Buongiorno,\n\nPotete inviarmi la quietanza entro venerdì 11 dicembre?\n\nGiulia")
+    assert truth.deadline_by_code(it) == dt.date(2026, 12, 11)
+    pt = email("Olá,\n\nVocês podem estornar a diferença até sexta-feira?\n\nRafael")
+    assert truth.deadline_by_code(pt) == dt.date(2026, 12, 11)
+    nl = email("Hallo,\n\nKunnen jullie het geld terugstorten?\nGraag vóór 10 december.\n\nPieter")
+    assert truth.deadline_by_code(nl) == dt.date(2026, 12, 10)
+    assert dates("il 3 maggio, 3 de maio, 3 mei, donderdag") == [
+        dt.date(2027, 5, 3),
+        dt.date(2027, 5, 3),
+        dt.date(2027, 5, 3),
+        dt.date(2026, 12, 10),
+    ]

@@ -5,7 +5,8 @@
 and amounts (compared by value: 1,250 = 1 250 = 1.250,00 = 1250), dates (compared as dates:
 2026-12-04 = 4 December 2026 = 4. Dezember 2026), ids (NW-10482, 123-48-7890: as tokens),
 email addresses, URLs and capitalised names. `find_dates` reads dates in English, German,
-French and Spanish, absolute and relative to a reference date ("by Friday", "tomorrow"), and
+French, Spanish, Italian, Portuguese and Dutch, absolute and relative to a reference date
+("by Friday", "tomorrow"), and
 through `date_languages` in Chinese, Japanese, Korean, Arabic and Hebrew (12月15日, 15 ديسمبر,
 יום חמישי); numbers in any of those scripts' digits compare by value too;
 `echoes` tells an answer that copies its instructions back. Use them in a `gate`, a refine
@@ -27,18 +28,18 @@ from .date_languages import DIGITS, SCRIPT_MONTHS, date_from, script_dates
 MONTHS: dict[str, int] = {}
 for _number, _names in enumerate(
     [
-        "january jan januar janvier enero ene",
-        "february feb februar février fevrier febrero",
-        "march mar märz maerz mars marzo",
-        "april apr avril abril abr",
-        "may mai mayo",
-        "june jun juni juin junio",
-        "july jul juli juillet julio",
-        "august aug août aout agosto ago",
-        "september sep sept septembre septiembre",
-        "october oct oktober okt octobre octubre",
-        "november nov novembre noviembre",
-        "december dec dezember dez décembre decembre diciembre dic",
+        "january jan januar janvier enero ene gennaio janeiro januari",
+        "february feb februar février fevrier febrero febbraio fevereiro februari",
+        "march mar märz maerz mars marzo março maart",
+        "april apr avril abril abr aprile",
+        "may mai mayo maggio maio mei",
+        "june jun juni juin junio giugno junho",
+        "july jul juli juillet julio luglio julho",
+        "august aug août aout agosto ago augustus",
+        "september sep sept septembre septiembre settembre setembro",
+        "october oct oktober okt octobre octubre ottobre outubro",
+        "november nov novembre noviembre novembro",
+        "december dec dezember dez décembre decembre diciembre dic dicembre dezembro",
     ],
     start=1,
 ):
@@ -49,13 +50,14 @@ MONTHS.update(SCRIPT_MONTHS)
 WEEKDAYS: dict[str, int] = {}
 for _number, _names in enumerate(
     [
-        "monday mon montag lundi lunes",
-        "tuesday tue tues dienstag mardi martes",
-        "wednesday wed mittwoch mercredi miércoles miercoles",
-        "thursday thu thurs donnerstag jeudi jueves",
-        "friday fri freitag vendredi viernes",
-        "saturday sat samstag samedi sábado sabado",
-        "sunday sun sonntag dimanche domingo",
+        "monday mon montag lundi lunes lunedì lunedi segunda-feira maandag",
+        "tuesday tue tues dienstag mardi martes martedì martedi terça-feira terca-feira dinsdag",
+        "wednesday wed mittwoch mercredi miércoles miercoles mercoledì mercoledi quarta-feira "
+        "woensdag",
+        "thursday thu thurs donnerstag jeudi jueves giovedì giovedi quinta-feira donderdag",
+        "friday fri freitag vendredi viernes venerdì venerdi sexta-feira vrijdag",
+        "saturday sat samstag samedi sábado sabado zaterdag",
+        "sunday sun sonntag dimanche domingo domenica zondag",
     ]
 ):
     for _name in _names.split():

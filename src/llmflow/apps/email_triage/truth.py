@@ -150,7 +150,8 @@ _ASK = re.compile(
     r"\b(please|pls|kindly|could you|can you|would you|will you|let me know|let us know|"
     r"bitte|könnten sie|können sie|würden sie|por favor|podrían|podrian|pueden|puede|"
     r"merci de(?! (?:votre|vos|ta|tes|ton)\b)|pourriez|pouvez|pourrais|veuillez|"
-    r"reply to this (e-?mail|message)|respond by)\b"
+    r"reply to this (e-?mail|message)|respond by|potete|potreste|per favore|podem|"
+    r"poderiam|kunt u|kunnen jullie|graag)\b"
     r"|[?？؟]|请|麻烦|能否|お願い|ください|下さい|いただけ|부탁|주세요|الرجاء|يرجى|نرجو|"
     r"(?<!\w)נא |בבקשה",
     re.I,
@@ -199,7 +200,8 @@ def request_by_code(email: Email) -> str:
 _CUE = re.compile(
     r"\b(by|until|before|no later than|deadline|due|latest|at the latest|need(ed)? (it )?(on|for)|"
     r"bis|spätestens|frist|fällig|avant|d'ici|au plus tard|échéance|jusqu'au|"
-    r"antes|para el|a más tardar|plazo|hasta|قبل|بحلول|حتى|موعد|עד|לפני)\b"
+    r"antes|para el|a más tardar|plazo|hasta|entro|al più tardi|scadenza|até|prazo|"
+    r"no máximo|uiterlijk|vóór|قبل|بحلول|حتى|موعد|עד|לפני)\b"
     r"|之前|以前|截止|期限|までに|前に|까지",
     re.I,
 )
