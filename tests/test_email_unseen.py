@@ -294,3 +294,21 @@ def test_italian_portuguese_and_dutch_deadlines_are_read() -> None:
         dt.date(2027, 5, 3),
         dt.date(2026, 12, 10),
     ]
+
+
+def test_a_sentence_does_not_end_at_an_abbreviation() -> None:
+    from llmflow.steps.grounding import split_sentences
+
+    assert split_sentences("Es waren 1.234,56 € (inkl. Versand). Bitte korrigieren.") == [
+        "Es waren 1.234,56 € (inkl. Versand).",
+        "Bitte korrigieren.",
+    ]
+    assert split_sentences("vi scrivo per la fattura n. FT-2026-0931 di € 1.480,00. Grazie") == [
+        "vi scrivo per la fattura n. FT-2026-0931 di € 1.480,00.",
+        "Grazie",
+    ]
+    assert split_sentences("We are heading to Mt. Hood with Dr. Weber. Can you ship?") == [
+        "We are heading to Mt. Hood with Dr. Weber.",
+        "Can you ship?",
+    ]
+    assert split_sentences("It is done. No. We wait.") == ["It is done.", "No.", "We wait."]

@@ -390,5 +390,27 @@ def split_sentences(text: str) -> list[str]:
         joined = " ".join(lines)
         # A break after . ! ? before a capital (not after "4." in "4. Dezember") or after 。！？
         ends = r"(?<![\s(]\d\.)(?<![\s(]\d\d\.)(?<=[.!?؟])\s+(?=[\"'„«¿¡(\w])|(?<=[。！？])"
-        out += [s.strip() for s in re.split(ends, joined) if s.strip()]
+        pieces: list[str] = []
+        for piece in (s.strip() for s in re.split(ends, joined) if s.strip()):
+            if pieces and _continues(pieces[-1], piece):
+                pieces[-1] += " " + piece
+            else:
+                pieces.append(piece)
+        out += pieces
     return out
+
+
+_ABBREVIATION = re.compile(
+    r"(?<![\w.])(?:inkl|exkl|zzgl|ca|bzw|ggf|evtl|vgl|z\.\s?b|d\.\s?h|u\.\s?a|mt|st|dr|mr|mrs|ms|"
+    r"prof|approx|e\.g|i\.e|p\.\s?ex|sr|sra|av|dott|sig|ing)\.$",
+    re.I,
+)
+_NUMBER_SIGN = re.compile(r"(?<![\w.])(?:no|nr|n|núm|num|art|tel|ref)\.$", re.I)
+
+
+def _continues(sentence: str, next_piece: str) -> bool:
+    """Whether a split after `sentence` fell on an abbreviation rather than a sentence's
+    end: "inkl. Versand", "Mt. Hood", "Dr. Weber", or "n." / "Nr." before a number."""
+    if _ABBREVIATION.search(sentence):
+        return True
+    return bool(_NUMBER_SIGN.search(sentence) and re.match(r"#?[\w/-]*\d", next_piece))
