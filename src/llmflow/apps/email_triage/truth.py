@@ -370,8 +370,13 @@ def reply_by_code(
     email: Email, category: str | None, ids: list[str], signature: str = SIGNATURE
 ) -> str:
     """A reply from a template per language and category, filled by code: the sender's
-    first name, the ids the mail names, our signature. It promises nothing but an answer."""
-    return fill(language(email.excerpt), first_name(email), ids, category, signature)
+    first name, the ids the mail names (not those only a paragraph instructing the machine
+    names), our signature. It promises nothing but an answer."""
+    said = "\n\n".join(
+        [email.subject, *(p for p in re.split(r"\n\s*\n", email.body) if not _TO_MACHINE.search(p))]
+    )
+    named = [i for i in ids if i in said]
+    return fill(language(email.excerpt), first_name(email), named, category, signature)
 
 
 _PLACEHOLDER = re.compile(
