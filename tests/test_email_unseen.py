@@ -229,7 +229,7 @@ def test_a_slashed_date_reads_day_first_in_a_language_that_writes_it_so() -> Non
     )
     assert truth.deadline_by_code(fr) == dt.date(2027, 1, 4)
     en = email("Hi,\n\nCould you deliver the tents by 01/04/2027?")
-    assert truth.deadline_by_code(en) == dt.date(2027, 1, 4)  # English: month first
+    assert truth.deadline_by_code(en) == dt.date(2027, 4, 1)  # English sent at +01:00
     assert [d.value for d in find_dates("le 04/01/2027", REF, day_first=True)] == [
         dt.date(2027, 1, 4)
     ]
@@ -323,3 +323,57 @@ def test_the_reply_names_no_id_that_only_an_injected_paragraph_states() -> None:
     reply = truth.reply_by_code(e, "support", ["NW-20501", "NW-99999"])
     assert "NW-20501" in reply
     assert "NW-99999" not in reply
+
+
+# -- found on a second batch of unseen mails, written after the fixes above ------------------
+
+
+def test_an_ambiguous_slashed_date_in_english_follows_the_senders_side_of_the_atlantic() -> None:
+    def deadline(date_header: str) -> dt.date | None:
+        msg = EmailMessage()
+        msg["From"] = "Oliver Bennett <oliver@bt.example.co.uk>"
+        msg["To"] = "support@northwind-outfitters.example"
+        msg["Subject"] = "Exchange"
+        msg["Date"] = date_header
+        msg.set_content("Hello,\n\nCould you make sure the new pair arrives by 05/01/2027?")
+        return truth.deadline_by_code(parse_email(RawEmail(source="t.eml", data=msg.as_bytes())))
+
+    assert deadline("Mon, 07 Dec 2026 10:15:00 +0000") == dt.date(2027, 1, 5)  # UK
+    assert deadline("Mon, 07 Dec 2026 10:15:00 -0500") == dt.date(2027, 5, 1)  # US
+
+
+def test_this_weekday_on_that_weekday_is_today_and_come_by_is_no_deadline() -> None:
+    assert dates("this Friday") == [REF]  # REF is a Friday
+    assert dates("next Friday") == [REF + dt.timedelta(days=7)]
+    e = email("Hi,\n\nIs my order NW-21077 ready for pickup? I can come by this Friday after work.")
+    assert truth.deadline_by_code(e) is None
+
+
+def test_a_weekday_with_its_date_after_an_article_is_that_date() -> None:
+    assert dates("am Freitag, den 18.12., spätestens") == [dt.date(2026, 12, 18)]
+    assert dates("vendredi le 18 décembre") == [dt.date(2026, 12, 18)]
+    assert dates("bis 7.1. bitte") == [dt.date(2027, 1, 7)]
+    assert dates("Version 1.2.3 und 3.5. Stock") == [dt.date(2027, 5, 3)]
+
+
+def test_amounts_written_with_a_dash_for_no_cents() -> None:
+    assert amounts_by_code(email("zu je 129,- EUR, zusammen 1.650,-- EUR")) == [
+        "129.00 EUR",
+        "1650.00 EUR",
+    ]
+
+
+def test_a_club_or_shop_is_not_greeted_by_its_first_word() -> None:
+    e = email("Gibt es einen Rabatt?", sender="Outdoor Club Zürich <vorstand@club.example>")
+    assert truth.first_name(e) is None
+    e = email("Any discount?", sender="Riverside Scouts <info@scouts.example>")
+    assert truth.first_name(e) is None
+
+
+def test_greetings_and_sign_offs_in_more_languages_are_not_the_summary() -> None:
+    nl = email(
+        "Hoi allemaal,\n\nHet magazijn is op donderdag 24 december gesloten.\n\nGroetjes,\nFemke"
+    )
+    assert truth.summary_by_code(nl) == "Het magazijn is op donderdag 24 december gesloten."
+    it = email("Buongiorno,\n\nil pacco è arrivato danneggiato.\n\nCordiali saluti,\nGiulia")
+    assert truth.summary_by_code(it) == "il pacco è arrivato danneggiato."

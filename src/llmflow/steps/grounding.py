@@ -80,6 +80,8 @@ _DATE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         re.compile(rf"\b({_MONTH})\.?\s+(\d{{1,2}}){_ORD}\b(?:,?\s*(\d{{4}}))?", re.I),
     ),
     ("numeric", re.compile(r"\b(\d{1,2})([./])(\d{1,2})\2(\d{4}|\d{2})\b")),
+    # day and month with dots and no year: "bis 7.1.", "am Freitag, den 18.12."
+    ("dm", re.compile(r"(?<![\d.,$€£¥])\b(\d{1,2})\.(\d{1,2})\.(?![\d.])")),
 ]
 _RELATIVE = re.compile(
     rf"\b(today|tomorrow|tonight|heute|morgen|aujourd'hui|demain|hoy|mañana|"
@@ -139,6 +141,8 @@ def find_dates(
                 value = date_from(int(g[2]) if g[2] else None, MONTHS[g[1].lower()], int(g[0]), ref)
             elif kind == "mdy":
                 value = date_from(int(g[2]) if g[2] else None, MONTHS[g[0].lower()], int(g[1]), ref)
+            elif kind == "dm":
+                value = date_from(None, int(g[1]), int(g[0]), ref)
             else:
                 a, b, year = int(g[0]), int(g[2]), int(g[3])
                 first = g[1] == "." or a > 12 or (day_first and b <= 12)
@@ -151,7 +155,8 @@ def find_dates(
                 taken.append((m.start(), m.end()))
     if ref is not None:
         for m in _RELATIVE.finditer(text):
-            if not free(m.start(), m.end()) or re.match(r",?\s*(the\s+)?\d", text[m.end() :]):
+            after_date = re.match(r",?\s*(the|den|der|le|el|il)?\s*\d", text[m.end() :], re.I)
+            if not free(m.start(), m.end()) or after_date:
                 continue  # "Friday 4 December": the written date says which Friday
             word = m.group(1).lower()
             before, after = text[max(0, m.start() - 30) : m.start()], text[m.end() : m.end() + 30]
@@ -167,7 +172,9 @@ def find_dates(
                     back = (ref.weekday() - WEEKDAYS[day_name]) % 7 or 7
                     value = ref - dt.timedelta(days=back)  # "since Tuesday": the last one
                 else:
-                    ahead = (WEEKDAYS[day_name] - ref.weekday()) % 7 or 7
+                    ahead = (WEEKDAYS[day_name] - ref.weekday()) % 7
+                    if not (ahead == 0 and word.startswith("this ")):
+                        ahead = ahead or 7  # "this Friday" on a Friday is today
                     value = ref + dt.timedelta(days=ahead)
             found.append(FoundDate(value, m.start(), m.end(), m.group(0)))
             taken.append((m.start(), m.end()))

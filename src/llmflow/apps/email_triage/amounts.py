@@ -32,7 +32,9 @@ _AMOUNT_NUM = r"\d{1,3}(?:[,.\u00a0\u202f' ]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d
 _AMOUNT = re.compile(
     # a dollar sign behind letters that name no known currency (XY$) is no amount: not USD
     rf"(?<![A-Za-z])(?P<c1>{_CUR})\s?(?P<n1>{_AMOUNT_NUM})(?![\d])"
-    rf"|(?<![0-9A-Za-z_.,-])(?P<n2>{_AMOUNT_NUM})\s?(?P<c2>{_CUR_AFTER})(?![A-Za-z])",
+    # "129,- EUR", "1.650,-- EUR": a dash for no cents
+    rf"|(?<![0-9A-Za-z_.,-])(?P<n2>{_AMOUNT_NUM})(?:[.,](?:-{{1,2}}|–))?\s?(?P<c2>{_CUR_AFTER})"
+    r"(?![A-Za-z])",
     re.I,
 )
 _KANA = re.compile(r"[\u3040-\u30ff]")

@@ -77,14 +77,18 @@ def _content(email: Email) -> list[str]:
         asks = bool(QUESTION.search(s) or _ASK.search(s))
         if not asks and re.fullmatch(
             r"(hi|hello|hey|dear|hallo|bonjour|hola|guten tag|liebe[rs]?|sehr geehrte[rs]?|"
-            r"estimad[oa]s?|madame|monsieur)\b.{0,60}",
+            r"estimad[oa]s?|madame|monsieur|hoi|beste|geachte|buongiorno|buonasera|salve|"
+            r"gentil[ei]|car[oai]|olá|ola|bom dia|boa tarde|prezad[oa]s?|grüezi|servus|moin|"
+            r"ciao)\b.{0,60}",
             s,
             re.I,
         ):
             continue
         if not asks and re.fullmatch(
             r"(thanks?|thank you|best|regards|kind regards|cheers|mit freundlichen grüßen|"
-            r"cordialement|saludos|merci|gracias|viele grüße|danke|vielen dank)\b.{0,40}",
+            r"cordialement|saludos|merci|gracias|viele grüße|danke|vielen dank|groetjes|"
+            r"met vriendelijke groet(en)?|cordiali saluti|distinti saluti|saluti|grazie|"
+            r"atenciosamente|abraços|obrigad[oa]|freundliche grüsse|liebe grüße|bedankt)\b.{0,40}",
             s,
             re.I,
         ):
@@ -198,7 +202,8 @@ def request_by_code(email: Email) -> str:
 
 
 _CUE = re.compile(
-    r"\b(by|until|before|no later than|deadline|due|latest|at the latest|need(ed)? (it )?(on|for)|"
+    r"\b((?<!come )(?<!stop )(?<!drop )(?<!swing )(?<!pop )by|until|before|no later than|"
+    r"deadline|due|latest|at the latest|need(ed)? (it )?(on|for)|"
     r"bis|spätestens|frist|fällig|avant|d'ici|au plus tard|échéance|jusqu'au|"
     r"antes|para el|a más tardar|plazo|hasta|entro|al più tardi|scadenza|até|prazo|"
     r"no máximo|uiterlijk|vóór|قبل|بحلول|حتى|موعد|עד|לפני)\b"
@@ -208,6 +213,14 @@ _CUE = re.compile(
 _THEN = re.compile(r"\b(before|by|until) then\b|\bbis dahin\b|\bavant cette date\b", re.I)
 
 
+def _east_of_atlantic(email: Email) -> bool:
+    """Whether the mail was sent at a UTC offset of zero or more (not from the Americas)."""
+    if not email.date:
+        return False
+    offset = dt.datetime.fromisoformat(email.date).utcoffset()
+    return offset is not None and offset >= dt.timedelta(0)
+
+
 def deadline_by_code(email: Email) -> dt.date | None:
     """The date by which the sender wants something, on or after the mail's date: a date in
     the request itself (or "before then": the date of the sentence before it), else the first
@@ -215,7 +228,10 @@ def deadline_by_code(email: Email) -> dt.date | None:
     today / tomorrow in a sentence that asks. None when the mail states none."""
     ref = mail_date(email)
     sentences = _content(email)
-    day_first = language(email.excerpt) not in ("en", "zh", "ja", "ko")  # 04/01 is 4 January
+    # 04/01 is 4 January in most languages, and in English east of the Atlantic (the UK,
+    # Ireland, Australia, India...) as the mail's UTC offset tells; 1 April in the Americas
+    lang = language(email.excerpt)
+    day_first = lang not in ("en", "zh", "ja", "ko") or (lang == "en" and _east_of_atlantic(email))
 
     def dates(s: str) -> list[dt.date]:
         return [
@@ -282,8 +298,8 @@ def first_name(email: Email) -> str | None:
         words = words[1:]  # "Mrs Helen Carter", "Dr. Anna Weber": the name follows
     if not words or not words[0].isalpha() or len(words) > 4:
         return None
-    if any(w.strip(".,").lower() in _COMPANY for w in words):
-        return None  # "Alpine Textil GmbH": a company, no first name
+    if any(w.strip(".,").lower() in _COMPANY | _ORGANISATION for w in words):
+        return None  # "Alpine Textil GmbH", "Outdoor Club Zürich": no person's first name
     roles = set(
         [
             "team",
@@ -361,6 +377,40 @@ _COMPANY = set(
         "lda",
         "ltda",
         "co",
+    ]
+)
+_ORGANISATION = set(
+    [
+        "club",
+        "verein",
+        "group",
+        "gruppe",
+        "troop",
+        "scouts",
+        "scout",
+        "association",
+        "society",
+        "school",
+        "schule",
+        "shop",
+        "store",
+        "laden",
+        "office",
+        "vorstand",
+        "board",
+        "committee",
+        "federation",
+        "union",
+        "council",
+        "university",
+        "college",
+        "hotel",
+        "camp",
+        "outfitters",
+        "sports",
+        "sport",
+        "events",
+        "department",
     ]
 )
 """Titles before a first name, and the legal forms that make a display name a company's."""
