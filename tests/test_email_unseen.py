@@ -377,3 +377,27 @@ def test_greetings_and_sign_offs_in_more_languages_are_not_the_summary() -> None
     assert truth.summary_by_code(nl) == "Het magazijn is op donderdag 24 december gesloten."
     it = email("Buongiorno,\n\nil pacco è arrivato danneggiato.\n\nCordiali saluti,\nGiulia")
     assert truth.summary_by_code(it) == "il pacco è arrivato danneggiato."
+
+
+def test_a_time_of_day_does_not_make_a_paragraph_a_list() -> None:
+    from llmflow.steps.grounding import split_sentences
+
+    text = (
+        "Ter info: het magazijn is op 24 december gesloten. Bestellingen van na\n"
+        "23 december 12:00 worden pas op 28 december verzonden."
+    )
+    assert split_sentences(text) == [
+        "Ter info: het magazijn is op 24 december gesloten.",
+        "Bestellingen van na 23 december 12:00 worden pas op 28 december verzonden.",
+    ]
+    assert split_sentences("Order: NW-1\nTotal: 5 EUR") == ["Order: NW-1", "Total: 5 EUR"]
+
+
+def test_a_please_by_date_after_an_earlier_question_is_the_deadline() -> None:
+    e = email(
+        "Hi team,\n\nThe mail goes out Friday 11 Dec at 6:00 am. Before it's\n"
+        "locked I need you to check the promises:\n\n"
+        '1. "30% off all tents" - OK?\n2. "Returns until 31 January 2027"\n\n'
+        "Please reply with OK or corrections by Wednesday 9 Dec, 12:00 noon."
+    )
+    assert truth.deadline_by_code(e) == dt.date(2026, 12, 9)

@@ -379,6 +379,10 @@ def echoes(answer: str, texts: Iterable[str], threshold: float = 0.6) -> bool:
     return False
 
 
+_LABEL_COLON = re.compile(r":(?!\d)")
+"""A colon as a list's label has ("Total: 5 EUR"), not a time's ("12:00")."""
+
+
 def split_sentences(text: str) -> list[str]:
     """Sentences of a mail's text: paragraphs joined across their line breaks, then split
     after . ! ? (and their CJK and Arabic forms)."""
@@ -390,7 +394,8 @@ def split_sentences(text: str) -> list[str]:
         # A list or a table (short lines with colons or bullets) stays one line per sentence.
         if (
             len(lines) > 1
-            and sum(":" in line or line[:1] in "-*•" for line in lines) > len(lines) / 2
+            and sum(bool(_LABEL_COLON.search(line)) or line[:1] in "-*•" for line in lines)
+            > len(lines) / 2
         ):
             out += lines
             continue

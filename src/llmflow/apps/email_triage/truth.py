@@ -213,6 +213,10 @@ _CUE = re.compile(
 _THEN = re.compile(r"\b(before|by|until) then\b|\bbis dahin\b|\bavant cette date\b", re.I)
 
 
+_PLEASE = re.compile(r"^(please|pls|kindly|bitte|merci de|por favor|per favore)\b", re.I)
+"""A sentence that opens by asking: "Please reply by ...", "Bitte schicken Sie bis ..."."""
+
+
 def _east_of_atlantic(email: Email) -> bool:
     """Whether the mail was sent at a UTC offset of zero or more (not from the Americas)."""
     if not email.date:
@@ -249,6 +253,9 @@ def deadline_by_code(email: Email) -> dt.date | None:
             before = sentences[: sentences.index(request)]
             if before and (found := dates(before[-1])):
                 return found[-1]
+        for other in asks[1:]:  # "Please reply ... by Wednesday 25 Nov", after a question
+            if _PLEASE.search(other) and _CUE.search(other) and (found := dates(other)):
+                return found[0]
     for s in sentences:
         if _CUE.search(s) or (_ASK.search(s) or _WISH.search(s)):
             found = (
