@@ -114,14 +114,16 @@ class FoundDate:
 
 
 def find_dates(
-    text: str, ref: dt.date | None = None, *, day_first: bool = False
+    text: str, ref: dt.date | None = None, *, day_first: bool | None = False
 ) -> list[FoundDate]:
     """The dates written in `text`, in order. A date without a year takes the reference
     date's year (year 1 without a reference); relative dates ("tomorrow", "by Friday") need
     `ref` (the mail's date) and are skipped without it. Numeric dates read day first when
     written with dots (4.12.2026), month first with slashes unless the first part is > 12;
     `day_first` (a text in a language that writes dates so: French, German, Spanish...) reads
-    slashes day first too, unless the second part is > 12."""
+    slashes day first too, unless the second part is > 12; `day_first=None` (a text whose
+    writer may use either order: English) leaves out a slashed date that reads both ways
+    (05/01/2027), as a guess would be a fact shown unverified."""
     text = text.translate(DIGITS)
     found: list[FoundDate] = []
     taken: list[tuple[int, int]] = []
@@ -145,7 +147,9 @@ def find_dates(
                 value = date_from(None, int(g[1]), int(g[0]), ref)
             else:
                 a, b, year = int(g[0]), int(g[2]), int(g[3])
-                first = g[1] == "." or a > 12 or (day_first and b <= 12)
+                if day_first is None and g[1] != "." and a <= 12 and b <= 12 and a != b:
+                    continue
+                first = g[1] == "." or a > 12 or (bool(day_first) and b <= 12)
                 day, month = (a, b) if first else (b, a)
                 value = date_from(year, month, day, ref)
             if kind in ("dmy", "mdy") and g[1 if kind == "dmy" else 0] == "may":

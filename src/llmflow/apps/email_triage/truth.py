@@ -217,14 +217,6 @@ _PLEASE = re.compile(r"^(please|pls|kindly|bitte|merci de|por favor|per favore)\
 """A sentence that opens by asking: "Please reply by ...", "Bitte schicken Sie bis ..."."""
 
 
-def _east_of_atlantic(email: Email) -> bool:
-    """Whether the mail was sent at a UTC offset of zero or more (not from the Americas)."""
-    if not email.date:
-        return False
-    offset = dt.datetime.fromisoformat(email.date).utcoffset()
-    return offset is not None and offset >= dt.timedelta(0)
-
-
 def deadline_by_code(email: Email) -> dt.date | None:
     """The date by which the sender wants something, on or after the mail's date: a date in
     the request itself (or "before then": the date of the sentence before it), else the first
@@ -232,10 +224,11 @@ def deadline_by_code(email: Email) -> dt.date | None:
     today / tomorrow in a sentence that asks. None when the mail states none."""
     ref = mail_date(email)
     sentences = _content(email)
-    # 04/01 is 4 January in most languages, and in English east of the Atlantic (the UK,
-    # Ireland, Australia, India...) as the mail's UTC offset tells; 1 April in the Americas
+    # 04/01 is 4 January in most languages; in English it is 1 April in the Americas and
+    # 4 January in the UK, Ireland, Australia, India...: neither is guessed (the mail's UTC
+    # offset says where it was sent from, not how its writer writes dates)
     lang = language(email.excerpt)
-    day_first = lang not in ("en", "zh", "ja", "ko") or (lang == "en" and _east_of_atlantic(email))
+    day_first = None if lang == "en" else lang not in ("zh", "ja", "ko")
 
     def dates(s: str) -> list[dt.date]:
         return [
