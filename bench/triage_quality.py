@@ -39,8 +39,8 @@ from llmflow.apps.email_triage import SAMPLE_INBOX, parse_email
 from llmflow.apps.email_triage.classifier import (
     cascades,
     classification_text,
+    examples,
     label_sets,
-    training_rows,
 )
 from llmflow.apps.email_triage.workflow import Category, Priority
 from llmflow.steps.ml import read_labelled
@@ -144,8 +144,8 @@ async def main(inbox: str, model: str) -> None:
                 "",
                 f"Measured {date.today()} by `bench/triage_quality.py` on Python "
                 f"{platform.python_version()} ({platform.machine()}, 2 CPU cores) in "
-                f"{total:.0f} s. The 41 labelled sample mails; the ml tier trained on the "
-                f"{len(training_rows())} example emails; the LLM tier is {llm_named(model)} "
+                f"{total:.0f} s. The 41 labelled sample mails; {trained_on()}; the LLM tier is "
+                f"{llm_named(model)} "
                 "scoring the labels by log-probabilities; the cascade uses the "
                 f"thresholds a run on `{model}` uses. Baseline: that LLM alone, in the "
                 "same process.",
@@ -167,6 +167,15 @@ def per_mail_table(rows: list[str]) -> list[str]:
         *rows,
         "",
     ]
+
+
+def trained_on() -> str:
+    """Which example emails the ml tiers trained on."""
+    return (
+        f"the ml tiers trained on the {len(examples('category'))} example emails (priority's "
+        f"also on the {len(examples('priority')) - len(examples('category'))} contrastive "
+        "priority mails)"
+    )
 
 
 def llm_named(model: str) -> str:
@@ -195,8 +204,8 @@ def write_hard(
                 f"{total:.0f} s. The hard mails (`apps/email_triage/hard_inbox/`, a test set: "
                 "nothing was trained, calibrated or tuned on it): the "
                 f"{classified} the triage classifies, each read as the workflow reads it "
-                "(sender, subject, the newest message's excerpt). The ml tier trained on the "
-                f"{len(training_rows())} example emails; the LLM tier is {llm_named(model)} "
+                "(sender, subject, the newest message's excerpt). "
+                f"{trained_on().capitalize()}; the LLM tier is {llm_named(model)} "
                 "scoring the labels by log-probabilities; the cascade uses the "
                 f"thresholds a run on `{model}` uses. Baseline: that LLM alone, in the "
                 "same process.",

@@ -37,7 +37,13 @@ from triage_quality import results_for  # bench/: the script's folder is on sys.
 from llmflow import Gateway, Settings
 from llmflow.analysis.calibration import calibrate, cascade_answers, simulate
 from llmflow.analysis.tuning import answers
-from llmflow.apps.email_triage.classifier import cascades, label_sets, train_tier, training_rows
+from llmflow.apps.email_triage.classifier import (
+    cascades,
+    examples,
+    label_sets,
+    train_tier,
+    training_rows,
+)
 from llmflow.apps.email_triage.workflow import Category, Priority
 from llmflow.steps.label import Label
 
@@ -47,6 +53,9 @@ RESULTS = HERE / "RESULTS-triage-thresholds.md"
 
 
 def out_of_fold(name: str, texts: list[str], labels: list[str], folds: int = 5) -> list[Label]:
+    # the examples the triage's tier of `name` trains on besides these (priority's contrastive
+    # mails), in every fold
+    extra = examples(name)[len(texts) :]
     order = list(range(len(texts)))
     random.Random(11).shuffle(order)
     said: list[Label | None] = [None] * len(texts)
@@ -54,7 +63,11 @@ def out_of_fold(name: str, texts: list[str], labels: list[str], folds: int = 5) 
         held = set(order[k::folds])
         train = [i for i in order if i not in held]
         # the ml tier as the triage trains it (priority's reads the code cues too)
-        ml = train_tier(name, [texts[i] for i in train], [labels[i] for i in train])
+        ml = train_tier(
+            name,
+            [texts[i] for i in train] + [r["text"] for r in extra],
+            [labels[i] for i in train] + [r[name] for r in extra],
+        )
         for i, label in zip(
             sorted(held), ml.predict([ml.text(texts[i]) for i in sorted(held)]), strict=True
         ):

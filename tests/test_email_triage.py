@@ -151,3 +151,24 @@ def test_the_stored_ml_tier_is_retrained_when_the_example_emails_change(
     versions = classifier.ClassifierVersions(tmp_path / "home", classifier.WORKFLOW, "category")
     assert [v.name for v in versions.versions()] == ["v0001", "v0002"]
     classifier._from_examples.cache_clear()
+
+
+def test_only_the_priority_tier_trains_on_the_contrastive_priority_mails(tmp_path: Path) -> None:
+    """The mails written in groups that differ only in urgency teach priority, and would teach
+    category the topic and script of each group (bench/RESULTS-triage-training-cv-priority-
+    mails.md): the category tier trains without them."""
+    from llmflow.apps.email_triage import classifier
+    from llmflow.steps.ml import MLStep
+
+    labels = {"category": ["billing", "support", "sales", "internal", "spam"],
+              "priority": ["urgent", "high", "normal", "low"]}  # fmt: skip
+    general = classifier.training_rows()
+    contrastive = classifier.training_rows(classifier.PRIORITY_TRAINING)
+    assert len(contrastive) == 160
+    assert {r["priority"] for r in contrastive} == set(labels["priority"])
+    trained = {}
+    for flow in classifier.cascades(tmp_path / "home", labels):
+        [ml] = [step for step, _ in flow.tiers if isinstance(step, MLStep)]
+        assert ml.training is not None
+        trained[flow.name] = len(ml.training[0])
+    assert trained == {"category": len(general), "priority": len(general) + len(contrastive)}

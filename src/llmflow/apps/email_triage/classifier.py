@@ -2,9 +2,10 @@
 
 category: rules (unmistakable scams) → ml (TF-IDF + logistic regression) → the LLM;
 priority: ml → the LLM. The ml tiers are trained from the labelled example emails in
-`training/emails.jsonl` the first time the workflow is built, and stored as version 1 in the
-state directory; `llmflow calibrate` and `llmflow distill` store newer versions (new
-thresholds, a model retrained from the run history), which later builds use.
+`training/emails.jsonl` (priority's also from `training/priority_emails.jsonl`) the first
+time the workflow is built, and stored as version 1 in the state directory; `llmflow
+calibrate` and `llmflow distill` store newer versions (new thresholds, a model retrained from
+the run history), which later builds use.
 
 Every tier reads the same text: the sender, the subject, a blank line, and the newest message;
 the priority ml tier also reads the urgency cues code finds in it (`priority_cues.py`).
@@ -27,6 +28,12 @@ from ...store.classifiers import ClassifierVersions
 from .priority_cues import with_cues
 
 TRAINING = Path(__file__).parent / "training" / "emails.jsonl"
+PRIORITY_TRAINING = Path(__file__).parent / "training" / "priority_emails.jsonl"
+"""Example emails written in groups that differ only in how urgent they are: the priority ml
+tier trains on them too, the category tier does not (5-fold cross-validation on the training
+mails, bench/RESULTS-triage-training-cv-priority-mails.md: priority 0.658 -> 0.706, category
+0.898 -> 0.881 with them, as four mails of one topic and language in one category teach
+category little but the topic and the script)."""
 CALIBRATED = Path(__file__).parent / "calibrated.json"
 """Thresholds per LLM-tier model, measured by bench/triage_thresholds.py on the training
 emails (for `local`, the embedded model)."""
@@ -87,6 +94,14 @@ def training_rows(path: Path | None = None) -> list[dict[str, Any]]:
     return rows
 
 
+def examples(name: str) -> list[dict[str, Any]]:
+    """The example emails the ml tier of label set `name` trains on."""
+    rows = training_rows()
+    if name == "priority":
+        rows += training_rows(PRIORITY_TRAINING)
+    return rows
+
+
 def cascades(home: Path, labels: dict[str, list[str]], model: str | None = None) -> list[Cascade]:
     """The category and priority cascades, with their newest stored versions applied."""
     built = []
@@ -136,15 +151,21 @@ def _trained(home: Path, name: str) -> MLStep:
         cascade(name, (ml, DEFAULT_THRESHOLDS[name])),
         home,
         WORKFLOW,
-        meta={"source": f"trained from {TRAINING.name} ({len(training_rows())} example emails)"},
+        meta={"source": f"trained from {_sources(name)} ({len(examples(name))} example emails)"},
     )
     return ml
+
+
+def _sources(name: str) -> str:
+    if name == "priority":
+        return f"{TRAINING.name} and {PRIORITY_TRAINING.name}"
+    return TRAINING.name
 
 
 def examples_sha256(name: str) -> str:
     """The data hash (`MLStep.data_sha256`) of the ml tier trained from the example emails,
     computed without training it."""
-    rows = training_rows()
+    rows = examples(name)
     options = {"char_ngrams": CHAR_NGRAMS, "out_of_scope": None, "novelty": None}
     text = ml_text(name)
     return data_hash([text(r["text"]) for r in rows], [r[name] for r in rows], options)
@@ -165,7 +186,7 @@ def train_tier(name: str, texts: Sequence[str], labels: Sequence[str]) -> MLStep
 @functools.cache
 def _from_examples(name: str) -> MLStep:
     """Trained once per process (the examples ship with the package and do not change)."""
-    rows = training_rows()
+    rows = examples(name)
     return train_tier(name, [r["text"] for r in rows], [r[name] for r in rows])
 
 
