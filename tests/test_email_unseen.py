@@ -408,3 +408,70 @@ def test_a_please_by_date_after_an_earlier_question_is_the_deadline() -> None:
         "Please reply with OK or corrections by Wednesday 9 Dec, 12:00 noon."
     )
     assert truth.deadline_by_code(e) == dt.date(2026, 12, 9)
+
+
+# -- deadlines written as a period from the mail's date (third batch) ---------------------
+
+
+def test_a_period_from_the_mail_date_is_read() -> None:
+    mon = dt.date(2026, 12, 7)  # a Monday
+
+    def read(text: str, ref: dt.date = mon, at: dt.time | None = None) -> list[dt.date]:
+        return [d.value for d in find_dates(text, ref, at=at)]
+
+    friday, next_friday = dt.date(2026, 12, 11), dt.date(2026, 12, 18)
+    month_end = dt.date(2026, 12, 31)
+    assert read("I need it by the end of next week") == [next_friday]
+    assert read("by the end of the week") == [friday]
+    assert read("Bitte um Antwort bis Ende Woche.") == [friday]
+    assert read("Merci de répondre d'ici la fin de la semaine.") == [friday]
+    assert read("Please pay by the end of the month.") == [month_end]
+    assert read("今月末までにお支払いください。") == [month_end]
+    assert read("entro fine mese") == [month_end]
+    assert read("Please reply within 48 hours.") == [dt.date(2026, 12, 9)]
+    assert read("within 36 hours", at=dt.time(10)) == [dt.date(2026, 12, 8)]
+    assert read("within 36 hours", at=dt.time(15)) == [dt.date(2026, 12, 9)]
+    assert read("within 36 hours") == []  # the day depends on the time it was sent
+    assert read("¿Pueden enviarlo en los próximos dos días?") == [dt.date(2026, 12, 9)]
+    assert read("binnen 5 werkdagen") == [dt.date(2026, 12, 14)]
+    assert read("within 3 business days", dt.date(2026, 12, 4)) == [dt.date(2026, 12, 9)]
+    assert read("请在三个工作日内回复") == [dt.date(2026, 12, 10)]
+    assert read("before the 15th") == [dt.date(2026, 12, 15)]
+    assert read("before the 5th") == [dt.date(2027, 1, 5)]  # the next 5th
+    assert read("bis Ende Januar") == [dt.date(2027, 1, 31)]
+    assert read("下周三之前") == [dt.date(2026, 12, 16)]
+
+
+def test_a_vague_or_foreign_period_is_no_date() -> None:
+    mon = dt.date(2026, 12, 7)
+    for text in (
+        "soon",
+        "sometime next week",
+        "in a few days",
+        "in 2-4 business days",
+        "within 14 days of delivery",
+        "binnen 14 dagen na ontvangst",
+        "innerhalb von 30 Tagen nach Erhalt",
+    ):
+        assert find_dates(text, mon) == [], text
+    # on a Saturday, "the end of this week" says no clear day
+    assert find_dates("by the end of this week", dt.date(2026, 12, 12)) == []
+
+
+def test_a_period_deadline_is_the_deadline_and_the_grounding_accepts_it() -> None:
+    e = email("Hi,\n\nI need the tent by the end of next week.\n\nThanks,\nKevin")
+    assert truth.deadline_by_code(e) == dt.date(2026, 12, 11)  # sent Fri 4 Dec
+    assert truth.deadline_of_model("2026-12-11", e) == (dt.date(2026, 12, 11), None)
+    assert truth.deadline_of_model("2026-12-12", e)[0] is None
+    e = email("Hello,\n\nPlease confirm within 48 hours.\n\nBest,\nAnn")
+    assert truth.deadline_by_code(e) == dt.date(2026, 12, 6)
+    e = email("Hallo,\n\nBitte um Antwort bis Ende Woche.\n\nGruss\nPeter")
+    assert truth.deadline_by_code(e) == dt.date(2026, 12, 4)
+
+
+def test_a_period_in_a_question_asking_leave_is_no_deadline() -> None:
+    # a return window, not a date by which the sender wants something
+    e = email("Hi,\n\nCan I still return the jacket within 30 days?\n\nThanks,\nBo")
+    assert truth.deadline_by_code(e) is None
+    e = email("Hi,\n\nCould you ship it within 2 days?\n\nThanks,\nBo")
+    assert truth.deadline_by_code(e) == dt.date(2026, 12, 6)

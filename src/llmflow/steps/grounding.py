@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from .date_languages import DIGITS, SCRIPT_MONTHS, date_from, script_dates
+from .relative_dates import period_dates
 
 MONTHS: dict[str, int] = {}
 for _number, _names in enumerate(
@@ -111,10 +112,16 @@ class FoundDate:
     start: int
     end: int
     text: str
+    period: bool = False
+    """Read as a period from the reference date ("within 48 hours", "end of next week")."""
 
 
 def find_dates(
-    text: str, ref: dt.date | None = None, *, day_first: bool | None = False
+    text: str,
+    ref: dt.date | None = None,
+    *,
+    day_first: bool | None = False,
+    at: dt.time | None = None,
 ) -> list[FoundDate]:
     """The dates written in `text`, in order. A date without a year takes the reference
     date's year (year 1 without a reference); relative dates ("tomorrow", "by Friday") need
@@ -123,7 +130,10 @@ def find_dates(
     `day_first` (a text in a language that writes dates so: French, German, Spanish...) reads
     slashes day first too, unless the second part is > 12; `day_first=None` (a text whose
     writer may use either order: English) leaves out a slashed date that reads both ways
-    (05/01/2027), as a guess would be a fact shown unverified."""
+    (05/01/2027), as a guess would be a fact shown unverified. Periods from the reference
+    ("within 48 hours", "by the end of next week", "before the 15th", "bis Ende Woche",
+    "今月末") are read by `relative_dates.period_dates`; `at`, the reference's time of day,
+    places "within 36 hours"."""
     text = text.translate(DIGITS)
     found: list[FoundDate] = []
     taken: list[tuple[int, int]] = []
@@ -158,6 +168,10 @@ def find_dates(
                 found.append(FoundDate(value, m.start(), m.end(), m.group(0)))
                 taken.append((m.start(), m.end()))
     if ref is not None:
+        for start, end, value in period_dates(text, ref, at, MONTHS):
+            if free(start, end):
+                found.append(FoundDate(value, start, end, text[start:end], period=True))
+                taken.append((start, end))
         for m in _RELATIVE.finditer(text):
             after_date = re.match(r",?\s*(the|den|der|le|el|il)?\s*\d", text[m.end() :], re.I)
             if not free(m.start(), m.end()) or after_date:
@@ -276,7 +290,7 @@ class Source:
     dates: tuple[dt.date, ...]
 
     @classmethod
-    def of(cls, text: str, ref: dt.date | None = None) -> Source:
+    def of(cls, text: str, ref: dt.date | None = None, at: dt.time | None = None) -> Source:
         folded = _fold(text)
         numbers: set[Decimal] = set()
         for m in _NUMBER.finditer(folded):
@@ -286,7 +300,7 @@ class Source:
                 numbers.add(Decimal(NUMBER_WORDS[word]))
         digits = frozenset(re.sub(r"\D", "", m.group(0)) for m in _ID.finditer(folded))
         # a slashed date such as 04/01/2027 states either reading (4 January, April 1)
-        both = [*find_dates(text, ref), *find_dates(text, ref, day_first=True)]
+        both = [*find_dates(text, ref, at=at), *find_dates(text, ref, day_first=True, at=at)]
         dates = tuple(dict.fromkeys(d.value for d in both))
         return cls(text, folded, frozenset(numbers), digits, dates)
 

@@ -41,15 +41,23 @@ def mail_date(email: Email) -> dt.date | None:
     return dt.date.fromisoformat(email.date[:10]) if email.date else None
 
 
+def mail_time(email: Email) -> dt.time | None:
+    """The time of day the mail was sent, in its own time zone ("within 36 hours" of it)."""
+    if not email.date or len(email.date) < 19:
+        return None
+    return dt.time.fromisoformat(email.date[11:19])
+
+
 def source_of(email: Email) -> Source:
     """What a fact must be found in: the sender, the subject, the whole text, attachments."""
     names = " ".join(a.filename for a in email.attachments)
-    return _source(f"{email.sender}\n{email.subject}\n{names}\n{email.body}", mail_date(email))
+    text = f"{email.sender}\n{email.subject}\n{names}\n{email.body}"
+    return _source(text, mail_date(email), mail_time(email))
 
 
 @functools.lru_cache(maxsize=64)
-def _source(text: str, ref: dt.date | None) -> Source:
-    return Source.of(text, ref)  # indexed once per mail, checked many times
+def _source(text: str, ref: dt.date | None, at: dt.time | None = None) -> Source:
+    return Source.of(text, ref, at)  # indexed once per mail, checked many times
 
 
 _TO_MACHINE = re.compile(
@@ -213,6 +221,17 @@ _CUE = re.compile(
 _THEN = re.compile(r"\b(before|by|until) then\b|\bbis dahin\b|\bavant cette date\b", re.I)
 
 
+_MAY_I = re.compile(
+    r"\b(?:can|could|may|might) (?:i|we)\b|\b(?:is|would) it (?:still )?(?:be )?possible\b|"
+    r"\b(?:am i|are we) (?:still )?(?:able|allowed)\b|\b(?:kann|darf|könnte) ich\b|"
+    r"\b(?:können|dürfen) wir\b|\bist es (?:noch )?möglich\b|\bpuis-je\b|\bpeut-on\b|"
+    r"\best-(?:il|ce) possible\b|\bje peux\b|\bpuedo\b|\bpodemos\b|\bes posible\b|"
+    r"\bposso\b|\bpossiamo\b|\bè possibile\b|\bkan ik\b|\bmag ik\b|\bkunnen wij\b",
+    re.I,
+)
+"""A sentence that asks leave for the sender ("Can I still return it within 30 days?"): a
+period in it is a policy's window, not a date by which the sender wants something."""
+
 _PLEASE = re.compile(r"^(please|pls|kindly|bitte|merci de|por favor|per favore)\b", re.I)
 """A sentence that opens by asking: "Please reply by ...", "Bitte schicken Sie bis ..."."""
 
@@ -222,7 +241,7 @@ def deadline_by_code(email: Email) -> dt.date | None:
     the request itself (or "before then": the date of the sentence before it), else the first
     one in a sentence with a deadline cue ("by", "until", "bis", "avant", "antes de"), or
     today / tomorrow in a sentence that asks. None when the mail states none."""
-    ref = mail_date(email)
+    ref, at = mail_date(email), mail_time(email)
     sentences = _content(email)
     # 04/01 is 4 January in most languages; in English it is 1 April in the Americas and
     # 4 January in the UK, Ireland, Australia, India...: neither is guessed (the mail's UTC
@@ -233,8 +252,10 @@ def deadline_by_code(email: Email) -> dt.date | None:
     def dates(s: str) -> list[dt.date]:
         return [
             d.value
-            for d in find_dates(s, ref, day_first=day_first)
-            if d.value.year > 1 and (ref is None or d.value >= ref)
+            for d in find_dates(s, ref, day_first=day_first, at=at)
+            if d.value.year > 1
+            and (ref is None or d.value >= ref)
+            and not (d.period and _MAY_I.search(s))
         ]
 
     asks = _asks(email)
