@@ -91,3 +91,26 @@ def test_an_unreadable_file_is_an_input_error(tmp_path: Path) -> None:
     folder.mkdir()
     with pytest.raises(InputError, match="cannot read"):
         parse_email(folder)
+
+
+@pytest.mark.parametrize(
+    "subject", ["转发：订单 NW-30211", "転送: 注文 NW-30211", "전달: 주문 NW-30211"]
+)
+def test_a_forward_subject_in_chinese_japanese_or_korean_reads_the_forwarded_mail(
+    subject: str,
+) -> None:
+    """Outlook writes a forward's header block without '>' marks; the subject's prefix tells
+    it from a reply's quote, in the languages mail clients localise it to."""
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["From"] = "Mei Lin <mei.lin@northwind-outfitters.example>"
+    msg["To"] = "support@northwind-outfitters.example"
+    msg["Subject"] = subject
+    msg.set_content(
+        "请处理。\n\nFrom: Wang Fang <wang.fang@mail.example>\nSent: Friday, 4 December 2026\n"
+        "To: Northwind\nSubject: NW-30211\n\nMy order NW-30211 arrived broken. Please send a "
+        "replacement before Friday."
+    )
+    email = parse_email(RawEmail(source="f.eml", data=msg.as_bytes()))
+    assert "arrived broken" in email.excerpt

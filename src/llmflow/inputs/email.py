@@ -198,8 +198,10 @@ def newest_message(body: str, *, forward: bool = False) -> str:
     return "\n".join(kept).strip() or body
 
 
-_FORWARD_SUBJECT = re.compile(r"^\s*(fwd?|fw|wg|tr|rv|i|enc|doorst)\s*:", re.I)
-"""A forward's subject prefix (Fwd:, FW:, WG:, TR:, RV:, I:, ENC:, Doorst:)."""
+_FORWARD_SUBJECT = re.compile(
+    r"^\s*(fwd?|wg|tr|rv|i|enc|doorst|转发|轉寄|轉發|転送|전달)\s*[:：]", re.I
+)
+"""A forward's subject prefix (Fwd:, FW:, WG:, TR:, RV:, I:, ENC:, Doorst:, 转发：, 転送:...)."""
 
 
 def newest_text(mail: Email) -> str:
