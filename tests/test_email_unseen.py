@@ -475,3 +475,12 @@ def test_a_period_in_a_question_asking_leave_is_no_deadline() -> None:
     assert truth.deadline_by_code(e) is None
     e = email("Hi,\n\nCould you ship it within 2 days?\n\nThanks,\nBo")
     assert truth.deadline_by_code(e) == dt.date(2026, 12, 6)
+
+
+def test_the_japanese_opening_formula_is_no_summary() -> None:
+    # いつもお世話になっております ("thank you for your continued support") greets
+    e = email(
+        "ご担当者様\n\nいつもお世話になっております。山登り会の山田です。\n"
+        "ダウンジャケット20着の見積もりをお願いします。\n\nよろしくお願いいたします。\n山田"
+    )
+    assert truth.summary_by_code(e).startswith("山登り会の山田です。")

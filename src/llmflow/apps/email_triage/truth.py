@@ -124,8 +124,10 @@ GREETING = re.compile(
     r"(?:مرحب[اًا]?|أهلا|أهلاً|السلام عليكم|عزيز[يت]|السادة|السيد[ةه]?|שלום|היי|לכבוד|"
     r"您好|你好|尊敬的|亲爱的|親愛的|拝啓|こんにちは|안녕하세요)[^?？؟]{0,40}"
     r"|.{0,40}(?:様|御中|先生|女士|小姐)[：:、,，]?"
+    r"|(?:いつも|平素より|平素は)?(?:大変)?お世話に(?:なって|な)(?:おります|ります|ございます)[。！!]*"
 )
-"""Greetings of Chinese, Japanese, Korean, Arabic and Hebrew mails (您好, …様, مرحباً, שלום)."""
+"""Greetings of Chinese, Japanese, Korean, Arabic and Hebrew mails (您好, …様, مرحباً, שלום,
+and the Japanese opening formula いつもお世話になっております)."""
 """Closing formulas of Chinese, Japanese, Arabic and Hebrew mails (よろしくお願いいたします,
 此致敬礼, مع التحية, בברכה): a sign-off, never a request."""
 
