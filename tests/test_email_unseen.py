@@ -437,7 +437,7 @@ def test_a_period_from_the_mail_date_is_read() -> None:
     assert read("within 3 business days", dt.date(2026, 12, 4)) == [dt.date(2026, 12, 9)]
     assert read("请在三个工作日内回复") == [dt.date(2026, 12, 10)]
     assert read("before the 15th") == [dt.date(2026, 12, 15)]
-    assert read("before the 5th") == [dt.date(2027, 1, 5)]  # the next 5th
+    assert read("before the 5th", dt.date(2026, 12, 28)) == [dt.date(2027, 1, 5)]
     assert read("bis Ende Januar") == [dt.date(2027, 1, 31)]
     assert read("下周三之前") == [dt.date(2026, 12, 16)]
 
@@ -452,6 +452,9 @@ def test_a_vague_or_foreign_period_is_no_date() -> None:
         "within 14 days of delivery",
         "binnen 14 dagen na ontvangst",
         "innerhalb von 30 Tagen nach Erhalt",
+        "Your team replaced my tent in two days.",  # how long it took
+        "The code was valid until the 30th.",
+        "Could you send it by the 5th?",  # on the 7th: a slip or a past day
     ):
         assert find_dates(text, mon) == [], text
     # on a Saturday, "the end of this week" says no clear day

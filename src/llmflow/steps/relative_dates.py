@@ -5,7 +5,8 @@ próximos dos días", "entro fine mese", "binnen 5 werkdagen", "今月末まで"
 
 Only what the reference date determines is read: the end of a week is its Friday (the end of
 the working week; on a Saturday or Sunday "the end of this week" is left unread), the end of
-a month its last day, "the 15th" the next 15th on or after the reference, "within N days" the
+a month its last day, "by the 15th" the next 15th on or after the reference (unless that is
+a month away: "by the 5th" written on the 8th is left unread), "within N days" the
 reference plus N days (business days skip Saturday and Sunday), "within N hours" the day it
 ends on (the reference's time of day is needed unless N is a multiple of 24). A period
 counted from another event ("within 14 days of delivery") is no date; "soon", "next week",
@@ -41,12 +42,14 @@ _CJK_COUNTS = {c: i for i, c in enumerate("〇一二三四五六七八九十", s
 
 _COUNT = "|".join(sorted(_COUNTS, key=len, reverse=True))
 _WITHIN = (
-    r"within(?: the next)?|in the next|in|innerhalb(?: von| der nächsten)?|binnen(?: der "
-    r"nächsten)?|in den nächsten|sous|dans les(?: prochain(?:e)?s)?|dans|d'ici|"
-    r"en (?:los|las) próxim[oa]s|dentro de(?: (?:los|las) próxim[oa]s)?|en|"
-    r"entro(?: (?:i|le) prossim[ie])?|nei prossimi|tra|fra|em até|em|"
-    r"n[oa]s próxim[oa]s|binnen|in de komende"
+    r"within(?: the next)?|in the next|innerhalb(?: von| der nächsten)?|binnen(?: der "
+    r"nächsten)?|in den nächsten|sous|dans les(?: prochain(?:e)?s)?|d'ici|"
+    r"en (?:los|las) próxim[oa]s|dentro de(?: (?:los|las) próxim[oa]s)?|"
+    r"entro(?: (?:i|le) prossim[ie])?|nei prossimi|em até|n[oa]s próxim[oa]s|in de komende"
 )
+"""Words that bound a period from now ("within", "innerhalb", "sous", "entro"). A bare "in
+3 days" is not read: it is as often how long something took ("they replaced it in two
+days") as when it is due."""
 _UNIT = (
     r"(?P<hours>hours?|hrs?|h|stunden|heures|horas|ore|uur)"
     r"|(?P<business>business days?|working days?|werktagen?|arbeitstagen?|jours ouvrés|"
@@ -117,14 +120,17 @@ _END_OF_MONTH_NAMED = (
     r"eind(?:e)?(?: van)?)\s+(?P<month>{months})(?![\w-])"
 )
 _DAY_OF_MONTH = re.compile(
-    r"(?<![\w'’-])(?:(?:by|before|until|till|no later than|on or before) the "
+    r"(?<![\w'’-])(?:(?:by|before|no later than|on or before) the "
     r"(?P<en>\d{1,2})(?:st|nd|rd|th)(?!\s+of\b)"
-    r"|bis (?:zum|spätestens zum) (?P<de>\d{1,2})\.(?!\s*\d)"
-    r"|(?:avant le|d'ici le|jusqu'au) (?P<fr>\d{1,2})(?=\s*[.,;!?)]|\s*$)"
-    r"|(?:antes del|hasta el) (?P<es>\d{1,2})(?=\s*[.,;!?)]|\s*$)"
+    r"|bis (?:zum|spätestens zum|spätestens am) (?P<de>\d{1,2})\.(?!\s*\d)"
+    r"|(?:avant le|d'ici le) (?P<fr>\d{1,2})(?=\s*[.,;!?)]|\s*$)"
+    r"|antes del (?P<es>\d{1,2})(?=\s*[.,;!?)]|\s*$)"
     r"|entro il (?P<it>\d{1,2})(?=\s*[.,;!?)]|\s*$))",
     re.I | re.M,
 )
+"""A day of the month after a word that sets a deadline ("by the 15th", "bis zum 15."):
+"until the 30th" is left out, as it as often says how long something was ("valid until the
+30th")."""
 _CJK_PERIOD = re.compile(
     r"(?<![\d月])(?P<n>\d{1,3}|[一二两兩三四五六七八九十]{1,2})\s*(?:个|個)?\s*"
     r"(?:(?P<hours>小时|小時|時間)|(?P<business>工作日|営業日)|(?P<days>天|日))"
@@ -215,6 +221,8 @@ def period_dates(
         day = int(next(g for g in m.groups() if g))
         year, month = ref.year, ref.month
         if day < ref.day:
+            if ref.day - day < 15:
+                continue  # "by the 5th" on the 8th: a slip or a past day, not next month's
             year, month = (year + 1, 1) if month == 12 else (year, month + 1)
         if 1 <= day <= calendar.monthrange(year, month)[1]:
             found.append((m.start(), m.end(), dt.date(year, month, day)))
