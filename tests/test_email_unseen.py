@@ -487,3 +487,22 @@ def test_the_japanese_opening_formula_is_no_summary() -> None:
         "ダウンジャケット20着の見積もりをお願いします。\n\nよろしくお願いいたします。\n山田"
     )
     assert truth.summary_by_code(e).startswith("山登り会の山田です。")
+
+
+def test_a_simple_english_amount_in_words_is_read() -> None:
+    e = email("I was charged twenty dollars for shipping on order NW-20520.")
+    assert amounts_by_code(e) == ["20.00 USD"]
+    assert amounts_by_code(email("It cost two hundred and fifty euros.")) == ["250.00 EUR"]
+    assert amounts_by_code(email("forty-five dollars, then a hundred bucks")) == [
+        "45.00 USD",
+        "100.00 USD",
+    ]
+    for text in (
+        "It cost a few dollars.",
+        "It cost one or two dollars.",  # a range
+        "ten to twenty dollars",
+        "several hundred dollars",
+        "The pack weighs ten pounds.",  # pounds: as often a weight
+        "millions of dollars",
+    ):
+        assert amounts_by_code(email(text)) == [], text

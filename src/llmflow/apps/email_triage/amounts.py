@@ -37,6 +37,87 @@ _AMOUNT = re.compile(
     r"(?![A-Za-z])",
     re.I,
 )
+_UNITS = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
+_TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_NUMBER_WORD = "|".join([*_UNITS, *_TENS, "a", "hundred", "thousand", "and"])
+_IN_WORDS = re.compile(
+    rf"(?<![\w-])(?P<words>(?:(?:{_NUMBER_WORD})[\s-]+)+)(?P<cur>dollars?|bucks?|euros?)\b",
+    re.I,
+)
+"""An English amount in words: "twenty dollars", "forty-five euros", "a hundred bucks". Not
+"pounds", which as often weighs."""
+
+
+def _words_value(words: list[str]) -> int | None:
+    """The number that English words write ("two hundred and fifty"), or None when they are
+    not one number ("a few", "one or two", "the five")."""
+    total, part, last = 0, 0, ""
+    for w in words:
+        if w == "and":
+            if last not in ("hundred", "thousand"):
+                return None
+        elif w == "a":
+            if last:
+                return None
+            part = 1  # "a hundred", "a thousand"; alone it is no number
+        elif w in _UNITS:
+            if last in _UNITS or last == "a" or (last in _TENS and _UNITS.index(w) > 9):
+                return None
+            part += _UNITS.index(w)
+        elif w in _TENS:
+            if last in (*_UNITS, *_TENS, "a"):
+                return None
+            part += 20 + 10 * _TENS.index(w)
+        elif w == "hundred":
+            if not 1 <= part <= 9 or last not in (*_UNITS, "a"):
+                return None
+            part *= 100
+        else:  # thousand
+            if not 1 <= part <= 999 or total:
+                return None
+            total, part = part * 1000, 0
+        last = w
+    if last in ("a", "and"):
+        return None
+    return total + part or None
+
+
+def _amounts_in_words(text: str) -> list[tuple[int, str]]:
+    out = []
+    for m in _IN_WORDS.finditer(text):
+        if re.search(r"(?:\b(?:or|to|and)\s+|[-–]\s*)$", text[: m.start()]):
+            continue  # "one or two dollars", "ten to twenty dollars": a range, no amount
+        words = [w for w in re.split(r"[\s-]+", m["words"].lower()) if w]
+        while words and words[0] in ("and", "a") and words[1:2] not in (["hundred"], ["thousand"]):
+            words = words[1:]  # "and twenty dollars"; "a twenty" is no number
+        value = _words_value(words) if words else None
+        code = "EUR" if m["cur"].lower().startswith("euro") else "USD"
+        if value:
+            out.append((m.start(), f"{value:.2f} {code}"))
+    return out
+
+
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 
@@ -67,11 +148,12 @@ def amounts_by_code(email: Email) -> list[str]:
     quotes, whose amounts it may correct), normalised as "<value> <ISO currency>"
     ("4820.00 USD")."""
     text = f"{email.subject}\n{newest_text(email)}".translate(DIGITS)
-    out: list[str] = []
+    out: list[tuple[int, str]] = []
     for m in _AMOUNT.finditer(text):
         number = m.group("n1") or m.group("n2")
         code = currency(m.group("c1") or m.group("c2"), text)
         value = amount_value(number)
         if value is not None and code:
-            out.append(f"{value:.2f} {code}")
-    return list(dict.fromkeys(out))[:8]
+            out.append((m.start(), f"{value:.2f} {code}"))
+    out += _amounts_in_words(text)  # in the order the mail states them
+    return list(dict.fromkeys(a for _, a in sorted(out)))[:8]
