@@ -506,3 +506,13 @@ def test_a_simple_english_amount_in_words_is_read() -> None:
         "millions of dollars",
     ):
         assert amounts_by_code(email(text)) == [], text
+
+
+def test_a_gift_card_or_voucher_code_is_no_order_id() -> None:
+    from llmflow.apps.email_triage.ids import ORDER_ID
+
+    assert ORDER_ID.findall('The gift card code GC-88214 says "invalid".') == []
+    assert ORDER_ID.findall("Mein Gutschein GS-40012 geht nicht.") == []
+    assert ORDER_ID.findall("Gift card GC-88214 for order NW-21980") == ["NW-21980"]
+    assert ORDER_ID.findall("I paid with a gift card for NW-10482") == ["NW-10482"]
+    assert ORDER_ID.findall("Can I get the discount on NW-10482?") == ["NW-10482"]

@@ -54,6 +54,13 @@ _OTHER_LABEL = re.compile(
 )
 """Words that name a number of another kind than an order: a customer or ticket number, a
 pickup or tracking reference, an article (SKU), a commercial register entry (HRB)."""
+_VOUCHER = re.compile(
+    r"(?i:\b(?:gift ?card|gutschein|geschenkkarte|voucher|coupon|promo|discount|rabatt|"
+    r"carte[- ]cadeau|bon d'achat|tarjeta regalo|cupón|buono regalo|cadeaubon|cadeaukaart)"
+    r"(?:[- ]?(?:code|number|nummer|nr\.?|no\.?|numéro|número|codice))?\s*[:#]?\s*)$"
+)
+"""A gift card, voucher or discount code: the label right before the id ("gift card code
+GC-88214", "Gutschein-Code GS-40012"); "a gift card for NW-10482" still names an order."""
 _ORDER_WORD = re.compile(
     r"(?i:\b(?:orders?|bestell\w*|auftrag\w*|pedidos?|commandes?|ordine|bestelling|"
     r"encomendas?|purchase|po)\b)|注文|订单|訂單"
@@ -78,6 +85,8 @@ class OrderIdPattern(IdPattern):
             before = text[max(line_start, m.start() - 40) : m.start()]
             labels = list(_OTHER_LABEL.finditer(before))
             if labels and not _ORDER_WORD.search(before[labels[-1].end() :]):
+                continue
+            if _VOUCHER.search(before):
                 continue
             if m.group(1).startswith(("HRA-", "HRB-")):
                 continue  # a commercial register entry
