@@ -516,3 +516,9 @@ def test_a_gift_card_or_voucher_code_is_no_order_id() -> None:
     assert ORDER_ID.findall("Gift card GC-88214 for order NW-21980") == ["NW-21980"]
     assert ORDER_ID.findall("I paid with a gift card for NW-10482") == ["NW-10482"]
     assert ORDER_ID.findall("Can I get the discount on NW-10482?") == ["NW-10482"]
+
+
+def test_swiss_ende_monat_is_the_month_end() -> None:
+    assert [
+        d.value for d in find_dates("Bitte zahlen Sie bis Ende Monat.", dt.date(2026, 12, 7))
+    ] == [dt.date(2026, 12, 31)]

@@ -89,7 +89,7 @@ _NEXT_WEEK = (
 )
 _THIS_MONTH = (
     r"(?:the )?end of (?:the |this )?month|month[- ]end"
-    r"|ende (?:des |dieses )?monats|monatsende"
+    r"|ende (?:des |dieses )?monats|ende monat|monatsende"
     r"|(?:la )?fin (?:du|de ce) mois(?! prochain)"
     r"|(?:el )?final(?:es)? de(?:l| este) mes(?! que viene| próximo)|fin de(?:l| este) mes"
     r"|(?:la )?fine (?:del |di questo )?mese(?! prossimo)"
