@@ -522,3 +522,17 @@ def test_swiss_ende_monat_is_the_month_end() -> None:
     assert [
         d.value for d in find_dates("Bitte zahlen Sie bis Ende Monat.", dt.date(2026, 12, 7))
     ] == [dt.date(2026, 12, 31)]
+
+
+def test_a_period_wrapped_over_two_lines_is_stated_for_the_grounding_check() -> None:
+    # the mail wraps "d'ici la fin\ndu mois": the deadline read from the joined sentence
+    # must be a date the mail states, or a model's right answer is refused
+    e = email(
+        "Bonjour,\n\nPouvez-vous nous envoyer le devis d'ici la fin\ndu mois ?\n\n"
+        "Cordialement,\nClaire"
+    )
+    assert truth.deadline_by_code(e) == dt.date(2026, 12, 31)
+    assert truth.deadline_of_model("2026-12-31", e) == (dt.date(2026, 12, 31), None)
+    assert [d.value for d in find_dates("within 48\nhours", dt.date(2026, 12, 7))] == [
+        dt.date(2026, 12, 9)
+    ]

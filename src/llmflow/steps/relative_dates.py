@@ -41,6 +41,14 @@ _COUNTS.update({"fourteen": 14, "vierzehn": 14, "quinze": 15, "quince": 15, "qui
 _CJK_COUNTS = {c: i for i, c in enumerate("〇一二三四五六七八九十", start=0)} | {"两": 2, "兩": 2}
 
 _COUNT = "|".join(sorted(_COUNTS, key=len, reverse=True))
+
+
+def _spaced(pattern: str) -> str:
+    """`pattern` with each space matching any run of white space: a mail wraps its lines
+    anywhere ("d'ici la fin\\ndu mois")."""
+    return pattern.replace(" ", r"\s+")
+
+
 _WITHIN = (
     r"within(?: the next)?|in the next|innerhalb(?: von| der nächsten)?|binnen(?: der "
     r"nächsten)?|in den nächsten|sous|dans les(?: prochain(?:e)?s)?|d'ici|"
@@ -59,12 +67,14 @@ _UNIT = (
     r"|(?P<weeks>weeks?|wochen?|semaines?|semanas?|settimane|settimana|weken)"
 )
 _PERIOD = re.compile(
-    rf"(?<![\w'’-])(?:{_WITHIN})\s+(?P<n>\d{{1,3}}|{_COUNT})\s*(?:{_UNIT})(?![\w-])", re.I
+    _spaced(rf"(?<![\w'’-])(?:{_WITHIN})\s+(?P<n>\d{{1,3}}|{_COUNT})\s*(?:{_UNIT})(?![\w-])"), re.I
 )
 _FROM_EVENT = re.compile(
-    r"\s*(?:\([^)]*\)\s*)?(?:of|after|from|following|nach|ab|après|à compter|à partir|"
-    r"suivant|desde|después|tras|siguientes|a partir|dalla|dal|dalle|da|dopo|após|a contar|na|"
-    r"vanaf)\b",
+    _spaced(
+        r"\s*(?:\([^)]*\)\s*)?(?:of|after|from|following|nach|ab|après|à compter|à partir|"
+        r"suivant|desde|después|tras|siguientes|a partir|dalla|dal|dalle|da|dopo|após|a contar|na|"
+        r"vanaf)\b"
+    ),
     re.I,
 )
 """A period counted from another event ("within 14 days of delivery", "binnen 14 dagen na
@@ -105,8 +115,10 @@ _NEXT_MONTH = (
     r"|eind(?:e)? (?:van )?volgende maand"
 )
 _END = re.compile(
-    rf"(?<![\w'’-])(?:(?P<next_week>{_NEXT_WEEK})|(?P<this_week>{_THIS_WEEK})"
-    rf"|(?P<next_month>{_NEXT_MONTH})|(?P<this_month>{_THIS_MONTH}))(?![\w-])",
+    _spaced(
+        rf"(?<![\w'’-])(?:(?P<next_week>{_NEXT_WEEK})|(?P<this_week>{_THIS_WEEK})"
+        rf"|(?P<next_month>{_NEXT_MONTH})|(?P<this_month>{_THIS_MONTH}))(?![\w-])"
+    ),
     re.I,
 )
 _CJK_END = re.compile(
@@ -120,12 +132,14 @@ _END_OF_MONTH_NAMED = (
     r"eind(?:e)?(?: van)?)\s+(?P<month>{months})(?![\w-])"
 )
 _DAY_OF_MONTH = re.compile(
-    r"(?<![\w'’-])(?:(?:by|before|no later than|on or before) the "
-    r"(?P<en>\d{1,2})(?:st|nd|rd|th)(?!\s+of\b)"
-    r"|bis (?:zum|spätestens zum|spätestens am) (?P<de>\d{1,2})\.(?!\s*\d)"
-    r"|(?:avant le|d'ici le) (?P<fr>\d{1,2})(?=\s*[.,;!?)]|\s*$)"
-    r"|antes del (?P<es>\d{1,2})(?=\s*[.,;!?)]|\s*$)"
-    r"|entro il (?P<it>\d{1,2})(?=\s*[.,;!?)]|\s*$))",
+    _spaced(
+        r"(?<![\w'’-])(?:(?:by|before|no later than|on or before) the "
+        r"(?P<en>\d{1,2})(?:st|nd|rd|th)(?!\s+of\b)"
+        r"|bis (?:zum|spätestens zum|spätestens am) (?P<de>\d{1,2})\.(?!\s*\d)"
+        r"|(?:avant le|d'ici le) (?P<fr>\d{1,2})(?=\s*[.,;!?)]|\s*$)"
+        r"|antes del (?P<es>\d{1,2})(?=\s*[.,;!?)]|\s*$)"
+        r"|entro il (?P<it>\d{1,2})(?=\s*[.,;!?)]|\s*$))"
+    ),
     re.I | re.M,
 )
 """A day of the month after a word that sets a deadline ("by the 15th", "bis zum 15."):
@@ -211,7 +225,7 @@ def period_dates(
         found.append((m.start(), m.end(), value))
     if months:
         names = "|".join(sorted((n for n in months if n.isalpha()), key=len, reverse=True))
-        for m in re.finditer(_END_OF_MONTH_NAMED.format(months=names), text, re.I):
+        for m in re.finditer(_spaced(_END_OF_MONTH_NAMED.format(months=names)), text, re.I):
             month = months[m["month"].lower()]
             if m["month"] == "may":
                 continue  # "the end of may": English writes the month May
