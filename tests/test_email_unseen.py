@@ -536,3 +536,10 @@ def test_a_period_wrapped_over_two_lines_is_stated_for_the_grounding_check() -> 
     assert [d.value for d in find_dates("within 48\nhours", dt.date(2026, 12, 7))] == [
         dt.date(2026, 12, 9)
     ]
+
+
+def test_last_month_end_in_japanese_or_chinese_is_no_date() -> None:
+    mon = dt.date(2026, 12, 7)
+    for text in ("先月末に支払いました。", "上月底已付款。", "每月底结算。"):
+        assert find_dates(text, mon) == [], text
+    assert [d.value for d in find_dates("月末までにお願いします。", mon)] == [dt.date(2026, 12, 31)]

@@ -124,7 +124,7 @@ _END = re.compile(
 _CJK_END = re.compile(
     r"(?P<next_week>来週中)|(?P<this_week>今週中)"
     r"|(?P<next_month>来月末|下个?月[底末]|下個?月[底末])"
-    r"|(?P<this_month>今月末|今月中|本月[底末]|这个?月[底末]|這個?月[底末]|(?<![\d来下個个])月末|(?<![\d下個个])月底)"
+    r"|(?P<this_month>今月末|今月中|本月[底末]|这个?月[底末]|這個?月[底末]|(?<![\d来下個个先上前毎每])月末|(?<![\d下個个上前每])月底)"
 )
 """The same in Japanese and Chinese, which write no spaces between words."""
 _END_OF_MONTH_NAMED = (
