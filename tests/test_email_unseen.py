@@ -543,3 +543,15 @@ def test_last_month_end_in_japanese_or_chinese_is_no_date() -> None:
     for text in ("先月末に支払いました。", "上月底已付款。", "每月底结算。"):
         assert find_dates(text, mon) == [], text
     assert [d.value for d in find_dates("月末までにお願いします。", mon)] == [dt.date(2026, 12, 31)]
+
+
+def test_the_end_of_last_month_or_week_is_no_date() -> None:
+    mon = dt.date(2026, 12, 7)
+    for text in (
+        "payé à la fin du mois dernier",
+        "a finales de la semana pasada",
+        "alla fine del mese scorso",
+        "no final do mês passado",
+    ):
+        assert find_dates(text, mon) == [], text
+    assert [d.value for d in find_dates("d'ici la fin du mois.", mon)] == [dt.date(2026, 12, 31)]

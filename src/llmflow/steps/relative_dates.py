@@ -127,6 +127,10 @@ _CJK_END = re.compile(
     r"|(?P<this_month>今月末|今月中|本月[底末]|这个?月[底末]|這個?月[底末]|(?<![\d来下個个先上前毎每])月末|(?<![\d下個个上前每])月底)"
 )
 """The same in Japanese and Chinese, which write no spaces between words."""
+_PAST = re.compile(
+    r"\s+(?:dernier|dernière|passée?|pasad[oa]|anterior|scors[oa]|passad[oa]|vorige)\b", re.I
+)
+"""A word after "la fin du mois" that puts it in the past: the last month's, not this one's."""
 _END_OF_MONTH_NAMED = (
     r"(?<![\w'’-])(?:(?:the )?end of|ende|fin(?: de)?|finales de|final de|fine|fim de|"
     r"eind(?:e)?(?: van)?)\s+(?P<month>{months})(?![\w-])"
@@ -211,6 +215,8 @@ def period_dates(
             found.append((m.start(), m.end(), value))
     friday = ref + dt.timedelta(days=4 - ref.weekday())
     for m in [*_END.finditer(text), *_CJK_END.finditer(text)]:
+        if _PAST.match(text, m.end()):
+            continue  # "la fin du mois dernier", "final de la semana pasada": past
         if m["this_week"]:
             if ref.weekday() > 4:
                 continue  # on a weekend, "the end of this week" is no clear day
