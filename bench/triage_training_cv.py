@@ -14,7 +14,7 @@ cues), scored out of fold, stratified 5-fold, with the same shuffles for every v
 
 `--priority-mails` asks the same of the contrastive priority mails
 (`training/priority_emails.jsonl`, which only the priority tier trains on): the 810 mails of
-`emails.jsonl` are the "first" ones and those 160 the added ones; results go to
+`emails.jsonl` are the "first" ones and those the added ones; results go to
 RESULTS-triage-training-cv-priority-mails.md.
 
     .venv/bin/python bench/triage_training_cv.py [--seeds 1] [--priority-mails]

@@ -164,7 +164,7 @@ def test_only_the_priority_tier_trains_on_the_contrastive_priority_mails(tmp_pat
               "priority": ["urgent", "high", "normal", "low"]}  # fmt: skip
     general = classifier.training_rows()
     contrastive = classifier.training_rows(classifier.PRIORITY_TRAINING)
-    assert len(contrastive) == 160
+    assert len(contrastive) == 320
     assert {r["priority"] for r in contrastive} == set(labels["priority"])
     trained = {}
     for flow in classifier.cascades(tmp_path / "home", labels):

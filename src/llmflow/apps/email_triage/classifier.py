@@ -29,11 +29,11 @@ from .priority_cues import with_cues
 
 TRAINING = Path(__file__).parent / "training" / "emails.jsonl"
 PRIORITY_TRAINING = Path(__file__).parent / "training" / "priority_emails.jsonl"
-"""Example emails written in groups that differ only in how urgent they are: the priority ml
-tier trains on them too, the category tier does not (5-fold cross-validation on the training
-mails, bench/RESULTS-triage-training-cv-priority-mails.md: priority 0.658 -> 0.706, category
-0.898 -> 0.881 with them, as four mails of one topic and language in one category teach
-category little but the topic and the script)."""
+"""Example emails written in groups of four that differ only in how urgent they are: the
+priority ml tier trains on them too, the category tier does not (5-fold cross-validation on
+the training mails, bench/RESULTS-triage-training-cv-priority-mails.md: priority 0.652 ->
+0.715 with them, category 0.886 -> 0.878, as four mails of one topic and language in one
+category teach category little but the topic and the script)."""
 CALIBRATED = Path(__file__).parent / "calibrated.json"
 """Thresholds per LLM-tier model, measured by bench/triage_thresholds.py on the training
 emails (for `local`, the embedded model)."""
