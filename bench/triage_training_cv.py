@@ -17,7 +17,11 @@ cues), scored out of fold, stratified 5-fold, with the same shuffles for every v
 `emails.jsonl` are the "first" ones and those the added ones; results go to
 RESULTS-triage-training-cv-priority-mails.md.
 
-    .venv/bin/python bench/triage_training_cv.py [--seeds 1] [--priority-mails]
+`--added-from N` counts the mails of `emails.jsonl` numbered N and above as the added ones
+(`--added-from 301`: the non-English mails added after the 810); results go to
+RESULTS-triage-training-cv-from-N.md.
+
+    .venv/bin/python bench/triage_training_cv.py [--seeds 1] [--priority-mails | --added-from N]
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ FIRST = 121
 _NON_LATIN = re.compile(r"[\u0590-\u06ff\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af]")
 
 
-def load(priority_mails: bool = False) -> list[dict[str, str]]:
+def load(priority_mails: bool = False, added_from: int = FIRST + 1) -> list[dict[str, str]]:
     """The training mails; with `priority_mails` the contrastive priority mails too, as the
     added ones (and every mail of `emails.jsonl` as a first one)."""
     rows = []
@@ -62,7 +66,7 @@ def load(priority_mails: bool = False) -> list[dict[str, str]]:
                 if priority_mails:
                     row["added"] = path == PRIORITY_TRAINING
                 else:
-                    row["added"] = int(row["id"].rsplit("-", 1)[1]) > FIRST
+                    row["added"] = int(row["id"].rsplit("-", 1)[1]) >= added_from
                 rows.append(row)
     return rows
 
@@ -103,12 +107,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--priority-mails", action="store_true")
+    parser.add_argument("--added-from", type=int, default=FIRST + 1)
     args = parser.parse_args()
     seeds = range(args.seeds)
-    rows = load(args.priority_mails)
-    results_file = (
-        RESULTS.with_name(f"{RESULTS.stem}-priority-mails.md") if args.priority_mails else RESULTS
-    )
+    rows = load(args.priority_mails, args.added_from)
+    results_file = RESULTS
+    if args.priority_mails:
+        results_file = RESULTS.with_name(f"{RESULTS.stem}-priority-mails.md")
+    elif args.added_from != FIRST + 1:
+        results_file = RESULTS.with_name(f"{RESULTS.stem}-from-{args.added_from}.md")
     first = [r for r in rows if not r["added"]]
     added = [r for r in rows if r["added"]]
     started = time.perf_counter()
