@@ -555,3 +555,58 @@ def test_the_end_of_last_month_or_week_is_no_date() -> None:
     ):
         assert find_dates(text, mon) == [], text
     assert [d.value for d in find_dates("d'ici la fin du mois.", mon)] == [dt.date(2026, 12, 31)]
+
+
+# -- fourth unseen review: no-reply senders, names, HTML tables, short follow-ups ----------
+
+
+def test_no_reply_is_drafted_to_an_address_that_cannot_receive_one() -> None:
+    ask = "A buyer asks: can you send a replacement by December 12?"
+    for sender in (
+        "Marketplace <noreply@marketplace.example>",
+        "Stripe <do-not-reply@stripe.example>",
+        "Mail Delivery Subsystem <MAILER-DAEMON@mx.example>",
+        "no_reply+abc@shop.example",
+    ):
+        assert not truth.needs_reply_by_code(email(ask, sender=sender), "support"), sender
+    notice = email(
+        "You received a payment of 1.250,00 EUR.\n\nPlease do not reply to this email.",
+        sender="PayPal <service@paypal.example>",
+    )
+    assert not truth.needs_reply_by_code(notice, "billing")
+    assert truth.request_by_code(notice) == ""  # the notice asks nothing of us
+    # a person's address that merely starts alike still gets one
+    assert truth.needs_reply_by_code(email(ask, sender="Nora <noreen@mail.example>"), "support")
+
+
+def test_a_short_question_is_the_newest_messages_request() -> None:
+    e = email(
+        "Any update?\n\nOn Wed, Dec 9, 2026 at 10:00 AM Tom <tom@mail.example> wrote:\n"
+        "> Please refund $74.50 for order NW-30244 by December 11.\n",
+        subject="Re: Re: Refund for order NW-30244",
+    )
+    assert truth.request_by_code(e) == "Any update?"
+    assert truth.needs_reply_by_code(e, "billing")
+    assert truth.deadline_by_code(e) is None  # the quoted, older message's date
+
+
+def test_a_family_display_name_gets_a_neutral_greeting() -> None:
+    e = email(
+        "Could you send the right size?\n\nThanks,\nAnna", sender='"Kowalski Family" <k@m.example>'
+    )
+    assert truth.first_name(e) is None
+
+
+def test_html_table_cells_are_kept_apart() -> None:
+    msg = EmailMessage()
+    msg["From"] = "Laura <laura@outfit.example>"
+    msg["Subject"] = "Quote"
+    msg["Date"] = DATE
+    msg.set_content(
+        "<p>Please confirm.</p><table><tr><td>Trail tent 2P</td><td>5</td><td>$1,199.00</td>"
+        "<td>$5,995.00</td></tr><tr><td>Total</td><td>$8,485.00</td></tr></table>",
+        subtype="html",
+    )
+    e = parse_email(RawEmail(source="t.eml", data=msg.as_bytes()))
+    assert "2P5" not in e.body
+    assert amounts_by_code(e) == ["1199.00 USD", "5995.00 USD", "8485.00 USD"]

@@ -104,6 +104,8 @@ class _HTMLText(HTMLParser):
             self.parts.append(_QUOTE_IN)
         elif tag in self.BLOCKS:
             self.parts.append("\n")
+        elif tag in {"td", "th"}:
+            self.parts.append("\t")  # a table's cells apart ("Total", "$8,485.00"), not glued
 
     def handle_endtag(self, tag: str) -> None:
         if tag in {"script", "style", "head"}:

@@ -15,7 +15,7 @@ import re
 from email.utils import parseaddr
 from typing import Literal
 
-from ...inputs.email import GAP, Email
+from ...inputs.email import GAP, Email, newest_text
 from ...steps.grounding import Source, echoes, find_dates, split_sentences, ungrounded
 from .amounts import amounts_by_code as amounts_by_code
 from .reply_templates import TEMPLATES, fill
@@ -103,9 +103,10 @@ def _content(email: Email) -> list[str]:
             continue
         if SIGN_OFF.fullmatch(s) or GREETING.fullmatch(s):
             continue
-        if len(s) < (5 if _CJK.search(s) else 12) or s.lower().startswith(
-            ("forwarded message", "from:", "subject:")
-        ):
+        # a short question is still one ("Any update?", "Any news?"): the newest message
+        # of a long chain is often nothing else
+        short = 5 if _CJK.search(s) else 8 if QUESTION.search(s) else 12
+        if len(s) < short or s.lower().startswith(("forwarded message", "from:", "subject:")):
             continue
         out.append(s)
     return out
@@ -196,7 +197,11 @@ nothing."""
 def _asks(email: Email) -> list[str]:
     """The sentences that ask something, best first: questions, then please / could you
     (not "please find attached"), then wishes (I'd like, we need), each in mail order."""
-    sentences = [s for s in _content(email) if not s.rstrip().endswith(":")]
+    sentences = [
+        s
+        for s in _content(email)
+        if not s.rstrip().endswith(":") and not _NO_REPLY_NOTICE.search(s)
+    ]  # "Please do not reply to this email." asks nothing of us
     questions = [s for s in sentences if QUESTION.search(s)]
     asks = [s for s in sentences if _ASK.search(_FORMULA.sub("", s)) and s not in questions]
     wishes = [s for s in sentences if _WISH.search(s) and s not in questions + asks]
@@ -300,9 +305,36 @@ def deadline_of_model(answer: str | None, email: Email) -> tuple[dt.date | None,
 def needs_reply_by_code(email: Email, category: str | None) -> bool:
     """A reply is needed when a customer, prospect or colleague asks something: not spam,
     and the newest message holds a request."""
-    if category == "spam" or email.kind != "message":
+    if category == "spam" or email.kind != "message" or cannot_reply(email):
         return False
     return bool(request_by_code(email))
+
+
+_NO_REPLY_ADDRESS = re.compile(
+    r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|dont[-_.]?reply|mailer[-_.]?daemon|postmaster|"
+    r"bounces?)(?:[-_.+].*)?@",
+    re.I,
+)
+_NO_REPLY_NOTICE = re.compile(
+    r"\b(?:please )?do not reply to this (?:e-?mail|message)\b|\bdo not reply\b[^.\n]{0,30}"
+    r"\bnot monitored\b|\breplies to this (?:address|e-?mail|message) (?:are|will) not be "
+    r"(?:monitored|read|answered)|\breplies to this (?:address|e-?mail) are not monitored\b|"
+    r"\bthis (?:mailbox|address|inbox) is not monitored\b|"
+    r"\bbitte antworten sie nicht auf diese\b|\bmerci de ne pas répondre à (?:ce|cet)\b|"
+    r"\bpor favor,? no responda a este\b|\bnon rispondere a questa\b",
+    re.I,
+)
+
+
+def cannot_reply(email: Email) -> bool:
+    """Whether the sender cannot receive a reply: a no-reply, do-not-reply or bounce address
+    (noreply@, do-not-reply@, MAILER-DAEMON@), or a notice that says replies go unread
+    ("Please do not reply to this email", "This mailbox is not monitored"). Such a mail may
+    still need action (a dispute, a buyer's message), but not a reply to its sender."""
+    _, address = parseaddr(email.sender)
+    if _NO_REPLY_ADDRESS.match(address.strip()):
+        return True
+    return bool(_NO_REPLY_NOTICE.search(newest_text(email)))
 
 
 def names_checkable(email: Email) -> bool:
@@ -434,6 +466,12 @@ _ORGANISATION = set(
         "sport",
         "events",
         "department",
+        "family",
+        "familie",
+        "famille",
+        "familia",
+        "famiglia",
+        "household",
     ]
 )
 """Titles before a first name, and the legal forms that make a display name a company's."""

@@ -294,7 +294,8 @@ def build(
                 value, problem = truth.deadline_of_model(asked.deadline, email)
                 deadline = value if problem is None else deadline
             else:
-                needs_reply = asked.needs_reply
+                # the model may not know the sender cannot receive a reply (noreply@)
+                needs_reply = asked.needs_reply and not truth.cannot_reply(email)
             t = _record(t, field, "llm" if problem is None else "code", problem)
         base = asked or Extraction(
             request="", deadline=None, order_numbers=[], invoice_numbers=[], needs_reply=False
