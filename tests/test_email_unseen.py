@@ -610,3 +610,40 @@ def test_html_table_cells_are_kept_apart() -> None:
     e = parse_email(RawEmail(source="t.eml", data=msg.as_bytes()))
     assert "2P5" not in e.body
     assert amounts_by_code(e) == ["1199.00 USD", "5995.00 USD", "8485.00 USD"]
+
+
+def test_the_digest_says_what_was_not_read_and_why_no_reply(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from llmflow.apps.email_triage.triage_digest import write_digest
+    from llmflow.apps.email_triage.triage_types import Classification, Extraction, Triage
+
+    msg = EmailMessage()
+    msg["From"] = "Accounts Payable <ap@vendor.example>"
+    msg["Subject"] = "Invoice"
+    msg["Date"] = DATE
+    msg.set_content("Please see attached.")
+    msg.add_attachment(b"%PDF-1.4", maintype="application", subtype="pdf", filename="INV-7.pdf")
+    attached = parse_email(RawEmail(source="a.eml", data=msg.as_bytes()))
+    notice = email("Can you respond by December 15?", sender="Stripe <do-not-reply@s.example>")
+
+    def triage(e, request: str) -> Triage:
+        x = Extraction(
+            request=request, deadline=None, order_numbers=[], invoice_numbers=[], needs_reply=False
+        )
+        return Triage(
+            email=e,
+            classification=Classification(category="billing", priority="normal"),
+            extraction=x,
+            summary="s",
+        )
+
+    results = [
+        SimpleNamespace(ok=True, output=triage(attached, "")),
+        SimpleNamespace(ok=True, output=triage(notice, truth.request_by_code(notice))),
+    ]
+    batch = SimpleNamespace(results=results, failed=[], run_id="r")
+    write_digest(batch, SimpleNamespace(out_dir=tmp_path))  # type: ignore[arg-type]
+    digest = (tmp_path / "digest.md").read_text()
+    assert "Attachments not read" in digest and "INV-7.pdf" in digest
+    assert "No reply drafted: the sender cannot receive one" in digest

@@ -8,6 +8,7 @@ from pathlib import Path
 from ...runtime.runner import BatchResult
 from ...steps.context import RunContext
 from .triage_types import PRIORITY_ORDER, Triage
+from .truth import cannot_reply
 
 
 def result_record(triage: Triage) -> dict[str, object]:
@@ -81,6 +82,18 @@ def write_digest(batch: BatchResult, ctx: RunContext) -> dict[str, Path]:
                 )
             if t.reply:
                 lines.append("  A reply is drafted in results.jsonl.")
+            elif t.extraction and t.extraction.request and cannot_reply(t.email):
+                lines.append(
+                    "  No reply drafted: the sender cannot receive one (a no-reply address"
+                    " or notice); what it asks needs action elsewhere."
+                )
+            if t.email.attachments:
+                names = ", ".join(a.filename for a in t.email.attachments[:5])
+                more = len(t.email.attachments) - 5
+                lines.append(
+                    f"  Attachments not read (ids, amounts and dates are from the text only): "
+                    f"{_one_line(names, 200)}" + (f" and {more} more" if more > 0 else "")
+                )
     by_code = [t for t in done if t.classification is None]
     if by_code:
         lines += ["", f"## Filed by code ({len(by_code)})", ""]
