@@ -647,3 +647,19 @@ def test_the_digest_says_what_was_not_read_and_why_no_reply(tmp_path) -> None:
     digest = (tmp_path / "digest.md").read_text()
     assert "Attachments not read" in digest and "INV-7.pdf" in digest
     assert "No reply drafted: the sender cannot receive one" in digest
+
+
+def test_a_request_from_a_quote_has_no_lone_quotation_mark() -> None:
+    e = email(
+        "You have a new message from a buyer:\n\n"
+        '"Hi, the tent arrived with a broken pole. Can you send a replacement by December 12?"'
+        "\n\nLog in to answer.",
+        sender="Marketplace <noreply@marketplace.example>",
+    )
+    assert truth.request_by_code(e) == "Can you send a replacement by December 12?"
+    assert not truth.summary_by_code(e).endswith('"')
+    kept = email('Please reissue it with "Nakamura Trading KK" by December 18.')
+    assert (
+        truth.request_by_code(kept)
+        == 'Please reissue it with "Nakamura Trading KK" by December 18.'
+    )

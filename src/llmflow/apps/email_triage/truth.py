@@ -108,8 +108,26 @@ def _content(email: Email) -> list[str]:
         short = 5 if _CJK.search(s) else 8 if QUESTION.search(s) else 12
         if len(s) < short or s.lower().startswith(("forwarded message", "from:", "subject:")):
             continue
-        out.append(s)
+        out.append(_unquoted(s))
     return out
+
+
+def _unquoted(s: str) -> str:
+    """A sentence without the lone quotation mark it took from a quote it ends or begins
+    (the buyer wrote: "Hi, it broke. Can you send a new one?" gives 'Can you send a new
+    one?', not 'Can you send a new one?"')."""
+    for opening, closing in (('"', '"'), ("\u201c", "\u201d"), ("\u00ab", "\u00bb")):
+        opened, closed = s.count(opening), s.count(closing)
+        if opening == closing:
+            if opened % 2 and s.endswith(closing):
+                s = s[: -len(closing)].rstrip()
+            elif opened % 2 and s.startswith(opening):
+                s = s[len(opening) :].lstrip()
+        elif closed > opened and s.endswith(closing):
+            s = s[: -len(closing)].rstrip()
+        elif opened > closed and s.startswith(opening):
+            s = s[len(opening) :].lstrip()
+    return s
 
 
 _CJK = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af]")
