@@ -663,3 +663,9 @@ def test_a_request_from_a_quote_has_no_lone_quotation_mark() -> None:
         truth.request_by_code(kept)
         == 'Please reissue it with "Nakamura Trading KK" by December 18.'
     )
+
+
+def test_a_last_comma_first_display_name_greets_the_first_name() -> None:
+    assert truth.first_name(email("Hi", sender='"Nakamura, Kenji" <k@corp.example>')) == "Kenji"
+    assert truth.first_name(email("Hi", sender='"Weber, Dr. Anna" <a@corp.example>')) == "Anna"
+    assert truth.first_name(email("Hi", sender='"Alpine Textil, GmbH" <a@corp.example>')) is None

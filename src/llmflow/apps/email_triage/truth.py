@@ -366,7 +366,11 @@ def first_name(email: Email) -> str | None:
     person's (not "Accounts Receivable", "noreply" or "Alpine Textil GmbH"), after a title
     ("Mrs Helen Carter": Helen)."""
     name, _ = parseaddr(email.sender)
-    words = name.replace('"', "").split()
+    name = name.replace('"', "")
+    last, comma, first = name.partition(",")
+    if comma and first.strip() and "," not in first and len(last.split()) <= 2:
+        name = f"{first} {last}"  # "Nakamura, Kenji" (LAST, First): Kenji
+    words = name.split()
     while words and words[0].rstrip(".").lower() in _TITLES:
         words = words[1:]  # "Mrs Helen Carter", "Dr. Anna Weber": the name follows
     if not words or not words[0].isalpha() or len(words) > 4:
