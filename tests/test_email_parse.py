@@ -8,7 +8,7 @@ import pytest
 
 from llmflow import InputError
 from llmflow.apps.email_triage import load_inbox, parse_email
-from llmflow.inputs.email import RawEmail, newest_message
+from llmflow.inputs.email import Email, RawEmail, newest_message
 
 
 def good_files(inbox: Path) -> list[str]:
@@ -114,3 +114,28 @@ def test_a_forward_subject_in_chinese_japanese_or_korean_reads_the_forwarded_mai
     )
     email = parse_email(RawEmail(source="f.eml", data=msg.as_bytes()))
     assert "arrived broken" in email.excerpt
+
+
+def test_a_web_form_from_noreply_with_the_customer_as_reply_to_gets_a_reply() -> None:
+    """A shop's contact form sends from noreply@ with the customer as Reply-To: the reply
+    goes there (`reply_message` addresses it to Reply-To), so one is drafted. Without a
+    Reply-To, or with a no-reply one, none is."""
+    from email.message import EmailMessage
+
+    from llmflow.apps.email_triage import truth
+
+    def parsed(reply_to: str | None) -> Email:
+        msg = EmailMessage()
+        msg["From"] = "Northwind Web Form <noreply@northwind-outfitters.example>"
+        msg["To"] = "support@northwind-outfitters.example"
+        if reply_to:
+            msg["Reply-To"] = reply_to
+        msg["Subject"] = "Contact form: order NW-30990"
+        msg.set_content("Message: Could you tell me when order NW-30990 will ship?")
+        return parse_email(RawEmail(source="form.eml", data=msg.as_bytes()))
+
+    form = parsed("Lena Park <lena.park@mail.example>")
+    assert form.reply_to == "Lena Park <lena.park@mail.example>"
+    assert truth.needs_reply_by_code(form, "support")
+    assert not truth.needs_reply_by_code(parsed(None), "support")
+    assert not truth.needs_reply_by_code(parsed("bounces@lists.example"), "support")

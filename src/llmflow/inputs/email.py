@@ -67,6 +67,9 @@ class Email(BaseModel):
     sender: str
     """The From header, decoded."""
     to: list[str] = Field(default_factory=list)
+    reply_to: str | None = None
+    """The Reply-To header, decoded, when the mail has one: where a reply goes (a web form
+    sends from noreply@ with the customer as Reply-To)."""
     subject: str
     date: str | None = None
     """ISO 8601, when the Date header parses."""
@@ -303,6 +306,7 @@ def parse_email(raw: RawEmail | Path) -> Email:
         message_id=str(msg.get("Message-ID") or "") or None,
         sender=sender or "(unknown sender)",
         to=[addr for _, addr in getaddresses([str(v) for v in msg.get_all("To", [])]) if addr],
+        reply_to=str(msg.get("Reply-To") or "").strip() or None,
         subject=subject or "(no subject)",
         date=_iso_date(msg.get("Date")),
         body=body,

@@ -348,7 +348,12 @@ def cannot_reply(email: Email) -> bool:
     """Whether the sender cannot receive a reply: a no-reply, do-not-reply or bounce address
     (noreply@, do-not-reply@, MAILER-DAEMON@), or a notice that says replies go unread
     ("Please do not reply to this email", "This mailbox is not monitored"). Such a mail may
-    still need action (a dispute, a buyer's message), but not a reply to its sender."""
+    still need action (a dispute, a buyer's message), but not a reply to its sender. A
+    Reply-To that can receive one (a web form's customer) is where the reply goes: then the
+    mail can be answered (`mailbox_actions.reply_message` addresses it there)."""
+    _, reply_to = parseaddr(email.reply_to or "")
+    if "@" in reply_to and not _NO_REPLY_ADDRESS.match(reply_to.strip()):
+        return False
     _, address = parseaddr(email.sender)
     if _NO_REPLY_ADDRESS.match(address.strip()):
         return True
