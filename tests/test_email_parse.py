@@ -9,6 +9,7 @@ import pytest
 from llmflow import InputError
 from llmflow.apps.email_triage import load_inbox, parse_email
 from llmflow.inputs.email import Email, RawEmail, newest_message
+from tests.mails import message, parsed
 
 
 def good_files(inbox: Path) -> list[str]:
@@ -101,18 +102,13 @@ def test_a_forward_subject_in_chinese_japanese_or_korean_reads_the_forwarded_mai
 ) -> None:
     """Outlook writes a forward's header block without '>' marks; the subject's prefix tells
     it from a reply's quote, in the languages mail clients localise it to."""
-    from email.message import EmailMessage
-
-    msg = EmailMessage()
-    msg["From"] = "Mei Lin <mei.lin@northwind-outfitters.example>"
-    msg["To"] = "support@northwind-outfitters.example"
-    msg["Subject"] = subject
-    msg.set_content(
+    body = (
         "请处理。\n\nFrom: Wang Fang <wang.fang@mail.example>\nSent: Friday, 4 December 2026\n"
         "To: Northwind\nSubject: NW-30211\n\nMy order NW-30211 arrived broken. Please send a "
         "replacement before Friday."
     )
-    email = parse_email(RawEmail(source="f.eml", data=msg.as_bytes()))
+    sender = "Mei Lin <mei.lin@northwind-outfitters.example>"
+    email = parsed(message(body, sender=sender, subject=subject), source="f.eml")
     assert "arrived broken" in email.excerpt
 
 
@@ -120,22 +116,20 @@ def test_a_web_form_from_noreply_with_the_customer_as_reply_to_gets_a_reply() ->
     """A shop's contact form sends from noreply@ with the customer as Reply-To: the reply
     goes there (`reply_message` addresses it to Reply-To), so one is drafted. Without a
     Reply-To, or with a no-reply one, none is."""
-    from email.message import EmailMessage
-
     from llmflow.apps.email_triage import truth
 
-    def parsed(reply_to: str | None) -> Email:
-        msg = EmailMessage()
-        msg["From"] = "Northwind Web Form <noreply@northwind-outfitters.example>"
-        msg["To"] = "support@northwind-outfitters.example"
+    def web_form(reply_to: str | None) -> Email:
+        msg = message(
+            "Message: Could you tell me when order NW-30990 will ship?",
+            sender="Northwind Web Form <noreply@northwind-outfitters.example>",
+            subject="Contact form: order NW-30990",
+        )
         if reply_to:
             msg["Reply-To"] = reply_to
-        msg["Subject"] = "Contact form: order NW-30990"
-        msg.set_content("Message: Could you tell me when order NW-30990 will ship?")
-        return parse_email(RawEmail(source="form.eml", data=msg.as_bytes()))
+        return parsed(msg, source="form.eml")
 
-    form = parsed("Lena Park <lena.park@mail.example>")
+    form = web_form("Lena Park <lena.park@mail.example>")
     assert form.reply_to == "Lena Park <lena.park@mail.example>"
     assert truth.needs_reply_by_code(form, "support")
-    assert not truth.needs_reply_by_code(parsed(None), "support")
-    assert not truth.needs_reply_by_code(parsed("bounces@lists.example"), "support")
+    assert not truth.needs_reply_by_code(web_form(None), "support")
+    assert not truth.needs_reply_by_code(web_form("bounces@lists.example"), "support")

@@ -4,24 +4,17 @@ each test is a general case of one wrong value the triage stated."""
 from __future__ import annotations
 
 import datetime as dt
-from email.message import EmailMessage
 
-from llmflow.apps.email_triage import parse_email, truth
+from llmflow.apps.email_triage import truth
 from llmflow.apps.email_triage.amounts import amounts_by_code
-from llmflow.inputs.email import RawEmail
 from llmflow.steps.grounding import find_dates
+from tests.mails import message, parsed
 
 DATE = "Fri, 04 Dec 2026 09:00:00 +0100"
 
 
 def email(body: str, *, sender: str = "Sam Reader <sam@inbox.example>", subject: str = "Hi"):
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = "support@northwind-outfitters.example"
-    msg["Subject"] = subject
-    msg["Date"] = DATE
-    msg.set_content(body)
-    return parse_email(RawEmail(source="t.eml", data=msg.as_bytes()))
+    return parsed(message(body, sender=sender, subject=subject, date=DATE))
 
 
 # -- amounts -------------------------------------------------------------------------------
@@ -182,18 +175,15 @@ def test_dutch_and_portuguese_quote_heads_start_the_quote() -> None:
 
 
 def test_a_quoted_html_message_is_not_the_newest_message() -> None:
-    msg = EmailMessage()
-    msg["From"] = "Camille Dubois <camille@colonie.example>"
-    msg["To"] = "support@northwind-outfitters.example"
-    msg["Subject"] = "RE: Votre commande NW-20344"
-    msg["Date"] = DATE
-    msg.set_content(
+    html = (
         "<html><body><div>Merci de nous confirmer la nouvelle quantité.</div>"
         "<blockquote><p>Livraison garantie avant le 9 décembre, montant 1 560,00 €.</p>"
-        "</blockquote></body></html>",
-        subtype="html",
+        "</blockquote></body></html>"
     )
-    e = parse_email(RawEmail(source="t.eml", data=msg.as_bytes()))
+    e = parsed(
+        message(html, sender="Camille Dubois <camille@colonie.example>",
+                subject="RE: Votre commande NW-20344", date=DATE, subtype="html")
+    )  # fmt: skip
     assert e.excerpt == "Merci de nous confirmer la nouvelle quantité."
     assert truth.deadline_by_code(e) is None
 
@@ -334,13 +324,11 @@ def test_an_ambiguous_slashed_date_in_english_is_no_deadline() -> None:
     is that date."""
 
     def deadline(date_header: str, when: str = "05/01/2027") -> dt.date | None:
-        msg = EmailMessage()
-        msg["From"] = "Oliver Bennett <oliver@bt.example.co.uk>"
-        msg["To"] = "support@northwind-outfitters.example"
-        msg["Subject"] = "Exchange"
-        msg["Date"] = date_header
-        msg.set_content(f"Hello,\n\nCould you make sure the new pair arrives by {when}?")
-        return truth.deadline_by_code(parse_email(RawEmail(source="t.eml", data=msg.as_bytes())))
+        body = f"Hello,\n\nCould you make sure the new pair arrives by {when}?"
+        sender = "Oliver Bennett <oliver@bt.example.co.uk>"
+        return truth.deadline_by_code(
+            parsed(message(body, sender=sender, subject="Exchange", date=date_header))
+        )
 
     assert deadline("Mon, 07 Dec 2026 10:15:00 +0000") is None  # sent from the UK
     assert deadline("Mon, 07 Dec 2026 10:15:00 -0500") is None  # sent from the US
@@ -598,16 +586,14 @@ def test_a_family_display_name_gets_a_neutral_greeting() -> None:
 
 
 def test_html_table_cells_are_kept_apart() -> None:
-    msg = EmailMessage()
-    msg["From"] = "Laura <laura@outfit.example>"
-    msg["Subject"] = "Quote"
-    msg["Date"] = DATE
-    msg.set_content(
+    html = (
         "<p>Please confirm.</p><table><tr><td>Trail tent 2P</td><td>5</td><td>$1,199.00</td>"
-        "<td>$5,995.00</td></tr><tr><td>Total</td><td>$8,485.00</td></tr></table>",
-        subtype="html",
+        "<td>$5,995.00</td></tr><tr><td>Total</td><td>$8,485.00</td></tr></table>"
     )
-    e = parse_email(RawEmail(source="t.eml", data=msg.as_bytes()))
+    e = parsed(
+        message(html, sender="Laura <laura@outfit.example>", subject="Quote", date=DATE, to=None,
+                subtype="html")
+    )  # fmt: skip
     assert "2P5" not in e.body
     assert amounts_by_code(e) == ["1199.00 USD", "5995.00 USD", "8485.00 USD"]
 
@@ -618,13 +604,10 @@ def test_the_digest_says_what_was_not_read_and_why_no_reply(tmp_path) -> None:
     from llmflow.apps.email_triage.triage_digest import write_digest
     from llmflow.apps.email_triage.triage_types import Classification, Extraction, Triage
 
-    msg = EmailMessage()
-    msg["From"] = "Accounts Payable <ap@vendor.example>"
-    msg["Subject"] = "Invoice"
-    msg["Date"] = DATE
-    msg.set_content("Please see attached.")
+    msg = message("Please see attached.", sender="Accounts Payable <ap@vendor.example>",
+                  subject="Invoice", date=DATE, to=None)  # fmt: skip
     msg.add_attachment(b"%PDF-1.4", maintype="application", subtype="pdf", filename="INV-7.pdf")
-    attached = parse_email(RawEmail(source="a.eml", data=msg.as_bytes()))
+    attached = parsed(msg, source="a.eml")
     notice = email("Can you respond by December 15?", sender="Stripe <do-not-reply@s.example>")
 
     def triage(e, request: str) -> Triage:

@@ -6,27 +6,21 @@ tests (the hard inbox is a test set and stays unseen here)."""
 from __future__ import annotations
 
 import datetime as dt
-from email.message import EmailMessage
 
 import pytest
 
-from llmflow.apps.email_triage import parse_email, truth
+from llmflow.apps.email_triage import truth
 from llmflow.apps.email_triage.reply_templates import TEMPLATES
-from llmflow.inputs.email import Email, RawEmail
+from llmflow.inputs.email import Email
 from llmflow.steps.grounding import find_dates, parse_date, ungrounded
+from tests.mails import message, parsed
 
 DATE = "Tue, 24 Nov 2026 09:00:00 +0000"
 REF = dt.date(2026, 11, 24)  # a Tuesday
 
 
 def read(body: str, sender: str = "Sender <sender@mail.example>", subject: str = "Hi") -> Email:
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = "support@northwind-outfitters.example"
-    msg["Subject"] = subject
-    msg["Date"] = DATE
-    msg.set_content(body)
-    return parse_email(RawEmail(source="test.eml", data=msg.as_bytes()))
+    return parsed(message(body, sender=sender, subject=subject, date=DATE), source="test.eml")
 
 
 # -- dates -------------------------------------------------------------------------------
