@@ -17,8 +17,18 @@ DIGITS = str.maketrans(
 """Arabic-Indic, Persian and full-width digits (and the Arabic decimal and thousands marks)
 as ASCII, one character for one, so positions in a text stay where they were."""
 
-SCRIPT_MONTHS: dict[str, int] = {}
-for _number, _names in enumerate(
+
+def numbered(rows: list[str], start: int = 0) -> dict[str, int]:
+    """Words by their row's number: row i of `rows` holds the names (space-separated, "_" for
+    a space inside a name) of number `start + i`, in every language read."""
+    return {
+        name.replace("_", " "): number
+        for number, names in enumerate(rows, start=start)
+        for name in names.split()
+    }
+
+
+SCRIPT_MONTHS = numbered(
     [
         "يناير كانون_الثاني ינואר",
         "فبراير شباط פברואר",
@@ -34,12 +44,10 @@ for _number, _names in enumerate(
         "ديسمبر كانون_الأول דצמבר",
     ],
     start=1,
-):
-    for _name in _names.split():
-        _name = _name.replace("_", " ")
-        SCRIPT_MONTHS[_name] = _number
-        if "\u0590" <= _name[0] <= "\u05ff":  # Hebrew writes "in December" as one word
-            SCRIPT_MONTHS["ב" + _name] = _number
+)
+SCRIPT_MONTHS |= {  # Hebrew writes "in December" as one word
+    "ב" + name: number for name, number in SCRIPT_MONTHS.items() if "\u0590" <= name[0] <= "\u05ff"
+}
 """Month names in Arabic (the Egyptian and Gulf names and the Levantine ones) and Hebrew,
 read like the Latin ones: "15 ديسمبر", "15 בדצמבר 2026"."""
 

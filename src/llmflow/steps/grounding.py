@@ -23,33 +23,31 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from .date_languages import DIGITS, SCRIPT_MONTHS, date_from, script_dates
+from .date_languages import DIGITS, SCRIPT_MONTHS, date_from, numbered, script_dates
 from .relative_dates import period_dates
 
-MONTHS: dict[str, int] = {}
-for _number, _names in enumerate(
-    [
-        "january jan januar janvier enero ene gennaio janeiro januari",
-        "february feb februar février fevrier febrero febbraio fevereiro februari",
-        "march mar märz maerz mars marzo março maart",
-        "april apr avril abril abr aprile",
-        "may mai mayo maggio maio mei",
-        "june jun juni juin junio giugno junho",
-        "july jul juli juillet julio luglio julho",
-        "august aug août aout agosto ago augustus",
-        "september sep sept septembre septiembre settembre setembro",
-        "october oct oktober okt octobre octubre ottobre outubro",
-        "november nov novembre noviembre novembro",
-        "december dec dezember dez décembre decembre diciembre dic dicembre dezembro",
-    ],
-    start=1,
-):
-    for _name in _names.split():
-        MONTHS[_name] = _number
-MONTHS.update(SCRIPT_MONTHS)
+MONTHS = (
+    numbered(
+        [
+            "january jan januar janvier enero ene gennaio janeiro januari",
+            "february feb februar février fevrier febrero febbraio fevereiro februari",
+            "march mar märz maerz mars marzo março maart",
+            "april apr avril abril abr aprile",
+            "may mai mayo maggio maio mei",
+            "june jun juni juin junio giugno junho",
+            "july jul juli juillet julio luglio julho",
+            "august aug août aout agosto ago augustus",
+            "september sep sept septembre septiembre settembre setembro",
+            "october oct oktober okt octobre octubre ottobre outubro",
+            "november nov novembre noviembre novembro",
+            "december dec dezember dez décembre decembre diciembre dic dicembre dezembro",
+        ],
+        start=1,
+    )
+    | SCRIPT_MONTHS
+)
 
-WEEKDAYS: dict[str, int] = {}
-for _number, _names in enumerate(
+WEEKDAYS = numbered(
     [
         "monday mon montag lundi lunes lunedì lunedi segunda-feira maandag",
         "tuesday tue tues dienstag mardi martes martedì martedi terça-feira terca-feira dinsdag",
@@ -60,9 +58,7 @@ for _number, _names in enumerate(
         "saturday sat samstag samedi sábado sabado zaterdag",
         "sunday sun sonntag dimanche domingo domenica zondag",
     ]
-):
-    for _name in _names.split():
-        WEEKDAYS[_name] = _number
+)
 
 _MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
 _WEEKDAY = "|".join(sorted((w for w in WEEKDAYS if len(w) > 3), key=len, reverse=True))

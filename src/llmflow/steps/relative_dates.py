@@ -19,8 +19,9 @@ import calendar
 import datetime as dt
 import re
 
-_COUNTS: dict[str, int] = {}
-for _n, _words in enumerate(
+from .date_languages import numbered
+
+_COUNTS = numbered(
     [
         "",
         "one a an ein eine einen einem einer eins un une uno una um uma een",
@@ -34,10 +35,7 @@ for _n, _words in enumerate(
         "nine neun neuf nueve nove negen",
         "ten zehn dix diez dieci dez tien",
     ]
-):
-    for _w in _words.split():
-        _COUNTS[_w] = _n
-_COUNTS.update({"fourteen": 14, "vierzehn": 14, "quinze": 15, "quince": 15, "quindici": 15})
+) | {"fourteen": 14, "vierzehn": 14, "quinze": 15, "quince": 15, "quindici": 15}
 _CJK_COUNTS = {c: i for i, c in enumerate("〇一二三四五六七八九十", start=0)} | {"两": 2, "兩": 2}
 
 _COUNT = "|".join(sorted(_COUNTS, key=len, reverse=True))
