@@ -133,3 +133,17 @@ def test_a_web_form_from_noreply_with_the_customer_as_reply_to_gets_a_reply() ->
     assert truth.needs_reply_by_code(form, "support")
     assert not truth.needs_reply_by_code(web_form(None), "support")
     assert not truth.needs_reply_by_code(web_form("bounces@lists.example"), "support")
+
+
+def test_a_reply_goes_to_the_reply_to_address() -> None:
+    from llmflow.inputs.mailbox_actions import reply_message
+
+    msg = message("When will order NW-30990 ship?", sender="Form <noreply@shop.example>",
+                  subject="Contact form")  # fmt: skip
+    msg["Reply-To"] = "Lena Park <lena.park@mail.example>"
+    form = parsed(msg)
+    reply = reply_message(form, msg.as_bytes(), "Hello", sender=None, message_id="<r@x.invalid>")
+    assert reply["To"] == "lena.park@mail.example"
+    plain = parsed(message("Hi", sender="Sam <sam@mail.example>", subject="Hi"))
+    reply = reply_message(plain, b"", "Hello", sender=None, message_id="<s@x.invalid>")
+    assert reply["To"] == "sam@mail.example"

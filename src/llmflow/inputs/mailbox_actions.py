@@ -56,15 +56,15 @@ def draft_message_id(key: str) -> str:
 def reply_message(
     original: Email, raw: bytes, text: str, *, sender: str | None, message_id: str
 ) -> EmailMessage:
-    """A reply to `original` (`raw`: its bytes, for Reply-To and References) threaded to it:
-    In-Reply-To, References, Re: subject; `message_id` from `draft_message_id`."""
+    """A reply to `original` (`raw`: its bytes, for References) threaded to it, addressed to
+    its Reply-To when it has one: In-Reply-To, References, Re: subject; `message_id` from
+    `draft_message_id`."""
     headers = email.message_from_bytes(raw[:65536], policy=email.policy.default)
-    reply_to = str(headers.get("Reply-To") or "").strip()
     references = " ".join(str(headers.get("References") or "").split())
     msg = EmailMessage(policy=WIRE)
     if sender:
         msg["From"] = sender
-    to = reply_to or original.sender
+    to = original.reply_to or original.sender
     addresses = [a for _, a in getaddresses([to]) if a]
     msg["To"] = ", ".join(addresses) or to
     subject = original.subject
