@@ -1,0 +1,44 @@
+"""Defects found by a fifth blind review (/tmp/unseen_round5): mails in Polish, Russian,
+Turkish, Swedish and Korean, credit notes, order ranges. Each test is a general case of one
+wrong value the triage stated."""
+
+from __future__ import annotations
+
+from llmflow.apps.email_triage import truth
+from tests.mails import message, parsed
+
+DATE = "Mon, 07 Dec 2026 10:00:00 +0100"
+
+
+def email(body: str, *, sender: str = "Sam Reader <sam@inbox.example>", subject: str = "Hi"):
+    return parsed(message(body, sender=sender, subject=subject, date=DATE))
+
+
+def test_polish_swedish_turkish_russian_and_korean_mails_get_a_reply_in_their_language() -> None:
+    cases = (
+        ("Dzień dobry,\n\nczy mogę prosić o fakturę do zamówienia NW-30702?\n\nZ poważaniem,\n"
+         "Katarzyna", "Katarzyna Nowak <k@wp.example>", "pl", "Dzień dobry,"),
+        ("Hej,\n\njag fick fel storlek i beställning NW-30702. Kan ni skicka en ny?\n\n"
+         "Med vänliga hälsningar,\nErik", "Erik Lindqvist <e@telia.example>", "sv", "Hej Erik,"),
+        ("Merhaba,\n\nNW-30702 numaralı siparişim eksik geldi. Eksik ürünü gönderebilir "
+         "misiniz?\n\nSaygılarımla,\nEmre Yılmaz", "Emre Yılmaz <e@posta.example>", "tr",
+         "Merhaba Emre,"),
+        ("Здравствуйте!\n\nКогда придёт заказ NW-30702? Прошу ответить.\n\nС уважением,\nАлексей",
+         "Алексей Смирнов <a@yandex.example>", "ru", "Здравствуйте, Алексей!"),
+        ("안녕하세요.\n\n주문 NW-30702 언제 도착하나요?\n\n감사합니다.", "김지훈 <j@naver.example>",
+         "ko", "김지훈님, 안녕하세요."),
+    )  # fmt: skip
+    for body, sender, lang, hello in cases:
+        e = email(body, sender=sender)
+        assert truth.language(e.excerpt) == lang, body
+        reply = truth.reply_by_code(e, "support", ["NW-30702"])
+        assert reply.startswith(hello) and "NW-30702" in reply, reply
+        assert truth.language(reply) == lang, reply
+        assert truth.reply_problems(reply, e) == [], reply
+
+
+def test_a_letter_outside_the_word_table_does_not_make_a_spanish_word() -> None:
+    # "Yılmaz" was read as "y" + "lmaz", and "y" is Spanish: a Turkish mail got a Spanish reply
+    assert truth.language("Siparişim geldi.\n\nEmre Yılmaz") != "es"
+    assert truth.language("Paczka przyszła, ma uszkodzony tropik. Łukasz") != "es"
+    assert truth.language("Hola, el pedido y la factura por favor.") == "es"
