@@ -14,6 +14,23 @@ def email(body: str, *, sender: str = "Sam Reader <sam@inbox.example>", subject:
     return parsed(message(body, sender=sender, subject=subject, date=DATE))
 
 
+def test_polish_and_russian_greetings_are_no_summary_and_their_asks_are_requests() -> None:
+    pl = email(
+        "Dzień dobry,\n\nzamówienie NW-30702 dotarło uszkodzone. Proszę o zwrot 649,00 zł "
+        "na moje konto.\n\nZ poważaniem,\nKatarzyna Nowak"
+    )
+    assert truth.summary_by_code(pl).startswith("zamówienie NW-30702 dotarło uszkodzone.")
+    assert truth.request_by_code(pl) == "Proszę o zwrot 649,00 zł na moje konto."
+    assert truth.needs_reply_by_code(pl, "billing")
+    ru = email(
+        "Здравствуйте!\n\nЯ вернул спальный мешок из заказа NW-30741, но деньги не пришли. "
+        "Прошу вернуть 8 990 руб. до 20 декабря.\n\nС уважением,\nАлексей"
+    )
+    assert truth.summary_by_code(ru).startswith("Я вернул спальный мешок")
+    assert truth.request_by_code(ru) == "Прошу вернуть 8 990 руб. до 20 декабря."
+    assert truth.needs_reply_by_code(ru, "billing")
+
+
 def test_polish_swedish_turkish_russian_and_korean_mails_get_a_reply_in_their_language() -> None:
     cases = (
         ("Dzień dobry,\n\nczy mogę prosić o fakturę do zamówienia NW-30702?\n\nZ poważaniem,\n"

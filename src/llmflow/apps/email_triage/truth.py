@@ -87,7 +87,8 @@ def _content(email: Email) -> list[str]:
             r"(hi|hello|hey|dear|hallo|bonjour|hola|guten tag|liebe[rs]?|sehr geehrte[rs]?|"
             r"estimad[oa]s?|madame|monsieur|hoi|beste|geachte|buongiorno|buonasera|salve|"
             r"gentil[ei]|car[oai]|olá|ola|bom dia|boa tarde|prezad[oa]s?|grüezi|servus|moin|"
-            r"ciao)\b.{0,60}",
+            r"ciao|dzień dobry|witam|szanown\w+|здравствуйте|добрый (?:день|вечер)|"
+            r"уважаем\w+|hej|hejsan|merhaba|sayın|iyi günler)\b.{0,60}",
             s,
             re.I,
         ):
@@ -96,7 +97,9 @@ def _content(email: Email) -> list[str]:
             r"(thanks?|thank you|best|regards|kind regards|cheers|mit freundlichen grüßen|"
             r"cordialement|saludos|merci|gracias|viele grüße|danke|vielen dank|groetjes|"
             r"met vriendelijke groet(en)?|cordiali saluti|distinti saluti|saluti|grazie|"
-            r"atenciosamente|abraços|obrigad[oa]|freundliche grüsse|liebe grüße|bedankt)\b.{0,40}",
+            r"atenciosamente|abraços|obrigad[oa]|freundliche grüsse|liebe grüße|bedankt|"
+            r"z poważaniem|pozdrawiam|pozdrowienia|dziękuję|с уважением|спасибо|"
+            r"(?:med )?vänliga hälsningar|hälsningar|saygılarımla|teşekkürler)\b.{0,40}",
             s,
             re.I,
         ):
@@ -184,7 +187,8 @@ _ASK = re.compile(
     r"bitte|könnten sie|können sie|würden sie|por favor|podrían|podrian|pueden|puede|"
     r"merci de(?! (?:votre|vos|ta|tes|ton)\b)|pourriez|pouvez|pourrais|veuillez|"
     r"reply to this (e-?mail|message)|respond by|potete|potreste|per favore|podem|"
-    r"poderiam|kunt u|kunnen jullie|graag)\b"
+    r"poderiam|kunt u|kunnen jullie|graag|proszę|prosimy|uprzejmie proszę|прошу|просим|"
+    r"пожалуйста|lütfen|kan ni|skulle ni|vänligen)\b"
     r"|[?？؟]|请|麻烦|能否|お願い|ください|下さい|いただけ|부탁|주세요|الرجاء|يرجى|نرجو|"
     r"(?<!\w)נא |בבקשה",
     re.I,
