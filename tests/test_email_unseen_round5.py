@@ -59,3 +59,12 @@ def test_a_letter_outside_the_word_table_does_not_make_a_spanish_word() -> None:
     assert truth.language("Siparişim geldi.\n\nEmre Yılmaz") != "es"
     assert truth.language("Paczka przyszła, ma uszkodzony tropik. Łukasz") != "es"
     assert truth.language("Hola, el pedido y la factura por favor.") == "es"
+
+
+def test_a_credit_note_number_is_no_order_id() -> None:
+    from llmflow.apps.email_triage.ids import ORDER_ID
+
+    assert ORDER_ID.findall("Credit note CN-5521 for invoice INV-88102") == []
+    assert ORDER_ID.findall("Credit note CN-5521: -600.00 USD") == []
+    assert ORDER_ID.findall("Gutschrift GS-2291 zur Bestellung NW-30411") == ["NW-30411"]
+    assert ORDER_ID.findall("a credit memo for order NW-30412") == ["NW-30412"]

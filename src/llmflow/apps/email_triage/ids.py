@@ -49,11 +49,13 @@ INVOICE_ID = IdPattern(
 _OTHER_LABEL = re.compile(
     r"(?i:\b(?:customer|client|kunden\w*|kd\.?-?nr|cliente|klant|ticket|pickup|abholung|"
     r"tracking|sendung|sku|artikel\w*|art\.-?nr|item no|serial|serien\w*|amtsgericht|"
-    r"handelsregister|registro|iban|vat|ust)\b)"
+    r"handelsregister|registro|iban|vat|ust|credit[- ]?(?:note|memo)|gutschrift|creditnota|"
+    r"nota de cr[ée]dito|nota di credito|note de crédit)\b)"
     r"|\bHR[AB]\b"
 )
 """Words that name a number of another kind than an order: a customer or ticket number, a
-pickup or tracking reference, an article (SKU), a commercial register entry (HRB)."""
+pickup or tracking reference, an article (SKU), a commercial register entry (HRB), a credit
+note."""
 _VOUCHER = re.compile(
     r"(?i:\b(?:gift ?card|gutschein|geschenkkarte|voucher|coupon|promo|discount|rabatt|"
     r"carte[- ]cadeau|bon d'achat|tarjeta regalo|cupón|buono regalo|cadeaubon|cadeaukaart)"
