@@ -68,3 +68,9 @@ def test_a_credit_note_number_is_no_order_id() -> None:
     assert ORDER_ID.findall("Credit note CN-5521: -600.00 USD") == []
     assert ORDER_ID.findall("Gutschrift GS-2291 zur Bestellung NW-30411") == ["NW-30411"]
     assert ORDER_ID.findall("a credit memo for order NW-30412") == ["NW-30412"]
+
+
+def test_a_display_name_in_capitals_is_greeted_as_a_name() -> None:
+    assert truth.first_name(email("WHERE IS IT?", sender="BOB TURNER <b@aol.example>")) == "Bob"
+    assert truth.first_name(email("Hi", sender="Bob Turner <b@aol.example>")) == "Bob"
+    assert truth.first_name(email("Hi", sender="JP Morgan <jp@mail.example>")) == "JP"

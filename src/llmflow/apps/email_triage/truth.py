@@ -408,6 +408,8 @@ def first_name(email: Email) -> str | None:
     )
     if any(w.lower() in roles for w in words):
         return None
+    if all(w.isupper() for w in words) and len(words[0]) > 2:
+        return words[0].capitalize()  # "BOB TURNER" written in capitals: Bob
     return words[0]
 
 
