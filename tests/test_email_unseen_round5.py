@@ -74,3 +74,23 @@ def test_a_display_name_in_capitals_is_greeted_as_a_name() -> None:
     assert truth.first_name(email("WHERE IS IT?", sender="BOB TURNER <b@aol.example>")) == "Bob"
     assert truth.first_name(email("Hi", sender="Bob Turner <b@aol.example>")) == "Bob"
     assert truth.first_name(email("Hi", sender="JP Morgan <jp@mail.example>")) == "JP"
+
+
+def test_polish_russian_turkish_and_swedish_dates_are_read() -> None:
+    import datetime as dt
+
+    from llmflow.steps.grounding import find_dates
+
+    pl = email("Dzień dobry,\n\nProszę o zwrot 649,00 zł do piątku 11 grudnia.\n\nKatarzyna")
+    assert truth.deadline_by_code(pl) == dt.date(2026, 12, 11)
+    ru = email("Здравствуйте!\n\nПрошу вернуть 8 990 руб. до 20 декабря.\n\nАлексей")
+    assert truth.deadline_by_code(ru) == dt.date(2026, 12, 20)
+    tr = email("Merhaba,\n\nEksik ürünü 18 Aralık'a kadar gönderebilir misiniz?\n\nEmre")
+    assert truth.deadline_by_code(tr) == dt.date(2026, 12, 18)
+    ref = dt.date(2026, 12, 7)
+    assert [d.value for d in find_dates("3 maja 2027, 5 augusti", ref)] == [
+        dt.date(2027, 5, 3),
+        dt.date(2027, 8, 5),
+    ]
+    # after the day only: a name before a number is no month
+    assert find_dates("Nisan 5 yaşında, Maja 5 lat", ref) == []

@@ -26,8 +26,29 @@ from decimal import Decimal, InvalidOperation
 from .date_languages import DIGITS, SCRIPT_MONTHS, date_from, numbered, script_dates
 from .relative_dates import period_dates
 
+DAY_FIRST_MONTHS = numbered(
+    [
+        "stycznia styczeń января ocak",
+        "lutego luty февраля şubat subat",
+        "marca marzec марта mart",
+        "kwietnia kwiecień апреля nisan",
+        "maj maja мая mayıs mayis",
+        "czerwca czerwiec июня haziran",
+        "lipca lipiec июля temmuz",
+        "augusti sierpnia sierpień августа ağustos agustos",
+        "września wrzesień сентября eylül eylul",
+        "października październik октября ekim",
+        "listopada listopad ноября kasım kasim",
+        "grudnia grudzień декабря aralık aralik",
+    ],
+    start=1,
+)
+"""Month names of Polish, Russian (as a date writes them: "11 grudnia", "20 декабря"), Turkish
+and Swedish, read after the day only: "18 Aralık", never "Nisan 5" (a name, or a month?)."""
+
 MONTHS = (
-    numbered(
+    DAY_FIRST_MONTHS
+    | numbered(
         [
             "january jan januar janvier enero ene gennaio janeiro januari",
             "february feb februar février fevrier febrero febbraio fevereiro februari",
@@ -61,6 +82,7 @@ WEEKDAYS = numbered(
 )
 
 _MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
+_MONTH_FIRST = "|".join(sorted(MONTHS.keys() - DAY_FIRST_MONTHS.keys(), key=len, reverse=True))
 _WEEKDAY = "|".join(sorted((w for w in WEEKDAYS if len(w) > 3), key=len, reverse=True))
 _ORD = r"(?:st|nd|rd|th|er|º|°)?"
 _DATE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
@@ -74,7 +96,7 @@ _DATE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ),
     (
         "mdy",
-        re.compile(rf"\b({_MONTH})\.?\s+(\d{{1,2}}){_ORD}\b(?:,?\s*(\d{{4}}))?", re.I),
+        re.compile(rf"\b({_MONTH_FIRST})\.?\s+(\d{{1,2}}){_ORD}\b(?:,?\s*(\d{{4}}))?", re.I),
     ),
     ("numeric", re.compile(r"\b(\d{1,2})([./])(\d{1,2})\2(\d{4}|\d{2})\b")),
     # day and month with dots and no year: "bis 7.1.", "am Freitag, den 18.12."
