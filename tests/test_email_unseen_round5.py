@@ -94,3 +94,16 @@ def test_polish_russian_turkish_and_swedish_dates_are_read() -> None:
     ]
     # after the day only: a name before a number is no month
     assert find_dates("Nisan 5 yaşında, Maja 5 lat", ref) == []
+
+
+def test_zloty_rouble_lira_and_won_amounts_are_read() -> None:
+    from llmflow.apps.email_triage.amounts import amounts_by_code
+
+    assert amounts_by_code(email("Proszę o zwrot 649,00 zł.")) == ["649.00 PLN"]
+    assert amounts_by_code(email("Прошу вернуть 8 990 руб. и 15 ₽.")) == [
+        "8990.00 RUB",
+        "15.00 RUB",
+    ]
+    assert amounts_by_code(email("Ödediğim tutar 1.250,00 TL idi.")) == ["1250.00 TRY"]
+    assert amounts_by_code(email("결제 금액 189,000원을 환불해 주세요.")) == ["189000.00 KRW"]
+    assert amounts_by_code(email("Give it 2 tl of oil, and try 5 try.")) == []

@@ -1,5 +1,6 @@
 """Money amounts in a mail, read by code: the currency tables (symbols, ISO codes and the
-words of several languages and scripts: $, €, ¥, ￥, 円, 元, 人民币, ₪, ש"ח, CNY, JPY, ILS...) and
+words of several languages and scripts: $, €, ¥, ￥, 円, 元, 人民币, ₪, ש"ח, zł, руб., TL, 원, CNY,
+JPY, ILS...) and
 the reader that normalises "1.250,00 €", "18,700円" or "₪1,150" to "<value> <ISO code>"."""
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ CURRENCIES = {
     "krw": "KRW", "cad": "CAD", "aud": "AUD", "sek": "SEK", "brl": "BRL", "r$": "BRL",
     "c$": "CAD", "ca$": "CAD", "a$": "AUD", "au$": "AUD", "nz$": "NZD", "nzd": "NZD",
     "hk$": "HKD", "hkd": "HKD", "s$": "SGD", "sgd": "SGD", "mx$": "MXN", "mxn": "MXN",
+    "zł": "PLN", "pln": "PLN", "₽": "RUB", "руб": "RUB", "рублей": "RUB", "рубля": "RUB",
+    "₺": "TRY", "tl": "TRY", "원": "KRW",
 }  # fmt: skip
 """Currency symbols, codes and words, as ISO 4217 codes. The yen / yuan sign (¥, ￥) is not
 here: `currency` reads it from the text's script (CNY in Chinese text, JPY otherwise)."""
 
-_CODES = r"USD|EUR|GBP|CHF|JPY|CNY|RMB|ILS|NIS|KRW|CAD|AUD|SEK|BRL|NZD|HKD|SGD|MXN"
-_WORDS = r'人民币|人民幣|美元|欧元|歐元|日元|日圆|元|円|ש"ח|ש״ח|שקלים|שקל|euros?'
+_CODES = r"USD|EUR|GBP|CHF|JPY|CNY|RMB|ILS|NIS|KRW|CAD|AUD|SEK|BRL|NZD|HKD|SGD|MXN|PLN"
+_WORDS = (
+    r'人民币|人民幣|美元|欧元|歐元|日元|日圆|元|円|ש"ח|ש״ח|שקלים|שקל|euros?|zł|рублей|рубля|руб|'
+    r"₽|₺|(?-i:TL)|원"
+)
 # words ("元", "円") come after; R$, C$, A$... are not US dollars
 _CUR = rf"(?:US\$|R\$|CA?\$|AU?\$|NZ\$|HK\$|S\$|MX\$|\$|€|£|¥|￥|₪|₩|{_CODES}|euros?)"
 _CUR_AFTER = rf"(?:€|¥|￥|₪|{_CODES}|{_WORDS})"
