@@ -107,3 +107,20 @@ def test_zloty_rouble_lira_and_won_amounts_are_read() -> None:
     assert amounts_by_code(email("Ödediğim tutar 1.250,00 TL idi.")) == ["1250.00 TRY"]
     assert amounts_by_code(email("결제 금액 189,000원을 환불해 주세요.")) == ["189000.00 KRW"]
     assert amounts_by_code(email("Give it 2 tl of oil, and try 5 try.")) == []
+
+
+def test_a_tracking_or_ticket_number_in_one_word_is_no_order_id() -> None:
+    from llmflow.apps.email_triage.ids import ORDER_ID
+
+    for text in (
+        "Ihre Sendungsnummer: GLS-12345678",
+        "Trackingnummer UPS-12345678, Paketnummer DPD-01234567",
+        "Ticketnummer TK-55123, Vorgangsnummer VG-44120",
+        "Numer przesyłki INP-12345678",
+        "Kargo takip numarası: YK-12345678",
+        "трек-номер RU-12345678",
+        "account number AC-55190",
+    ):
+        assert ORDER_ID.findall(text) == [], text
+    assert ORDER_ID.findall("Sendungsnummer GLS-12345678 zur Bestellung NW-30900") == ["NW-30900"]
+    assert ORDER_ID.findall("I was charged twice on my account for NW-30901") == ["NW-30901"]

@@ -47,15 +47,17 @@ INVOICE_ID = IdPattern(
 """Invoice ids (INV-2026-0193, RE-2026-4471, "Rechnung 2026-4471", "invoice #88172")."""
 
 _OTHER_LABEL = re.compile(
-    r"(?i:\b(?:customer|client|kunden\w*|kd\.?-?nr|cliente|klant|ticket|pickup|abholung|"
-    r"tracking|sendung|sku|artikel\w*|art\.-?nr|item no|serial|serien\w*|amtsgericht|"
+    r"(?i:\b(?:customer|client|kunden\w*|kd\.?-?nr|cliente|klant|ticket\w*|pickup|abholung|"
+    r"tracking\w*|sendung\w*|paketnummer|vorgangs?nummer|przesyłki|takip|трек\w*|"
+    r"account (?:number|no\.?|id)|mandatsreferenz|sku|artikel\w*|art\.-?nr|item no|serial|"
+    r"serien\w*|amtsgericht|"
     r"handelsregister|registro|iban|vat|ust|credit[- ]?(?:note|memo)|gutschrift|creditnota|"
     r"nota de cr[ée]dito|nota di credito|note de crédit)\b)"
     r"|\bHR[AB]\b"
 )
-"""Words that name a number of another kind than an order: a customer or ticket number, a
-pickup or tracking reference, an article (SKU), a commercial register entry (HRB), a credit
-note."""
+"""Words that name a number of another kind than an order: a customer, account or ticket
+number, a pickup or tracking reference (Sendungsnummer, numer przesyłki, takip numarası), an
+article (SKU), a commercial register entry (HRB), a credit note."""
 _VOUCHER = re.compile(
     r"(?i:\b(?:gift ?card|gutschein|geschenkkarte|voucher|coupon|promo|discount|rabatt|"
     r"carte[- ]cadeau|bon d'achat|tarjeta regalo|cupón|buono regalo|cadeaubon|cadeaukaart)"
