@@ -124,3 +124,11 @@ def test_a_tracking_or_ticket_number_in_one_word_is_no_order_id() -> None:
         assert ORDER_ID.findall(text) == [], text
     assert ORDER_ID.findall("Sendungsnummer GLS-12345678 zur Bestellung NW-30900") == ["NW-30900"]
     assert ORDER_ID.findall("I was charged twice on my account for NW-30901") == ["NW-30901"]
+
+
+def test_a_code_used_at_checkout_is_no_order_id() -> None:
+    from llmflow.apps.email_triage.ids import ORDER_ID
+
+    assert ORDER_ID.findall("I used the code XMAS-2026 for order NW-30520") == ["NW-30520"]
+    assert ORDER_ID.findall("Kod rabatowy: ZIMA-2026, indirim kodu KIS-2026") == []
+    assert ORDER_ID.findall("my order code NW-1234 is late") == ["NW-1234"]

@@ -61,10 +61,12 @@ article (SKU), a commercial register entry (HRB), a credit note."""
 _VOUCHER = re.compile(
     r"(?i:\b(?:gift ?card|gutschein|geschenkkarte|voucher|coupon|promo|discount|rabatt|"
     r"carte[- ]cadeau|bon d'achat|tarjeta regalo|cupón|buono regalo|cadeaubon|cadeaukaart)"
-    r"(?:[- ]?(?:code|number|nummer|nr\.?|no\.?|numéro|número|codice))?\s*[:#]?\s*)$"
+    r"(?:[- ]?(?:code|number|nummer|nr\.?|no\.?|numéro|número|codice))?\s*[:#]?\s*"
+    r"|\b(?<!order )(?<!order-)(?:code|kod(?: rabatowy)?|kodu)\s*[:#]?\s*)$"
 )
 """A gift card, voucher or discount code: the label right before the id ("gift card code
-GC-88214", "Gutschein-Code GS-40012"); "a gift card for NW-10482" still names an order."""
+GC-88214", "Gutschein-Code GS-40012", "the code XMAS-2026"); "a gift card for NW-10482" still
+names an order."""
 _ORDER_WORD = re.compile(
     r"(?i:\b(?:orders?|bestell\w*|auftrag\w*|pedidos?|commandes?|ordine|bestelling|"
     r"encomendas?|purchase|po)\b)|注文|订单|訂單"
