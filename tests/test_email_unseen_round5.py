@@ -132,3 +132,13 @@ def test_a_code_used_at_checkout_is_no_order_id() -> None:
     assert ORDER_ID.findall("I used the code XMAS-2026 for order NW-30520") == ["NW-30520"]
     assert ORDER_ID.findall("Kod rabatowy: ZIMA-2026, indirim kodu KIS-2026") == []
     assert ORDER_ID.findall("my order code NW-1234 is late") == ["NW-1234"]
+
+
+def test_a_good_morning_greeting_is_no_summary() -> None:
+    for body, first in (
+        ("Good morning,\n\nthe tent arrived torn.\n\nCould you send a new one?", "the tent"),
+        ("Guten Morgen,\n\nwir holen NW-31021 heute ab. Können Sie bis 15 Uhr bestätigen?", "wir"),
+        ("Buenos días,\n\nel pedido llegó roto.\n\n¿Pueden enviar otro?", "el pedido"),
+        ("Goedemorgen,\n\nHet pakket is kapot aangekomen.\n\nKunnen jullie helpen?", "Het"),
+    ):
+        assert truth.summary_by_code(email(body)).startswith(first), body

@@ -84,7 +84,10 @@ def _content(email: Email) -> list[str]:
         # "Merci de nous confirmer ...")
         asks = bool(QUESTION.search(s) or _ASK.search(s))
         if not asks and re.fullmatch(
-            r"(hi|hello|hey|dear|hallo|bonjour|hola|guten tag|liebe[rs]?|sehr geehrte[rs]?|"
+            r"(hi|hello|hey|dear|good (?:morning|afternoon|evening|day)|hallo|bonjour|bonsoir|"
+            r"hola|buen[oa]s (?:días|dias|tardes|noches)|guten (?:tag|morgen|abend)|"
+            r"goede(?:morgen|middag|navond)|boa noite|доброе утро|god (?:morgon|kväll)|günaydın|"
+            r"liebe[rs]?|sehr geehrte[rs]?|"
             r"estimad[oa]s?|madame|monsieur|hoi|beste|geachte|buongiorno|buonasera|salve|"
             r"gentil[ei]|car[oai]|olá|ola|bom dia|boa tarde|prezad[oa]s?|grüezi|servus|moin|"
             r"ciao|dzień dobry|witam|szanown\w+|здравствуйте|добрый (?:день|вечер)|"
