@@ -142,3 +142,13 @@ def test_a_good_morning_greeting_is_no_summary() -> None:
         ("Goedemorgen,\n\nHet pakket is kapot aangekomen.\n\nKunnen jullie helpen?", "Het"),
     ):
         assert truth.summary_by_code(email(body)).startswith(first), body
+
+
+def test_a_street_abbreviation_does_not_end_the_request() -> None:
+    e = email(
+        "Dzień dobry,\n\nczy mogą Państwo zmienić adres dostawy zamówienia NW-31041 na: "
+        "ul. Marszałkowska 10/4, 00-950 Warszawa?\n\nPozdrawiam,\nTomasz"
+    )
+    assert truth.request_by_code(e).startswith("czy mogą Państwo zmienić adres")
+    de = email("Hallo,\n\nbitte liefern Sie an die Hauptstr. 5 in Kempten.\n\nDanke")
+    assert truth.request_by_code(de) == "bitte liefern Sie an die Hauptstr. 5 in Kempten."

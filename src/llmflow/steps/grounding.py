@@ -450,7 +450,7 @@ def split_sentences(text: str) -> list[str]:
 
 _ABBREVIATION = re.compile(
     r"(?<![\w.])(?:inkl|exkl|zzgl|ca|bzw|ggf|evtl|vgl|z\.\s?b|d\.\s?h|u\.\s?a|mt|st|dr|mr|mrs|ms|"
-    r"prof|approx|e\.g|i\.e|p\.\s?ex|sr|sra|av|dott|sig|ing|руб|коп|тыс)\.$",
+    r"prof|approx|e\.g|i\.e|p\.\s?ex|sr|sra|av|dott|sig|ing|ul|\w*str|руб|коп|тыс)\.$",
     re.I,
 )
 _NUMBER_SIGN = re.compile(r"(?<![\w.])(?:no|nr|n|núm|num|art|tel|ref)\.$", re.I)
