@@ -93,11 +93,12 @@ def _text(triage: Triage) -> str:
 
 def _ground_ids(triage: Triage) -> Triage:
     """Code check on the LLM's extraction: keep only ids that occur in the email, and add the
-    ids that the patterns find (a small model misses or invents some)."""
+    ids that the patterns find (a small model misses or invents some); not those only a
+    paragraph that instructs the machine names."""
     x = triage.extraction
     if x is None:
         return triage
-    text = f"{triage.email.subject}\n{triage.email.body}"
+    text = f"{triage.email.subject}\n{truth.without_instructions(triage.email.body)}"
 
     def merge(found: list[str], pattern: IdPattern) -> list[str]:
         kept = [i.strip() for i in found if i.strip() and i.strip() in text]
