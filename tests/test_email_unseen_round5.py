@@ -54,6 +54,29 @@ def test_polish_swedish_turkish_russian_and_korean_mails_get_a_reply_in_their_la
         assert truth.reply_problems(reply, e) == [], reply
 
 
+def test_danish_and_norwegian_mails_are_not_answered_in_swedish() -> None:
+    # they share "hej", "mig" and "min" with Swedish, which was the guess for a Danish mail
+    cases = (
+        ("Hej,\n\nJeg har bestilt en sovepose (ordre NW-30990), men den er ikke kommet endnu. "
+         "Kan I fortælle mig, hvornår den kommer? Det er til min datter.\n\nMed venlig hilsen\n"
+         "Mette Jensen", "Mette Jensen <m@post.example>", "da", "Hej Mette,"),
+        ("Hei,\n\nJeg bestilte et telt (ordre NW-30990) for to uker siden, men det har ikke "
+         "kommet. Kan dere sjekke hva som har skjedd med pakken min?\n\nMed vennlig hilsen\n"
+         "Ola Nordmann", "Ola Nordmann <o@post.example>", "no", "Hei Ola,"),
+    )  # fmt: skip
+    for body, sender, lang, hello in cases:
+        e = email(body, sender=sender)
+        assert truth.language(e.excerpt) == lang, body
+        reply = truth.reply_by_code(e, "support", ["NW-30990"])
+        assert reply.startswith(hello) and "NW-30990" in reply, reply
+        assert truth.language(reply) == lang, reply
+        assert truth.reply_problems(reply, e) == [], reply
+    swedish = (
+        "Hej,\n\njag fick fel storlek. Kan ni skicka en ny till mig?\n\nMed vänliga hälsningar"
+    )
+    assert truth.language(swedish) == "sv"
+
+
 def test_a_letter_outside_the_word_table_does_not_make_a_spanish_word() -> None:
     # "Yılmaz" was read as "y" + "lmaz", and "y" is Spanish: a Turkish mail got a Spanish reply
     assert truth.language("Siparişim geldi.\n\nEmre Yılmaz") != "es"

@@ -1,5 +1,5 @@
-"""The code tier's reply templates, one per language (en, de, fr, es, it, nl, pt, pl, sv, tr,
-ru, zh, ja, ko, ar, he), and the guess of a text's language that picks one: by script first
+"""The code tier's reply templates, one per language (en, de, fr, es, it, nl, pt, pl, sv, da,
+no, tr, ru, zh, ja, ko, ar, he), and the guess of a text's language that picks one: by script first
 (Chinese, Japanese, Korean, Arabic, Hebrew, Cyrillic), then by the commonest words of the
 Latin-script languages. A template
 thanks the sender, names the ids the mail names and promises nothing but an answer."""
@@ -27,6 +27,10 @@ TEMPLATES = {
            "wkrótce odpowiemy.", "Z poważaniem,"),
     "sv": ("Hej {name},", "Hej,", "Tack för ditt meddelande{about}. Vi har tagit emot det och "
            "återkommer till dig så snart som möjligt.", "Med vänliga hälsningar,"),
+    "da": ("Hej {name},", "Hej,", "Tak for din besked{about}. Vi har modtaget den og vender "
+           "tilbage til dig hurtigst muligt.", "Med venlig hilsen,"),
+    "no": ("Hei {name},", "Hei,", "Takk for meldingen din{about}. Vi har mottatt den og kommer "
+           "tilbake til deg så snart som mulig.", "Med vennlig hilsen,"),
     "tr": ("Merhaba {name},", "Merhaba,", "Mesajınız{about} için teşekkür ederiz. Mesajınızı "
            "aldık ve en kısa sürede size dönüş yapacağız.", "Saygılarımızla,"),
     "ru": ("Здравствуйте, {name}!", "Здравствуйте!", "Спасибо за ваше сообщение{about}. Мы его "
@@ -47,7 +51,8 @@ closing; our signature follows."""
 ABOUT = {
     "en": " about {ids}", "de": " zu {ids}", "fr": " concernant {ids}", "es": " sobre {ids}",
     "it": " riguardo a {ids}", "nl": " over {ids}", "pt": " sobre {ids}",
-    "pl": " w sprawie {ids}", "sv": " om {ids}", "tr": " ({ids})", "ru": " по поводу {ids}",
+    "pl": " w sprawie {ids}", "sv": " om {ids}", "da": " om {ids}", "no": " om {ids}",
+    "tr": " ({ids})", "ru": " по поводу {ids}",
     "ko": "({ids})",
     "zh": "（{ids}）", "ja": "（{ids}）", "ar": " بخصوص {ids}", "he": " בעניין {ids}",
 }  # fmt: skip
@@ -82,6 +87,12 @@ _MARKS = {
            "został", "została", "moje", "mój", "moja", "oraz", "poważaniem", "dziękujemy"},
     "sv": {"jag", "och", "att", "är", "inte", "för", "på", "hej", "tack", "ni", "mig", "min",
            "hälsningar", "vänliga"},
+    # Danish and Norwegian share "hej", "mig" and "min" with Swedish: their own commonest
+    # words keep them from being answered in Swedish.
+    "da": {"jeg", "ikke", "og", "af", "hvad", "hvornår", "endnu", "tak", "venlig", "hilsen",
+           "kære", "jeres", "hvis"},
+    "no": {"jeg", "ikke", "og", "av", "hva", "når", "ennå", "takk", "vennlig", "hilsen",
+           "hei", "dere", "deres"},
     "tr": {"ve", "bir", "bu", "için", "ile", "merhaba", "lütfen", "teşekkürler", "teşekkür",
            "misiniz", "mısınız", "musunuz", "değil", "çok", "kadar", "ederim", "ederiz"},
 }  # fmt: skip
@@ -91,7 +102,7 @@ def language(text: str) -> str:
     """A rough guess of a text's language: by script when a non-Latin script holds at least a
     quarter as many characters as the Latin letters (zh, ja: Han with kana, ko, ar, he, ru:
     Cyrillic without the letters of Ukrainian, Serbian or Macedonian), else from the commonest
-    words: en, de, fr, es, it, nl, pt, pl, sv, tr (en when none is found)."""
+    words: en, de, fr, es, it, nl, pt, pl, sv, da, no, tr (en when none is found)."""
     counts = {name: len(p.findall(text)) for name, p in _SCRIPTS.items()}
     latin = len(_LATIN.findall(text))
     cjk = counts["kana"] + counts["han"]
