@@ -85,7 +85,7 @@ class OrderIdPattern(IdPattern):
     ("CH-8004 Zürich")."""
 
     def findall(self, text: str) -> list[str]:
-        found = []
+        found: list[tuple[int, str]] = []
         for m in self.pattern.finditer(text):
             line_start = text.rfind("\n", 0, m.start()) + 1
             before = text[max(line_start, m.start() - 40) : m.start()]
@@ -100,8 +100,43 @@ class OrderIdPattern(IdPattern):
             town = _POSTCODE.match(text[m.end() :].lstrip(" "))
             if prefix in _COUNTRIES and town and not _ORDER_WORD.search(before):
                 continue
-            found.append(m.group(1))
-        return list(dict.fromkeys(found))
+            found.append((m.start(), m.group(1)))
+        found += [(m.start(), m.group(0)) for m in _NUMBERED.finditer(text) if _listed(text, m)]
+        return list(dict.fromkeys(i for _, i in sorted(found)))
+
+
+_NUMBERED = re.compile(r"(?<![\w#&/-])#\d{3,10}(?![\w-])")
+"""A number behind a number sign, as a shop names its orders ("Order #1001"): an order id
+only where an order word labels or lists it (`_listed`)."""
+_NOT_ORDER_WORD = re.compile(r"(?i:\b(?:in|out of) order\b)")
+_SENTENCE_BREAK = re.compile(r"(?<!\b[Nn][or])[.!?;]\s|\n\s*\n")
+_LIST = r"(?:#\d+\s*(?:,|/|&|\band\b|\bund\b|\bet\b|\by\b|\be\b|\bor\b|\boder\b|\bou\b)?\s*)*"
+_LABELS = re.compile(
+    # "order #1001", "order number #1001", "orders #4411, #4412 and"
+    rf"(?i:\s*(?:numbers?|nos?\.?|nr\.?|ids?|nummer|numéro|número)?\s*:?\s*{_LIST}"
+    # "three orders last week by mistake: #4411, #4412 and", "two orders (#4411, "
+    rf"|[^#\d\n]{{0,60}}[:(]\s*{_LIST})"
+)
+_ANOTHER = re.compile(
+    r"(?i:\b(?:issues?|tickets?|cases?|rooms?|zimmer|tables?|items?|steps?|pages?|lines?|"
+    r"parts?|photos?|pictures?|images?|invoices?|rechnung\w*|factures?|facturas?|pr)\b)"
+)
+"""Labels of numbers written with a number sign that name no order (issue #12, room #12)."""
+
+
+def _listed(text: str, m: re.Match[str]) -> bool:
+    """Whether an order word labels the number at `m` ("order #1001", "Bestellung #1001") or
+    lists it after a colon in its sentence ("three orders last week: #4411, #4412 and
+    #4413"), with no other label (ticket, issue, invoice, room) between them."""
+    start = max((b.end() for b in _SENTENCE_BREAK.finditer(text, 0, m.start())), default=0)
+    before = _NOT_ORDER_WORD.sub(" ", text[start : m.start()])
+    words = list(_ORDER_WORD.finditer(before))
+    if not words:
+        return False
+    after = before[words[-1].end() :]
+    return bool(_LABELS.fullmatch(after)) and not (
+        _ANOTHER.search(after) or _OTHER_LABEL.search(after)
+    )
 
 
 ORDER_ID = OrderIdPattern(
