@@ -4,6 +4,7 @@ Each test is a general case of one wrong or missing value the triage stated."""
 
 from __future__ import annotations
 
+from llmflow.apps.email_triage import truth
 from llmflow.apps.email_triage.ids import ORDER_ID
 from tests.mails import message, parsed
 
@@ -41,3 +42,26 @@ def test_a_shop_order_number_after_an_order_word_is_an_order_id() -> None:
         "Invoice #88172 for my order.",
     ):
         assert ORDER_ID.findall(text) == [], text
+
+
+def test_a_deadline_given_only_as_a_time_is_the_mails_own_date_if_still_ahead() -> None:
+    cases = (
+        "Hi,\n\nour driver is on his way. Please confirm by 3pm whether the pallet is ready.",
+        "Hallo,\n\nkönnen Sie uns bis 15 Uhr bestätigen, dass alles bereitliegt?",
+        "Bonjour,\n\npouvez-vous nous confirmer avant 15h que la palette est prête ?",
+        "Hola,\n\n¿pueden confirmarnos antes de las 15:00 que el palé está listo?",
+    )
+    for body in cases:
+        # sent in the morning of the 11th in its own time zone (in UTC still the 10th)
+        morning = email(body, date="Fri, 11 Dec 2026 00:30:00 +0100")
+        assert str(truth.deadline_by_code(morning)) == "2026-12-11", body
+        # sent after that time: the time names no day that can be stated
+        evening = email(body, date="Fri, 11 Dec 2026 16:10:00 +0100")
+        assert truth.deadline_by_code(evening) is None, body
+    # a time that asks nothing of us, or a leave asked, is no deadline
+    for body in (
+        "Hi,\n\nCan I pick up my order before 3pm? Thanks",
+        "Hi,\n\nThe parcel arrived before 10am. All good, thanks!",
+    ):
+        e = email(body, date="Fri, 11 Dec 2026 08:00:00 +0100")
+        assert truth.deadline_by_code(e) is None, body

@@ -274,6 +274,51 @@ _PLEASE = re.compile(r"^(please|pls|kindly|bitte|merci de|por favor|per favore)\
 """A sentence that opens by asking: "Please reply by ...", "Bitte schicken Sie bis ..."."""
 
 
+def _at(n: int) -> str:
+    return rf"(?P<h{n}>[01]?\d|2[0-3])"
+
+
+_TIME = re.compile(
+    r"(?i)(?<![\w'’-])(?:"
+    # English: by 3pm, before 3:30 p.m., no later than 15:00, by noon, by EOD
+    rf"(?:by|before|no later than)\s+(?:{_at(1)}(?::(?P<m1>[0-5]\d))?\s*(?P<ap>[ap])\.?m\b\.?"
+    rf"|{_at(2)}:(?P<m2>[0-5]\d)(?!\s*[ap]\.?m)(?![\d:])"
+    r"|(?P<noon>noon|midday)\b|(?:the\s+)?(?P<eod>eod|cob|end of (?:the )?(?:business )?day"
+    r"|close of business)\b)"
+    # German: bis 15 Uhr, bis spätestens 15:30 Uhr, vor 15 Uhr, bis 15:00
+    rf"|(?:bis|vor)\s+(?:spätestens\s+)?(?:{_at(3)}(?:[:.](?P<m3>[0-5]\d))?\s*uhr\b"
+    rf"|{_at(4)}:(?P<m4>[0-5]\d)(?![\d:]))"
+    # French: avant 15h, d'ici 15h30, au plus tard à 15 h
+    rf"|(?:avant|d'ici|au plus tard à)\s+{_at(5)}\s*h(?:\s*(?P<m5>[0-5]\d))?(?!\w)"
+    # Spanish, Italian, Portuguese: antes de las 15:00, entro le 15, até às 15h
+    rf"|(?:antes de las|para las|a más tardar a las|entro le|até às|até as)\s+{_at(6)}"
+    r"(?:[:.h]\s*(?P<m6>[0-5]\d)|\s*h(?!\w)|\s*horas?\b|(?=\s*[.,;!?]|\s*$))"
+    # Dutch: voor 15:00 uur, uiterlijk 15 uur
+    rf"|(?:vóór|voor|uiterlijk(?: om)?)\s+{_at(7)}(?:[:.](?P<m7>[0-5]\d))?\s*uur\b)"
+)
+"""A deadline given only as a time of day: "by 3pm", "bis 15 Uhr", "avant 15h", "antes de
+las 15:00", "by EOD"."""
+
+
+def time_deadline(sentence: str) -> dt.time | None:
+    """The time of day by which `sentence` asks for something when it gives only a time
+    ("Please confirm by 3pm": 15:00), else None."""
+    m = _TIME.search(sentence)
+    if not m:
+        return None
+    if m["noon"]:
+        return dt.time(12)
+    if m["eod"]:
+        return dt.time(23, 59)
+    n = next(n for n in range(1, 8) if m[f"h{n}"])
+    hour, minute = int(m[f"h{n}"]), int(m[f"m{n}"] or 0)
+    if m["ap"]:
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if m["ap"].lower() == "p" else 0)
+    return dt.time(hour, minute)
+
+
 def deadline_by_code(email: Email) -> dt.date | None:
     """The date by which the sender wants something, on or after the mail's date: a date in
     the request itself (or "before then": the date of the sentence before it), else the first
@@ -288,13 +333,17 @@ def deadline_by_code(email: Email) -> dt.date | None:
     day_first = None if lang == "en" else lang not in ("zh", "ja", "ko")
 
     def dates(s: str) -> list[dt.date]:
-        return [
+        found = [
             d.value
             for d in find_dates(s, ref, day_first=day_first, at=at)
             if d.value.year > 1
             and (ref is None or d.value >= ref)
             and not (d.period and _MAY_I.search(s))
         ]
+        if found or ref is None or at is None or not _ASK.search(s) or _MAY_I.search(s):
+            return found
+        time = time_deadline(s)  # "Please confirm by 3pm": today, if sent before 3pm
+        return [ref] if time and at < time else []
 
     asks = _asks(email)
     if asks:
