@@ -65,3 +65,19 @@ def test_a_deadline_given_only_as_a_time_is_the_mails_own_date_if_still_ahead() 
     ):
         e = email(body, date="Fri, 11 Dec 2026 08:00:00 +0100")
         assert truth.deadline_by_code(e) is None, body
+
+
+def test_both_ends_of_a_range_of_amounts_are_listed() -> None:
+    cases = (
+        ("nous cherchons 30 polaires, avec un budget entre 50 et 80 EUR par pièce.",
+         ["50.00 EUR", "80.00 EUR"]),
+        ("Our budget is between 50 and 80 EUR per jacket.", ["50.00 EUR", "80.00 EUR"]),
+        ("Budget: 50–80 € pro Stück, Versand 4,90 €.", ["50.00 EUR", "80.00 EUR", "4.90 EUR"]),
+        ("Anything in the $1,000-1,500 range works.", ["1000.00 USD", "1500.00 USD"]),
+        ("Wir rechnen mit zwischen 50 und 80 Euro.", ["50.00 EUR", "80.00 EUR"]),
+        # no range: a list's position, a count before an amount
+        ("Pos. 2 - 80 EUR", ["80.00 EUR"]),
+        ("I bought 3 and paid 80 EUR.", ["80.00 EUR"]),
+    )  # fmt: skip
+    for body, amounts in cases:
+        assert truth.amounts_by_code(email(f"Hi,\n\n{body}\n\nSam")) == amounts, body

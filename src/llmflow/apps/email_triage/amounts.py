@@ -43,6 +43,38 @@ _AMOUNT = re.compile(
     r"(?![A-Za-z])",
     re.I,
 )
+_DASH = r"(?:\s*[–—]\s*|-)"  # a spaced hyphen lists ("Pos. 2 - 80 EUR")
+_RANGE_AFTER = re.compile(
+    # "50–80 €", "entre 50 et 80 EUR", "between 50 and 80 EUR", "von 50 bis 80 Euro"
+    r"(?<![0-9A-Za-z_.,-])(?:(?P<word>between|entre|zwischen|from|von|van|tussen|tra|fra|"
+    rf"de|da)\s+)?(?P<lo>{_AMOUNT_NUM})(?:{_DASH}|\s*(?P<sep>and|et|und|y|e|en|to|bis|à|a|tot)"
+    rf"\s)\s*(?P<hi>{_AMOUNT_NUM})(?:[.,](?:-{{1,2}}|–))?\s?(?P<c>{_CUR_AFTER})(?![A-Za-z])",
+    re.I,
+)
+_RANGE_BEFORE = re.compile(
+    # "€50–80", "USD 1,000-1,500": the upper bound shares the currency written before
+    rf"(?<![A-Za-z])(?P<c>{_CUR})\s?(?P<lo>{_AMOUNT_NUM}){_DASH}(?P<hi>{_AMOUNT_NUM})"
+    r"(?![\d%])",
+    re.I,
+)
+"""A range of amounts written with its currency once: both ends are amounts in it. A range
+in words needs its first word ("between 50 and 80 EUR"; "3 and 80 EUR" is no range)."""
+
+
+def _ranges(text: str) -> list[tuple[int, str]]:
+    """Both ends of each range of amounts in `text` ("entre 50 et 80 EUR": 50 and 80 EUR)."""
+    out = []
+    for pattern in (_RANGE_AFTER, _RANGE_BEFORE):
+        for m in pattern.finditer(text):
+            if m.groupdict().get("sep") and not m["word"]:
+                continue
+            lo, hi, code = amount_value(m["lo"]), amount_value(m["hi"]), currency(m["c"], text)
+            if lo is None or hi is None or not code or not lo < hi:
+                continue
+            out += [(m.start("lo"), f"{lo:.2f} {code}"), (m.start("hi"), f"{hi:.2f} {code}")]
+    return out
+
+
 _UNITS = [
     "zero",
     "one",
@@ -164,5 +196,5 @@ def amounts_by_code(email: Email) -> list[str]:
         value = amount_value(number)
         if value is not None and code:
             out.append((m.start(), f"{value:.2f} {code}"))
-    out += _amounts_in_words(text)  # in the order the mail states them
+    out += _ranges(text) + _amounts_in_words(text)  # in the order the mail states them
     return list(dict.fromkeys(a for _, a in sorted(out)))[:8]
