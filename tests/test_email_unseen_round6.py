@@ -81,3 +81,28 @@ def test_both_ends_of_a_range_of_amounts_are_listed() -> None:
     )  # fmt: skip
     for body, amounts in cases:
         assert truth.amounts_by_code(email(f"Hi,\n\n{body}\n\nSam")) == amounts, body
+
+
+def test_a_signatures_legal_notice_states_no_deadline_amount_or_order_id() -> None:
+    body = (
+        "Hello,\n\nwe would like 12 insulated mugs with our logo. Could you send us a quote?\n\n"
+        "Kind regards,\nFiona Walsh\nHarbour Legal LLP\n\n"
+        "CONFIDENTIALITY NOTICE: This email and any attachments are confidential. If you have "
+        "received it in error, please notify the sender before 31 December 2026 and delete it. "
+        "Registered in Ireland under No. IE-5521877. Our liability is limited to EUR 250,000 "
+        "(terms ref. TC-2024)."
+    )
+    e = email(body)
+    assert truth.deadline_by_code(e) is None
+    assert truth.amounts_by_code(e) == []
+    assert ORDER_ID.findall(truth.without_instructions(e.body)) == []
+    reply = truth.reply_by_code(e, "sales", ["IE-5521877", "TC-2024"])
+    assert "IE-5521877" not in reply and "TC-2024" not in reply
+    assert truth.request_by_code(e) == "Could you send us a quote?"
+    # a customer who got a mail in error is no legal notice: what they say is kept
+    mistaken = email(
+        "Hi,\n\nI received this email in error: I never placed order NW-41877. Please cancel it "
+        "by Friday.\n\nThanks"
+    )
+    assert ORDER_ID.findall(truth.without_instructions(mistaken.body)) == ["NW-41877"]
+    assert str(truth.deadline_by_code(mistaken)) == "2026-12-11"
