@@ -106,3 +106,18 @@ def test_a_signatures_legal_notice_states_no_deadline_amount_or_order_id() -> No
     )
     assert ORDER_ID.findall(truth.without_instructions(mistaken.body)) == ["NW-41877"]
     assert str(truth.deadline_by_code(mistaken)) == "2026-12-11"
+
+
+def test_a_scale_after_an_amount_multiplies_it() -> None:
+    cases = (
+        ("The customer agreed to the discounted total of $1.2k.", ["1200.00 USD"]),
+        ("Der Auftrag hat ein Volumen von € 2 Mio. netto.", ["2000000.00 EUR"]),
+        (
+            "A deal worth $1.5 million, plus USD 1,299.99 in fees.",
+            ["1500000.00 USD", "1299.99 USD"],
+        ),
+        # no scale: a word that only begins like one
+        ("I paid $5 more and $12 mini-fee.", ["5.00 USD", "12.00 USD"]),
+    )
+    for body, amounts in cases:
+        assert truth.amounts_by_code(email(f"Hi,\n\n{body}\n\nSam")) == amounts, body

@@ -54,7 +54,8 @@ _RANGE_AFTER = re.compile(
 _RANGE_BEFORE = re.compile(
     # "€50–80", "USD 1,000-1,500": the upper bound shares the currency written before
     rf"(?<![A-Za-z])(?P<c>{_CUR})\s?(?P<lo>{_AMOUNT_NUM}){_DASH}(?P<hi>{_AMOUNT_NUM})"
-    r"(?![\d%])",
+    r"(?![\d%])(?!(?:k|m|mm|mn|bn)(?![^\W\d_])|\s?(?:thousand|million|billion|tausend|mio|mrd|"
+    r"millones|milliards?|milioni|miliardi)\b)",  # not "€50–80k": a scale it does not read
     re.I,
 )
 """A range of amounts written with its currency once: both ends are amounts in it. A range
@@ -73,6 +74,21 @@ def _ranges(text: str) -> list[tuple[int, str]]:
                 continue
             out += [(m.start("lo"), f"{lo:.2f} {code}"), (m.start("hi"), f"{hi:.2f} {code}")]
     return out
+
+
+_SCALE = re.compile(
+    r"(?:(?P<letter>k|m|mm|mn|bn)|\s?(?P<word>thousand|million|millions|billion|billions|"
+    r"tausend|mio\.|mio|mrd\.|mrd|millones|milliards?|milioni|miliardi))(?![^\W\d_])",
+    re.I,
+)
+_SCALES = {
+    "k": 1000, "thousand": 1000, "tausend": 1000, "m": 10**6, "mm": 10**6, "mn": 10**6,
+    "million": 10**6, "millions": 10**6, "mio": 10**6, "millones": 10**6, "milioni": 10**6,
+    "bn": 10**9, "billion": 10**9, "billions": 10**9, "mrd": 10**9, "milliard": 10**9,
+    "milliards": 10**9, "miliardi": 10**9,
+}  # fmt: skip
+"""A scale written after an amount's number: "$1.2k" is 1200 dollars, "€2 Mio." two million
+euros, not 1.20 and 2."""
 
 
 _UNITS = [
@@ -194,6 +210,8 @@ def amounts_by_code(email: Email) -> list[str]:
         number = m.group("n1") or m.group("n2")
         code = currency(m.group("c1") or m.group("c2"), text)
         value = amount_value(number)
+        if m.group("n1") and value is not None and (scale := _SCALE.match(text, m.end())):
+            value *= _SCALES[(scale["letter"] or scale["word"]).lower().rstrip(".")]
         if value is not None and code:
             out.append((m.start(), f"{value:.2f} {code}"))
     out += _ranges(text) + _amounts_in_words(text)  # in the order the mail states them
