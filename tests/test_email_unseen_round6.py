@@ -121,3 +121,23 @@ def test_a_scale_after_an_amount_multiplies_it() -> None:
     )
     for body, amounts in cases:
         assert truth.amounts_by_code(email(f"Hi,\n\n{body}\n\nSam")) == amounts, body
+
+
+def test_a_polite_ask_without_a_question_mark_is_the_request() -> None:
+    cases = (
+        "Dear Sir or Madam,\n\nmy order NW-41702 arrived late and the thermos is dented. I would "
+        "appreciate it if you could look into this and replace the thermos.\n\nYours faithfully,"
+        "\nMargaret Ellis",
+        "Sehr geehrte Damen und Herren,\n\ndie Lieferung NW-41702 kam beschädigt an. Ich wäre "
+        "Ihnen dankbar, wenn Sie mir einen Ersatz schicken.\n\nMit freundlichen Grüßen",
+        "Madame, Monsieur,\n\nla commande NW-41702 est arrivée abîmée. Je vous serais "
+        "reconnaissante de bien vouloir la remplacer.\n\nCordialement",
+    )
+    for body in cases:
+        e = email(body)
+        request = truth.request_by_code(e)
+        assert request and request in body and "NW-41702" not in request, body
+        assert truth.needs_reply_by_code(e, "support"), body
+    # thanks for what was done asks nothing
+    done = email("Hi,\n\nthe replacement arrived today. We appreciate your help.\n\nSam")
+    assert truth.request_by_code(done) == ""

@@ -217,7 +217,14 @@ _ASK = re.compile(
     r"merci de(?! (?:votre|vos|ta|tes|ton)\b)|pourriez|pouvez|pourrais|veuillez|"
     r"reply to this (e-?mail|message)|respond by|potete|potreste|per favore|podem|"
     r"poderiam|kunt u|kunnen jullie|graag|proszę|prosimy|uprzejmie proszę|прошу|просим|"
-    r"пожалуйста|lütfen|kan ni|skulle ni|vänligen)\b"
+    r"пожалуйста|lütfen|kan ni|skulle ni|vänligen|"
+    # a polite ask with no question mark: "I would appreciate it if you could look into this"
+    r"(?:i|we)(?:'d|’d| would) (?:really |greatly |very much |much )?(?:appreciate|"
+    r"be (?:very |most |really )?(?:grateful|thankful|obliged))|"
+    r"(?:ich|wir) (?:wäre|wären) (?:ihnen |euch |dir )?(?:sehr |äußerst )?dankbar|"
+    r"(?:je|nous) vous (?:serais|serions) (?:très |vraiment )?reconnaissante?s?|"
+    r"(?:le|les) agradecer(?:ía|íamos)|(?:le|vi) (?:sarei|saremmo) (?:molto )?grat[oaie]|"
+    r"(?:ik|wij|we) (?:zou|zouden) het (?:erg |zeer )?(?:op prijs stellen|waarderen))\b"
     r"|[?？؟]|请|麻烦|能否|お願い|ください|下さい|いただけ|부탁|주세요|الرجاء|يرجى|نرجو|"
     r"(?<!\w)נא |בבקשה",
     re.I,
