@@ -141,3 +141,14 @@ def test_a_polite_ask_without_a_question_mark_is_the_request() -> None:
     # thanks for what was done asks nothing
     done = email("Hi,\n\nthe replacement arrived today. We appreciate your help.\n\nSam")
     assert truth.request_by_code(done) == ""
+
+
+def test_a_time_that_is_the_earliest_or_a_window_is_no_deadline() -> None:
+    for body in (
+        "Please do not deliver before 10am, the shop is closed.",
+        "Bitte nicht vor 10 Uhr liefern.",
+        "Merci de ne pas livrer avant 10h.",
+        "Bitte liefern Sie von 8 bis 12 Uhr.",
+    ):
+        e = email(f"Hi,\n\n{body}\n\nSam", date="Mon, 07 Dec 2026 08:00:00 +0100")
+        assert truth.deadline_by_code(e) is None, body

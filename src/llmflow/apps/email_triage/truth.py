@@ -327,12 +327,20 @@ _TIME = re.compile(
 las 15:00", "by EOD"."""
 
 
+_NOT_BEFORE = re.compile(
+    r"(?i)\b(?:not|never|nicht|nie|pas|jamais|no|non|niet|nooit|nunca|não|nem)\b|n't\b"
+    r"|\d(?:[:.]\d\d)?\s*(?:uhr|h|[ap]\.?m\.?)?\s*$"
+)
+"""Before a time, what makes it no deadline: a negation ("not before 10am": the earliest
+time, not the latest) or another time ("von 8 bis 12 Uhr": a window)."""
+
+
 def time_deadline(sentence: str) -> dt.time | None:
     """The time of day by which `sentence` asks for something when it gives only a time
     ("Please confirm by 3pm": 15:00), else None."""
     m = _TIME.search(sentence)
-    if not m:
-        return None
+    if not m or _NOT_BEFORE.search(sentence[: m.start()]):
+        return None  # "Please do not deliver before 10am", "von 8 bis 12 Uhr": a window
     if m["noon"]:
         return dt.time(12)
     if m["eod"]:
