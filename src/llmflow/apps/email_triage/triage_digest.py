@@ -3,6 +3,7 @@ and after the batch digest.md, everything by priority, failed items included."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ...runtime.runner import BatchResult
@@ -38,10 +39,21 @@ def result_record(triage: Triage) -> dict[str, object]:
     }
 
 
+_UNSEEN = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+"""Control characters (a terminal's ESC sequences) and bidi overrides: never shown."""
+_MARKUP = re.compile(r"([\\`*_\[\]<>!|~&])")
+"""What Markdown reads inline: emphasis, code, links and images, raw HTML, table cells."""
+_BLOCK = re.compile(r"^(?=[#>+=-]|\d+[.)])(\d*)")
+"""What Markdown reads at a line's start: a heading, quote, list or rule."""
+
+
 def _one_line(text: str, limit: int = 300) -> str:
-    """Model text as one Markdown-safe line, cut at `limit` characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    """Text from the mail (a subject, a sender, a summary) as one line of plain text in
+    Markdown, cut at `limit` characters: a mail is from anyone, and its text must not add
+    headings, entries, links, remote images or HTML to the digest, nor escape sequences."""
+    flat = " ".join(_UNSEEN.sub(" ", text).split())
+    flat = flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return _BLOCK.sub(r"\1\\", _MARKUP.sub(r"\\\1", flat))
 
 
 def write_digest(batch: BatchResult, ctx: RunContext) -> dict[str, Path]:
@@ -69,7 +81,8 @@ def write_digest(batch: BatchResult, ctx: RunContext) -> dict[str, Path]:
         for t in group:
             assert t.classification is not None
             lines.append(
-                f"- **{t.email.subject}** — {t.email.sender} · {t.classification.category}"
+                f"- **{_one_line(t.email.subject)}** — {_one_line(t.email.sender)} · "
+                f"{t.classification.category}"
             )
             if t.summary:
                 lines.append(f"  {_one_line(t.summary)}")
@@ -98,12 +111,13 @@ def write_digest(batch: BatchResult, ctx: RunContext) -> dict[str, Path]:
     if by_code:
         lines += ["", f"## Filed by code ({len(by_code)})", ""]
         lines += [
-            f"- **{t.email.subject}** — {t.email.sender} · {t.email.kind} ({t.email.kind_reason})"
+            f"- **{_one_line(t.email.subject)}** — {_one_line(t.email.sender)} · {t.email.kind}"
+            f" ({_one_line(t.email.kind_reason or '')})"
             for t in by_code
         ]
     if batch.failed:
         lines += ["", "## Could not be read", ""]
-        lines += [f"- {r.key}: {r.error}" for r in batch.failed]
+        lines += [f"- {_one_line(r.key)}: {_one_line(str(r.error))}" for r in batch.failed]
     digest = ctx.out_dir / "digest.md"
     write_once(digest, "\n".join(lines) + "\n")
     return {"digest": digest, "results": results}

@@ -1,0 +1,74 @@
+"""Hostile mails against the email triage: a mail is from anyone on the internet, and its
+headers and text must not write into the digest's structure, the terminal, a reply's headers
+or the IMAP commands the triage sends."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from llmflow import ModelRequest, ModelResponse, RunStore, run_batch
+from llmflow.apps.email_triage import build, load_inbox
+from llmflow.testing import ScriptedModel, scripted_gateway
+
+from .mails import SUPPORT
+
+HOSTILE_SUBJECT = (
+    "=?utf-8?q?Refund_=1B[2J![](http://evil.example/s.png)_<script>x</script>"
+    "=0A=0A##_Urgent_(9)=0A=0A-_**fake_entry**?="
+)
+
+
+def raw_mail(subject: str, body: str, *, sender: str = "eve@evil.example") -> bytes:
+    return (
+        f"From: {sender}\r\nTo: {SUPPORT}\r\nSubject: {subject}\r\n"
+        f"Message-ID: <m1@evil.example>\r\n\r\n{body}\r\n"
+    ).encode()
+
+
+def local_model() -> ScriptedModel:
+    def reply(request: ModelRequest) -> str | ModelResponse:
+        if request.choices:
+            label = "support" if "spam" in request.choices else "urgent"
+            return ModelResponse(text=label, choice_probs={label: 1.0})
+        return "A short text."
+
+    return ScriptedModel(reply)
+
+
+async def test_the_digest_shows_hostile_headers_and_text_as_plain_text(tmp_path: Path) -> None:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    (folder / "a.eml").write_bytes(
+        raw_mail(
+            HOSTILE_SUBJECT,
+            "# Heading\r\n\r\n<img src=http://evil.example/b.png> Where is my order NW-12345? "
+            "[click](http://evil.example/c) | a | b |",
+            sender='"[Boss](http://evil.example/d) \\"x" <eve@evil.example>',
+        )
+    )
+    model = local_model()
+    gateway = scripted_gateway(model)
+    gateway.register("local", model)
+    out = tmp_path / "out"
+    batch = await run_batch(
+        build(),
+        load_inbox(folder),
+        gateway=gateway,
+        model="local",
+        store=RunStore(tmp_path / "runs.db"),
+        out_dir=out,
+    )
+    assert batch.status == "ok", [r.error for r in batch.failed]
+    digest = (out / "digest.md").read_text()
+    assert "\x1b" not in digest
+    # One entry, whose lines start as the digest writes them: no heading or entry of the mail's.
+    entries = digest.split("\n## ", 2)[-1].splitlines()[2:]
+    assert len([e for e in entries if e.startswith("- ")]) == 1
+    assert all(e.startswith(("- **", "  ")) for e in entries if e)
+    assert not any(e.lstrip().startswith("#") for e in entries)
+    # No image, link or HTML tag Markdown would read: each `[`, `]`, `<`, `!`, `|` escaped.
+    for mark in ("[", "]", "<", ">", "!", "|", "*"):
+        body = "\n".join(entries).replace("- **", "", 1).rsplit("**", 1)
+        assert all(re.search(rf"(?<!\\){re.escape(mark)}", b) is None for b in body), mark
+    assert "http://evil.example/s.png" in digest  # shown, as text
