@@ -4,13 +4,19 @@ or the IMAP commands the triage sends."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from llmflow import ModelRequest, ModelResponse, RunStore, run_batch
 from llmflow.apps.email_triage import build, load_inbox
+from llmflow.cli import main
 from llmflow.testing import ScriptedModel, scripted_gateway
 
+from .fake_openai_server import serve
 from .mails import SUPPORT
 
 HOSTILE_SUBJECT = (
@@ -72,3 +78,31 @@ async def test_the_digest_shows_hostile_headers_and_text_as_plain_text(tmp_path:
         body = "\n".join(entries).replace("- **", "", 1).rsplit("**", 1)
         assert all(re.search(rf"(?<!\\){re.escape(mark)}", b) is None for b in body), mark
     assert "http://evil.example/s.png" in digest  # shown, as text
+
+
+def test_the_run_table_shows_a_mail_s_text_not_markup_or_escape_sequences(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
+    hostile = "Please help \x1b[2J[link=http://evil.example]with[/link] [on red]my order[/]."
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    (folder / "a.eml").write_bytes(raw_mail("Order", hostile))
+
+    def answer(body: dict[str, Any]) -> str:
+        if body.get("logprobs"):
+            category = "billing, support, sales, internal, spam" in body["messages"][0]["content"]
+            return "support" if category else "normal"
+        if (body.get("response_format") or {}).get("json_schema", {}).get("name") == "extract":
+            return json.dumps(
+                {"request": hostile, "deadline": None, "order_numbers": [],
+                 "invoice_numbers": [], "needs_reply": False}
+            )  # fmt: skip
+        return hostile
+
+    with serve(answer) as (url, _):
+        args = ["run", "email-triage", str(folder), "--base-url", url, "--model", "m"]
+        assert main([*args, "--out", str(tmp_path / "out")]) == 0
+    shown = capsys.readouterr().out
+    assert "\x1b" not in shown
+    assert "[link=http://evil.example]with[/link] [on red]my order[/]." in shown

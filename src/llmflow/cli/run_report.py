@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
 from rich.table import Table
 
 from ..analysis.costs import CostSummary
@@ -30,10 +32,16 @@ def cost_line(summary: CostSummary, compare: str, compared: Decimal | None) -> s
     return line
 
 
+_UNSEEN = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+"""Control characters (a terminal's ESC sequences) and bidi overrides."""
+
+
 def _cell(value: str, limit: int = 160) -> str:
-    """One table cell: a single line, cut at `limit` characters (the full text is in --json)."""
-    text = " ".join(value.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """One table cell: a single line, cut at `limit` characters (the full text is in --json).
+    An item's text is from its input (a mail's subject and body): shown as it is, never read
+    as Rich markup ([link=...], [on red]) or run by the terminal (ESC sequences)."""
+    text = " ".join(_UNSEEN.sub(" ", value).split())
+    return escape(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def report(
@@ -82,8 +90,8 @@ def report(
         if r.ok:
             cells = [_cell(v) for v in columns(r.output).values()]
         else:  # the reason goes in the widest column
-            cells = [""] * (len(names) - 1) + [f"[red]failed: {r.error}[/]"]
-        table.add_row(r.key if r.ok else f"[red]{r.key}[/]", *cells)
+            cells = [""] * (len(names) - 1) + [f"[red]failed: {_cell(str(r.error), 2000)}[/]"]
+        table.add_row(_cell(r.key) if r.ok else f"[red]{_cell(r.key)}[/]", *cells)
     out.print(table)
     ok = sum(r.ok for r in batch.results)
     out.print(f"{ok} ok, {len(batch.results) - ok} failed · status [bold]{batch.status}[/]")
