@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,14 @@ import pytest
 from llmflow import ModelRequest, ModelResponse, RunStore, run_batch
 from llmflow.apps.email_triage import build, load_inbox
 from llmflow.cli import main
+from llmflow.inputs.email import RawEmail, parse_email
+from llmflow.inputs.mailbox_actions import WIRE, MessageActions, act_in_mailbox, reply_message
+from llmflow.inputs.mailbox_source import MailboxRef
 from llmflow.testing import ScriptedModel, scripted_gateway
 
 from .fake_openai_server import serve
-from .mails import SUPPORT
+from .imap_server import PASSWORD, USER, ImapServer, imap_server
+from .mails import SUPPORT, message, parsed
 
 HOSTILE_SUBJECT = (
     "=?utf-8?q?Refund_=1B[2J![](http://evil.example/s.png)_<script>x</script>"
@@ -106,3 +111,47 @@ def test_the_run_table_shows_a_mail_s_text_not_markup_or_escape_sequences(
     shown = capsys.readouterr().out
     assert "\x1b" not in shown
     assert "[link=http://evil.example]with[/link] [on red]my order[/]." in shown
+
+
+def test_a_reply_to_a_subject_with_cr_lf_is_one_subject_header() -> None:
+    mail = parsed(message("Where is my order?", sender="eve@evil.example", subject="x"))
+    mail = mail.model_copy(
+        update={"subject": "Order\r\nBcc: victim@evil.example", "message_id": "<a@b>\r\nX: y"}
+    )
+    reply = reply_message(mail, b"", "Hello", sender=SUPPORT, message_id="<r@llmflow.invalid>")
+    data = reply.as_bytes(policy=WIRE)
+    assert b"\r\nBcc:" not in data and b"\r\nX:" not in data
+    assert str(reply["Subject"]) == "Re: Order Bcc: victim@evil.example"
+    assert reply["In-Reply-To"] is None  # no Message-ID is better than a broken one
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ImapServer]:
+    monkeypatch.setenv("LLMFLOW_IMAP_PASSWORD", PASSWORD)
+    with imap_server() as srv:
+        yield srv
+
+
+def test_a_message_id_decoded_to_an_imap_command_is_not_sent_to_the_server(
+    server: ImapServer,
+) -> None:
+    """An encoded word decodes to CR LF and a second IMAP command; as the Message-ID of an
+    IMAP search (copy=, move=, a changed UIDVALIDITY), it ended the command line: the search
+    failed (the message was never filed) and a server reading on ran the mail's command."""
+    raw = raw_mail("Hello", "Where is my order?").replace(
+        b"<m1@evil.example>", b"=?utf-8?q?<x@evil.example>=0D=0AX1_CREATE_pwned?="
+    )
+    server.deliver([raw])
+    mail = parse_email(RawEmail(source="1-1.eml", data=raw))
+    assert mail.message_id is not None and "\r\n" in mail.message_id
+    with server.client() as c:
+        c.select("INBOX")
+        _, validity = c.response("UIDVALIDITY")
+    ref = MailboxRef(
+        url=server.url(), user=USER, mailbox="INBOX", uidvalidity=int(validity[0]), uid=1
+    )
+    actions = MessageActions(copy_to="llmflow/Support")
+    assert act_in_mailbox(mail, actions, ref=ref, raw=raw, key="k") == ["copied to llmflow.Support"]
+    with server.client() as c:
+        _, listing = c.list()
+    assert not any(b"pwned" in line for line in listing if isinstance(line, bytes))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.policy
 import hashlib
+import re
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses
 
@@ -47,6 +48,24 @@ def folder_name(box: Mailbox, path: str) -> str:
     return box.delimiter().join(p.strip() for p in path.split("/") if p.strip())
 
 
+_MESSAGE_ID = re.compile(r"<?[!-;=?-~]+>?")
+"""A Message-ID as one token of printable ASCII: no space, CR or LF."""
+
+
+def checked(original: Email) -> Email:
+    """`original` with the header values that go into IMAP commands and the reply's headers
+    made safe: a mail's headers are written by anyone, and a decoded one can hold anything.
+    A Message-ID that is not one printable token (an encoded word decoded to CR LF and an
+    IMAP command) is dropped, as if the mail had none; the subject is made one line."""
+    mid = (original.message_id or "").strip()
+    return original.model_copy(
+        update={
+            "message_id": mid if _MESSAGE_ID.fullmatch(mid) else None,
+            "subject": " ".join(original.subject.split()),
+        }
+    )
+
+
 def draft_message_id(key: str) -> str:
     """The Message-ID of the reply drafted under idempotency key `key`: the same draft is
     the same message, in Drafts and when it is sent."""
@@ -59,6 +78,7 @@ def reply_message(
     """A reply to `original` (`raw`: its bytes, for References) threaded to it, addressed to
     its Reply-To when it has one: In-Reply-To, References, Re: subject; `message_id` from
     `draft_message_id`."""
+    original = checked(original)
     headers = email.message_from_bytes(raw[:65536], policy=email.policy.default)
     references = " ".join(str(headers.get("References") or "").split())
     msg = EmailMessage(policy=WIRE)
@@ -66,7 +86,7 @@ def reply_message(
         msg["From"] = sender
     to = original.reply_to or original.sender
     addresses = [a for _, a in getaddresses([to]) if a]
-    msg["To"] = ", ".join(addresses) or to
+    msg["To"] = ", ".join(addresses) or " ".join(to.split())
     subject = original.subject
     msg["Subject"] = subject if subject.lower().startswith("re:") else f"Re: {subject}"
     if original.message_id:
@@ -97,6 +117,7 @@ def act_in_mailbox(
     Message-ID is already in the target is not made again.
     """
     source = parse_source(ref.url, ref.user)
+    original = checked(original)
     done: list[str] = []
     with open_mailbox(source, settings) as box:
         if dry_run:
@@ -153,6 +174,7 @@ def act_in_mailbox(
 
 def _plan(box: Mailbox, original: Email, actions: MessageActions, ref: MailboxRef) -> list[str]:
     """What `act_in_mailbox` would do, for a dry run: nothing on the server changes."""
+    original = checked(original)
     if box.locate(ref, original.message_id) is None:
         return [f"would do nothing: not in {ref.mailbox} any more"]
     plan = [f"would flag {' '.join(actions.flags)}"] if actions.flags else []
