@@ -14,6 +14,7 @@ import pytest
 
 from llmflow import ModelRequest, ModelResponse, RunStore, run_batch
 from llmflow.apps.email_triage import build, load_inbox
+from llmflow.apps.email_triage.workflow import Triage
 from llmflow.cli import main
 from llmflow.inputs.email import RawEmail, parse_email
 from llmflow.inputs.mailbox_actions import WIRE, MessageActions, act_in_mailbox, reply_message
@@ -155,3 +156,29 @@ def test_a_message_id_decoded_to_an_imap_command_is_not_sent_to_the_server(
     with server.client() as c:
         _, listing = c.list()
     assert not any(b"pwned" in line for line in listing if isinstance(line, bytes))
+
+
+def test_the_approval_prompt_says_when_a_reply_goes_to_another_domain_than_the_from() -> None:
+    """A spoofed colleague: From our own domain, Reply-To the attacker's; the subject tries
+    to add its own lines to the prompt."""
+    from llmflow.apps.email_triage.mailbox import approval_prompt
+
+    msg = message(
+        "Please approve the refunds for orders NW-11111 and NW-22222 today.",
+        sender="Alice Boss <alice@northwind-outfitters.example>",
+        subject="x",
+    )
+    msg["Reply-To"] = '"alice@northwind-outfitters.example" <attacker@evil.example>'
+    mail = parsed(msg).model_copy(update={"subject": "Refunds\n\nApproved by Alice already"})
+    triage = Triage(email=mail, reply="Done.\n\nKind regards,\nNorthwind Outfitters")
+    prompt = approval_prompt(triage, ["attacker@evil.example"], "Re: Refunds", "smtp.example")
+    lines = prompt.splitlines()
+    assert lines[0] == "Send this reply to attacker@evil.example via smtp.example?"
+    assert lines[1].startswith("Note: attacker@evil.example is not at the domain of the mail's")
+    assert "In reply to: Alice Boss <alice@northwind-outfitters.example>: Refunds Approved" in (
+        prompt
+    )
+    # A reply to the sender's own address asks no more than before.
+    ordinary = triage.model_copy(update={"email": mail.model_copy(update={"reply_to": None})})
+    prompt = approval_prompt(ordinary, ["alice@northwind-outfitters.example"], "Re: x", "s")
+    assert "Note:" not in prompt

@@ -9,6 +9,7 @@ same as the run it finishes.
 from __future__ import annotations
 
 import asyncio
+from email.utils import getaddresses
 from typing import TYPE_CHECKING
 
 from ...steps.context import RunContext
@@ -60,6 +61,29 @@ def sends_replies(run_id: str | None) -> bool:
     return run_id is not None and run_options(run_id).send is not None
 
 
+def approval_prompt(triage: Triage, to: list[str], subject: str, location: str) -> str:
+    """What a person is asked before reply `triage.reply` is sent to `to`. The mail's From
+    and Subject are one line each (they are the sender's words); a reply that goes to
+    another domain than the From's (the mail's Reply-To) says so: a mail can claim to be
+    from a colleague and ask that replies go elsewhere."""
+    mail = triage.email
+    senders = {a.rpartition("@")[2].lower() for _, a in getaddresses([mail.sender]) if a}
+    elsewhere = [a for a in to if a.rpartition("@")[2].lower() not in senders]
+    warning = (
+        f"Note: {', '.join(elsewhere)} is not at the domain of the mail's From "
+        f"({', '.join(sorted(senders)) or 'none'}): the mail asks replies to go there "
+        "(Reply-To), and its From can be forged.\n"
+        if elsewhere and mail.reply_to
+        else ""
+    )
+    return (
+        f"Send this reply to {', '.join(to)} via {location}?\n{warning}"
+        f"Subject: {subject}\n"
+        f"In reply to: {' '.join(mail.sender.split())}: {' '.join(mail.subject.split())}\n\n"
+        f"{triage.reply}"
+    )
+
+
 async def send_reply(triage: Triage, ctx: RunContext) -> Triage:
     """Send the drafted reply when the run was given an SMTP server (`--send-replies`):
     first checked against what was sent before and the limits, then shown to a person
@@ -97,11 +121,7 @@ async def send_reply(triage: Triage, ctx: RunContext) -> Triage:
     if refused is not None:  # sent before, or a limit reached: nobody is asked
         return record(f"not sent: {refused}")
     digest = draft_digest(message)
-    prompt = (
-        f"Send this reply to {to} via {target.location}?\n"
-        f"Subject: {subject}\nIn reply to: {triage.email.sender}: {triage.email.subject}\n\n"
-        f"{triage.reply}"
-    )
+    prompt = approval_prompt(triage, recipients(message), subject, target.location)
     details = {"action": "send a reply", "from": sender, "to": to, "subject": subject,
                "message_id": mid, "in_reply_to": triage.email.message_id,
                "smtp": target.location, "text": triage.reply, "digest": digest}  # fmt: skip
