@@ -152,3 +152,19 @@ def test_a_time_that_is_the_earliest_or_a_window_is_no_deadline() -> None:
     ):
         e = email(f"Hi,\n\n{body}\n\nSam", date="Mon, 07 Dec 2026 08:00:00 +0100")
         assert truth.deadline_by_code(e) is None, body
+
+
+def test_a_short_italian_mail_with_le_and_la_is_answered_in_italian() -> None:
+    # "le 30 giacche", "la fattura" are French words too: with "il" and "grazie" it was a tie,
+    # which French won
+    e = email(
+        "Buongiorno Marco, buongiorno Elena,\n\nconfermo: teniamo le 30 giacche, ma il prezzo "
+        "concordato era 54,00 € al pezzo, non 59,00 €. Potete correggere la fattura entro "
+        "lunedì?\n\nGrazie,\nCarla",
+        sender="Carla Romano <carla@lagoblu.example>",
+    )
+    assert truth.language(e.excerpt) == "it"
+    reply = truth.reply_by_code(e, "billing", ["NW-41720"])
+    assert reply.startswith("Buongiorno Carla,") and truth.reply_problems(reply, e) == []
+    french = "Bonjour,\n\nje vous remercie pour la facture. Pouvez-vous la renvoyer ?\n\nMerci"
+    assert truth.language(french) == "fr"
