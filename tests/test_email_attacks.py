@@ -86,6 +86,41 @@ async def test_the_digest_shows_hostile_headers_and_text_as_plain_text(tmp_path:
     assert "http://evil.example/s.png" in digest  # shown, as text
 
 
+async def test_the_digest_says_when_replies_go_to_another_domain_than_the_from(
+    tmp_path: Path,
+) -> None:
+    """A spoofed colleague: From our own domain, Reply-To the attacker's. Whoever answers
+    from the digest (or their mail client) would write to the attacker."""
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    msg = message(
+        "Please approve the refunds for orders NW-11111 and NW-22222 today and confirm.",
+        sender="Alice Boss <alice@northwind-outfitters.example>",
+        subject="Approve refunds",
+    )
+    msg["Reply-To"] = '"alice@northwind-outfitters.example" <attacker@evil.example>'
+    (folder / "a.eml").write_bytes(msg.as_bytes())
+    own = message("Where is order NW-12345?", sender="bob@cust.example", subject="Order")
+    own["Reply-To"] = "Bob <bob.private@cust.example>"
+    (folder / "b.eml").write_bytes(own.as_bytes())
+    model = local_model()
+    gateway = scripted_gateway(model)
+    gateway.register("local", model)
+    out = tmp_path / "out"
+    batch = await run_batch(
+        build(),
+        load_inbox(folder),
+        gateway=gateway,
+        model="local",
+        store=RunStore(tmp_path / "runs.db"),
+        out_dir=out,
+    )
+    assert batch.status == "ok", [r.error for r in batch.failed]
+    digest = (out / "digest.md").read_text()
+    assert digest.count("Replies go to") == 1
+    assert "  Replies go to attacker@evil.example (its Reply-To), not to the domain" in digest
+
+
 def test_the_run_table_shows_a_mail_s_text_not_markup_or_escape_sequences(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,6 +4,7 @@ and after the batch digest.md, everything by priority, failed items included."""
 from __future__ import annotations
 
 import re
+from email.utils import getaddresses
 from pathlib import Path
 
 from ...runtime.runner import BatchResult
@@ -56,6 +57,16 @@ def _one_line(text: str, limit: int = 300) -> str:
     return _BLOCK.sub(r"\1\\", _MARKUP.sub(r"\\\1", flat))
 
 
+def _replies_elsewhere(triage: Triage) -> list[str]:
+    """The addresses of the mail's Reply-To at another domain than its From's, where a reply
+    goes (ours, or a person's mail client): a mail claiming to be from a colleague can ask
+    that replies go elsewhere."""
+    mail = triage.email
+    domains = {a.rpartition("@")[2].lower() for _, a in getaddresses([mail.sender]) if a}
+    to = [a for _, a in getaddresses([mail.reply_to or ""]) if a]
+    return [a for a in to if a.rpartition("@")[2].lower() not in domains]
+
+
 def write_digest(batch: BatchResult, ctx: RunContext) -> dict[str, Path]:
     """After the batch: digest.md by priority, and the failed items in results.jsonl."""
     if ctx.out_dir is None:
@@ -95,6 +106,11 @@ def write_digest(batch: BatchResult, ctx: RunContext) -> dict[str, Path]:
                 )
             if t.reply:
                 lines.append("  A reply is drafted in results.jsonl.")
+            if elsewhere := _replies_elsewhere(t):
+                lines.append(
+                    f"  Replies go to {_one_line(', '.join(elsewhere))} (its Reply-To), not to "
+                    "the domain of its From: a From can be forged."
+                )
             elif t.extraction and t.extraction.request and cannot_reply(t.email):
                 lines.append(
                     "  No reply drafted: the sender cannot receive one (a no-reply address"
