@@ -158,7 +158,7 @@ def test_a_reply_to_a_subject_with_cr_lf_is_one_subject_header() -> None:
     data = reply.as_bytes(policy=WIRE)
     assert b"\r\nBcc:" not in data and b"\r\nX:" not in data
     assert str(reply["Subject"]) == "Re: Order Bcc: victim@evil.example"
-    assert reply["In-Reply-To"] is None  # no Message-ID is better than a broken one
+    assert reply["In-Reply-To"] == "<a@b>" and reply["References"] == "<a@b>"
 
 
 @pytest.fixture

@@ -48,19 +48,20 @@ def folder_name(box: Mailbox, path: str) -> str:
     return box.delimiter().join(p.strip() for p in path.split("/") if p.strip())
 
 
-_MESSAGE_ID = re.compile(r"<?[!-;=?-~]+>?")
-"""A Message-ID as one token of printable ASCII: no space, CR or LF."""
+_MESSAGE_ID = re.compile(r"<[!-;=?-~]+>|^[!-;=?-~]+$")
+"""A Message-ID: its first `<...>` of printable ASCII (no space, CR or LF), else one bare
+token."""
 
 
 def checked(original: Email) -> Email:
     """`original` with the header values that go into IMAP commands and the reply's headers
     made safe: a mail's headers are written by anyone, and a decoded one can hold anything.
-    A Message-ID that is not one printable token (an encoded word decoded to CR LF and an
-    IMAP command) is dropped, as if the mail had none; the subject is made one line."""
-    mid = (original.message_id or "").strip()
+    The Message-ID is its `<id@host>` alone (not what follows it: a comment, or CR LF and an
+    IMAP command from an encoded word), or None when it has none; the subject is one line."""
+    found = _MESSAGE_ID.search((original.message_id or "").strip())
     return original.model_copy(
         update={
-            "message_id": mid if _MESSAGE_ID.fullmatch(mid) else None,
+            "message_id": found.group() if found else None,
             "subject": " ".join(original.subject.split()),
         }
     )
