@@ -168,3 +168,24 @@ def test_a_short_italian_mail_with_le_and_la_is_answered_in_italian() -> None:
     assert reply.startswith("Buongiorno Carla,") and truth.reply_problems(reply, e) == []
     french = "Bonjour,\n\nje vous remercie pour la facture. Pouvez-vous la renvoyer ?\n\nMerci"
     assert truth.language(french) == "fr"
+
+
+def test_a_web_forms_reply_greets_the_reply_to_person_not_the_form() -> None:
+    msg = message(
+        "New message from the contact form\n\nName: Jana Novak\nOrder: NW-41388\n\nMessage:\n"
+        "Hello, the boots are too small. Can I exchange them for size 39?",
+        sender="Northwind Webshop <noreply@northwind-outfitters.example>",
+        subject="Contact form: question about sizes",
+        date=DATE,
+    )
+    msg["Reply-To"] = "Jana Novak <jana.novak@seznam.example>"
+    reply = truth.reply_by_code(parsed(msg), "support", ["NW-41388"])
+    assert reply.startswith("Hello Jana,"), reply
+    del msg["Reply-To"]
+    msg["Reply-To"] = "jana.novak@seznam.example"  # no name: greet no one, not the form
+    reply = truth.reply_by_code(parsed(msg), "support", ["NW-41388"])
+    assert reply.startswith("Hello,\n"), reply
+    # a Reply-To that is the sender's own address changes nothing
+    own = message("Hi,\n\nwhere is NW-41388?", sender="Jana Novak <jana@x.example>", subject="Hi")
+    own["Reply-To"] = "<jana@x.example>"
+    assert truth.reply_by_code(parsed(own), "support", []).startswith("Hello Jana,")

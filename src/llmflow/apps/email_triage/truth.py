@@ -466,8 +466,12 @@ def names_checkable(email: Email) -> bool:
 def first_name(email: Email) -> str | None:
     """The sender's first name from the From header's display name, when it looks like a
     person's (not "Accounts Receivable", "noreply" or "Alpine Textil GmbH"), after a title
-    ("Mrs Helen Carter": Helen)."""
-    name, _ = parseaddr(email.sender)
+    ("Mrs Helen Carter": Helen). A reply goes to the Reply-To address where there is one
+    (a web form's customer): then its display name is the one greeted, or none."""
+    name, address = parseaddr(email.sender)
+    reply_name, reply_address = parseaddr(email.reply_to or "")
+    if "@" in reply_address and reply_address.strip().lower() != address.strip().lower():
+        name = reply_name  # "Northwind Webshop <noreply@...>" for "Jana Novak <jana@...>"
     name = name.replace('"', "")
     last, comma, first = name.partition(",")
     if comma and first.strip() and "," not in first and len(last.split()) <= 2:
