@@ -108,8 +108,8 @@ def write_digest(batch: BatchResult, ctx: RunContext) -> dict[str, Path]:
                 lines.append("  A reply is drafted in results.jsonl.")
             if elsewhere := _replies_elsewhere(t):
                 lines.append(
-                    f"  Replies go to {_one_line(', '.join(elsewhere))} (its Reply-To), not to "
-                    "the domain of its From: a From can be forged."
+                    f"  Replies go to {_one_line(', '.join(elsewhere))} (its Reply-To), at "
+                    "another domain than its From (a web form's, or a forged From)."
                 )
             elif t.extraction and t.extraction.request and cannot_reply(t.email):
                 lines.append(
