@@ -217,3 +217,18 @@ def test_the_approval_prompt_says_when_a_reply_goes_to_another_domain_than_the_f
     ordinary = triage.model_copy(update={"email": mail.model_copy(update={"reply_to": None})})
     prompt = approval_prompt(ordinary, ["alice@northwind-outfitters.example"], "Re: x", "s")
     assert "Note:" not in prompt
+
+
+def test_the_approval_prompt_has_no_control_characters_from_the_mail() -> None:
+    """`llmflow approvals list` prints the prompt in a terminal: a subject's ESC sequences
+    (clear the screen, hide text) or bidi overrides must not reach it."""
+    from llmflow.apps.email_triage.mailbox import approval_prompt
+
+    msg = message("Where is my order?", sender="eve@evil.example", subject="x")
+    mail = parsed(msg).model_copy(
+        update={"subject": "Order \x1b[2J\x1b[8mhidden\u202e", "sender": "Eve\x1b[0m <e@x.example>"}
+    )
+    triage = Triage(email=mail, reply="Hello.\n\nKind regards,\nNorthwind Outfitters")
+    prompt = approval_prompt(triage, ["e@x.example"], "Re: Order \x1b[2J", "smtp.example")
+    assert "\x1b" not in prompt and "\u202e" not in prompt
+    assert "In reply to: Eve [0m <e@x.example>: Order [2J [8mhidden" in prompt
