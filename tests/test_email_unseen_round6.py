@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from llmflow.apps.email_triage import truth
 from llmflow.apps.email_triage.ids import ORDER_ID
+from llmflow.steps.grounding import split_sentences
 from tests.mails import message, parsed
 
 DATE = "Mon, 07 Dec 2026 10:00:00 +0100"
@@ -189,3 +190,19 @@ def test_a_web_forms_reply_greets_the_reply_to_person_not_the_form() -> None:
     own = message("Hi,\n\nwhere is NW-41388?", sender="Jana Novak <jana@x.example>", subject="Hi")
     own["Reply-To"] = "<jana@x.example>"
     assert truth.reply_by_code(parsed(own), "support", []).startswith("Hello Jana,")
+
+
+def test_a_month_abbreviation_before_its_day_does_not_end_the_request() -> None:
+    e = email(
+        "Hello,\n\nI was charged USD1,299.99 but the price was EUR1.149,00. Could you refund "
+        "the difference of about USD50 to my card by Dec. 18? Otherwise I will call.\n\nOwen"
+    )
+    assert truth.request_by_code(e) == (
+        "Could you refund the difference of about USD50 to my card by Dec. 18?"
+    )
+    assert str(truth.deadline_by_code(e)) == "2026-12-18"
+    # a month abbreviation that ends a sentence still ends it
+    assert split_sentences("I ordered it in Dec. The parcel came.") == [
+        "I ordered it in Dec.",
+        "The parcel came.",
+    ]

@@ -453,6 +453,11 @@ _ABBREVIATION = re.compile(
     r"prof|approx|e\.g|i\.e|p\.\s?ex|sr|sra|av|dott|sig|ing|ul|\w*str|руб|коп|тыс)\.$",
     re.I,
 )
+_MONTH_ABBREVIATION = re.compile(
+    r"(?<![\w.])(?:jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec|janv|févr|avr|juil|déc|"
+    r"okt|dez|ene|dic|gen|ago|set)\.$",
+    re.I,
+)
 _NUMBER_SIGN = re.compile(r"(?<![\w.])(?:no|nr|n|núm|num|art|tel|ref)\.$", re.I)
 
 
@@ -461,4 +466,8 @@ def _continues(sentence: str, next_piece: str) -> bool:
     end: "inkl. Versand", "Mt. Hood", "Dr. Weber", or "n." / "Nr." before a number."""
     if _ABBREVIATION.search(sentence):
         return True
+    if _MONTH_ABBREVIATION.search(sentence) and re.match(
+        r"(?:\d{1,2}(?:st|nd|rd|th)?|\d{4})\b", next_piece
+    ):
+        return True  # "by Dec. 18", "le 5 janv. 2027" is read whole: a date, not two sentences
     return bool(_NUMBER_SIGN.search(sentence) and re.match(r"#?[\w/-]*\d", next_piece))
