@@ -206,3 +206,13 @@ def test_a_month_abbreviation_before_its_day_does_not_end_the_request() -> None:
         "I ordered it in Dec.",
         "The parcel came.",
     ]
+
+
+def test_a_range_whose_currency_is_the_next_amounts_is_no_range_of_amounts() -> None:
+    cases = (
+        ("Boots in sizes 38-42 € 89 each.", ["89.00 EUR"]),
+        ("Pack of 2-3 USD 15.", ["15.00 USD"]),
+        ("Our 2026-2027 EUR budget is fixed.", []),
+    )
+    for body, amounts in cases:
+        assert truth.amounts_by_code(email(f"Hi,\n\n{body}\n\nSam")) == amounts, body

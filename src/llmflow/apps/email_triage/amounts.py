@@ -69,6 +69,10 @@ def _ranges(text: str) -> list[tuple[int, str]]:
         for m in pattern.finditer(text):
             if m.groupdict().get("sep") and not m["word"]:
                 continue
+            if pattern is _RANGE_AFTER and re.match(r"\s?\d", text[m.end() :]):
+                continue  # "sizes 38-42 € 89": the currency is the next amount's
+            if all(re.fullmatch(r"(?:19|20)\d\d", m[g]) for g in ("lo", "hi")):
+                continue  # "the 2026-2027 EUR budget": years
             lo, hi, code = amount_value(m["lo"]), amount_value(m["hi"]), currency(m["c"], text)
             if lo is None or hi is None or not code or not lo < hi:
                 continue
