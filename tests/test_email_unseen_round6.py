@@ -216,3 +216,12 @@ def test_a_range_whose_currency_is_the_next_amounts_is_no_range_of_amounts() -> 
     )
     for body, amounts in cases:
         assert truth.amounts_by_code(email(f"Hi,\n\n{body}\n\nSam")) == amounts, body
+
+
+def test_a_code_or_phone_number_listed_after_an_order_word_is_no_order_id() -> None:
+    for text in (
+        "For my order, the promo code: #1234 did not work.",
+        "Order to the office (suite #1200, 12th floor).",
+    ):
+        assert ORDER_ID.findall(text) == [], text
+    assert ORDER_ID.findall("I have two orders: the tent and the boots (#4411).") == ["#4411"]

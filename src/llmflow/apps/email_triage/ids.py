@@ -119,9 +119,12 @@ _LABELS = re.compile(
 )
 _ANOTHER = re.compile(
     r"(?i:\b(?:issues?|tickets?|cases?|rooms?|zimmer|tables?|items?|steps?|pages?|lines?|"
-    r"parts?|photos?|pictures?|images?|invoices?|rechnung\w*|factures?|facturas?|pr)\b)"
+    r"parts?|photos?|pictures?|images?|invoices?|rechnung\w*|factures?|facturas?|pr|codes?|"
+    r"coupons?|vouchers?|gutschein\w*|gift ?cards?|promo\w*|discount\w*|rabatt\w*|phone|tel|"
+    r"fax|apt|suite|unit|box|seat|gate|flight)\b)"
 )
-"""Labels of numbers written with a number sign that name no order (issue #12, room #12)."""
+"""Labels of numbers written with a number sign that name no order (issue #12, room #12,
+promo code: #1234)."""
 
 
 def _listed(text: str, m: re.Match[str]) -> bool:
