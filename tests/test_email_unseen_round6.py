@@ -4,9 +4,11 @@ Each test is a general case of one wrong or missing value the triage stated."""
 
 from __future__ import annotations
 
+import datetime
+
 from llmflow.apps.email_triage import truth
 from llmflow.apps.email_triage.ids import ORDER_ID
-from llmflow.steps.grounding import split_sentences
+from llmflow.steps.grounding import find_dates, split_sentences
 from tests.mails import message, parsed
 
 DATE = "Mon, 07 Dec 2026 10:00:00 +0100"
@@ -225,3 +227,20 @@ def test_a_code_or_phone_number_listed_after_an_order_word_is_no_order_id() -> N
     ):
         assert ORDER_ID.findall(text) == [], text
     assert ORDER_ID.findall("I have two orders: the tent and the boots (#4411).") == ["#4411"]
+
+
+def test_a_weekday_with_a_day_of_the_month_is_that_date_if_the_weekday_agrees() -> None:
+    e = email(
+        "Hi,\n\nwe confirm 18 sleeping bags. Please make sure they arrive by Friday the 18th, "
+        "since our course starts the day after.\n\nIngrid",
+        date="Tue, 08 Dec 2026 09:00:00 +0100",
+    )
+    assert str(truth.deadline_by_code(e)) == "2026-12-18"
+    ref = datetime.date(2026, 12, 8)
+    assert [d.value for d in find_dates("bis Freitag, den 18.", ref)] == [
+        datetime.date(2026, 12, 18)
+    ]
+    assert [d.value for d in find_dates("on Monday the 4th", ref)] == [datetime.date(2027, 1, 4)]
+    # the 18th is no Thursday; a count after a weekday is no day of the month
+    assert find_dates("by Thursday the 18th", ref) == []
+    assert find_dates("we ship Friday 11 pallets", ref) == []

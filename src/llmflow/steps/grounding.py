@@ -15,11 +15,12 @@ loop's evaluator or a cascade tier's condition; nothing here calls a model.
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import difflib
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -192,8 +193,14 @@ def find_dates(
                 taken.append((start, end))
         for m in _RELATIVE.finditer(text):
             after_date = re.match(r",?\s*(the|den|der|le|el|il)?\s*\d", text[m.end() :], re.I)
-            if not free(m.start(), m.end()) or after_date:
-                continue  # "Friday 4 December": the written date says which Friday
+            if not free(m.start(), m.end()):
+                continue
+            if after_date:  # "Friday 4 December": the written date says which Friday
+                if dated := _weekday_and_day(m, text, ref, free):
+                    value, end = dated
+                    found.append(FoundDate(value, m.start(), end, text[m.start() : end]))
+                    taken.append((m.start(), end))
+                continue
             word = m.group(1).lower()
             before, after = text[max(0, m.start() - 30) : m.start()], text[m.end() : m.end() + 30]
             if word in ("today", "tonight", "heute", "aujourd'hui", "hoy"):
@@ -219,6 +226,35 @@ def find_dates(
             found.append(FoundDate(value, start, end, text[start:end]))
             taken.append((start, end))
     return sorted(found, key=lambda d: d.start)
+
+
+_DAY_AFTER_WEEKDAY = re.compile(
+    r",?\s*(?:(?:the|den|le|el|il)\s+(\d{1,2})(?:st|nd|rd|th|\.)?|(\d{1,2})(?:st|nd|rd|th))"
+    r"(?![\d.,/:-]*\d)",
+    re.I,
+)
+"""A day of the month after a weekday, marked as one by an article or an ordinal ("Friday the
+18th", "Freitag, den 18.", "Friday 18th"); not "Friday 11 pallets"."""
+
+
+def _weekday_and_day(
+    m: re.Match[str], text: str, ref: dt.date, free: Callable[[int, int], bool]
+) -> tuple[dt.date, int] | None:
+    """A weekday and a day of the month with no month ("Friday the 18th", "Freitag, den 18."):
+    the first day of that number on or after `ref`, within two months, that falls on that
+    weekday; None when none does or a month follows (read as a date already)."""
+    d = _DAY_AFTER_WEEKDAY.match(text, m.end())
+    if not d or not free(d.start(), d.end()) or m.group(1).lower().split()[0] in ("this", "next"):
+        return None
+    weekday, day = WEEKDAYS[m.group(1).lower().split()[-1]], int(d.group(1) or d.group(2))
+    year, month = ref.year, ref.month
+    for _ in range(2):
+        if day <= calendar.monthrange(year, month)[1]:
+            value = dt.date(year, month, day)
+            if value >= ref and value.weekday() == weekday:
+                return value, d.end()
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return None
 
 
 def _same_date(a: dt.date, b: dt.date) -> bool:
