@@ -244,3 +244,14 @@ def test_a_weekday_with_a_day_of_the_month_is_that_date_if_the_weekday_agrees() 
     # the 18th is no Thursday; a count after a weekday is no day of the month
     assert find_dates("by Thursday the 18th", ref) == []
     assert find_dates("we ship Friday 11 pallets", ref) == []
+
+
+def test_norwegian_and_danish_krone_amounts_are_read_by_their_codes() -> None:
+    cases = (
+        ("18 sleeping bags at the group price of NOK 1 450 each.", ["1450.00 NOK"]),
+        ("Prisen er 899 DKK inkl. moms.", ["899.00 DKK"]),
+        # "nok" is a Norwegian word ("probably"), not the currency
+        ("Det er nok 2 uker siden jeg bestilte.", []),
+    )
+    for body, amounts in cases:
+        assert truth.amounts_by_code(email(f"Hei,\n\n{body}\n\nIngrid")) == amounts, body

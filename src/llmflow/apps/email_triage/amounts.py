@@ -21,7 +21,7 @@ CURRENCIES = {
     "c$": "CAD", "ca$": "CAD", "a$": "AUD", "au$": "AUD", "nz$": "NZD", "nzd": "NZD",
     "hk$": "HKD", "hkd": "HKD", "s$": "SGD", "sgd": "SGD", "mx$": "MXN", "mxn": "MXN",
     "zł": "PLN", "pln": "PLN", "₽": "RUB", "руб": "RUB", "рублей": "RUB", "рубля": "RUB",
-    "₺": "TRY", "tl": "TRY", "원": "KRW",
+    "₺": "TRY", "tl": "TRY", "원": "KRW", "nok": "NOK", "dkk": "DKK",
 }  # fmt: skip
 """Currency symbols, codes and words, as ISO 4217 codes. The yen / yuan sign (¥, ￥) is not
 here: `currency` reads it from the text's script (CNY in Chinese text, JPY otherwise)."""
@@ -32,8 +32,9 @@ _WORDS = (
     r"₽|₺|(?-i:TL)|원"
 )
 # words ("元", "円") come after; R$, C$, A$... are not US dollars
-_CUR = rf"(?:US\$|R\$|CA?\$|AU?\$|NZ\$|HK\$|S\$|MX\$|\$|€|£|¥|￥|₪|₩|{_CODES}|euros?)"
-_CUR_AFTER = rf"(?:€|¥|￥|₪|{_CODES}|{_WORDS})"
+# "nok" is a Norwegian and Dutch word ("det er nok 2 uker", "nog"): NOK and DKK in capitals only
+_CUR = rf"(?:US\$|R\$|CA?\$|AU?\$|NZ\$|HK\$|S\$|MX\$|\$|€|£|¥|￥|₪|₩|{_CODES}|(?-i:NOK|DKK)|euros?)"
+_CUR_AFTER = rf"(?:€|¥|￥|₪|{_CODES}|(?-i:NOK|DKK)|{_WORDS})"
 _AMOUNT_NUM = r"\d{1,3}(?:[,.\u00a0\u202f' ]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?"
 _AMOUNT = re.compile(
     # a dollar sign behind letters that name no known currency (XY$) is no amount: not USD
