@@ -22,6 +22,7 @@ RESULTS-triage-training-cv-priority-mails.md.
 RESULTS-triage-training-cv-from-N.md.
 
     .venv/bin/python bench/triage_training_cv.py [--seeds 1] [--priority-mails | --added-from N]
+        [--label category|priority]
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--priority-mails", action="store_true")
     parser.add_argument("--added-from", type=int, default=FIRST + 1)
+    parser.add_argument("--label", choices=("category", "priority"), help="only this label set")
     args = parser.parse_args()
     seeds = range(args.seeds)
     rows = load(args.priority_mails, args.added_from)
@@ -121,7 +123,7 @@ def main() -> None:
     started = time.perf_counter()
     lines = []
     n = len(first)
-    for name in ("category", "priority"):
+    for name in [args.label] if args.label else ["category", "priority"]:
         gold_first = [r[name] for r in first]
         results: dict[str, list[tuple[float, float]]] = {}
         for seed in seeds:
