@@ -232,3 +232,25 @@ def test_the_approval_prompt_has_no_control_characters_from_the_mail() -> None:
     prompt = approval_prompt(triage, ["e@x.example"], "Re: Order \x1b[2J", "smtp.example")
     assert "\x1b" not in prompt and "\u202e" not in prompt
     assert "In reply to: Eve [0m <e@x.example>: Order [2J [8mhidden" in prompt
+
+
+def test_a_line_break_is_never_quoted_into_an_imap_command() -> None:
+    # imaplib sends a quoted string as it is: a CR LF in it would end the command there
+    from llmflow.errors import RunError
+    from llmflow.inputs.imap_connection import imap_quote
+
+    assert imap_quote('Archive/"Q4"') == '"Archive/\\"Q4\\""'
+    for bad in ("<a@b>\r\nA1 DELETE INBOX", "x\ny", "x\0y"):
+        with pytest.raises(RunError, match="line break or NUL"):
+            imap_quote(bad)
+
+
+def test_untrusted_text_is_one_plain_line_and_other_domains_are_named() -> None:
+    from llmflow.untrusted import one_line, other_domains
+
+    assert one_line("Re: hi\r\n## Urgent\x1b[2J\u202eevil", 14) == "Re: hi ## Urg…"
+    sender = "Lena <lena@northwind-outfitters.example>"
+    assert other_domains(sender, "Lena <lena@NORTHWIND-outfitters.example>") == []
+    assert other_domains(sender, ["a@evil.example", "b@northwind-outfitters.example"]) == [
+        "a@evil.example"
+    ]

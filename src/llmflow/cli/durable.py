@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..analysis.costs import summarise
@@ -338,7 +339,7 @@ def approvals_list(
         waited = time.time() - float(req.get("requested_at", time.time()))
         default = f" (then {req['default']})" if req.get("timeout_s") else ""
         table.add_row(wid.rsplit("/", 1)[0], wid, path, f"{waited / 60:.0f} min{default}",
-                      str(req.get("prompt", "")))  # fmt: skip
+                      escape(str(req.get("prompt", ""))))  # fmt: skip
     out.print(table)
     out.print("answer with: llmflow approve <run> [--comment ...] or llmflow reject <run>")
     return EXIT_OK

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -12,6 +11,7 @@ from rich.table import Table
 
 from ..analysis.costs import CostSummary
 from ..models.pricing import format_cost
+from ..untrusted import one_line
 from .app import out, usage_json, usd
 
 if TYPE_CHECKING:  # the work loads when a command runs, so that `llmflow --help` starts fast
@@ -32,16 +32,11 @@ def cost_line(summary: CostSummary, compare: str, compared: Decimal | None) -> s
     return line
 
 
-_UNSEEN = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-"""Control characters (a terminal's ESC sequences) and bidi overrides."""
-
-
 def _cell(value: str, limit: int = 160) -> str:
     """One table cell: a single line, cut at `limit` characters (the full text is in --json).
     An item's text is from its input (a mail's subject and body): shown as it is, never read
     as Rich markup ([link=...], [on red]) or run by the terminal (ESC sequences)."""
-    text = " ".join(_UNSEEN.sub(" ", value).split())
-    return escape(text if len(text) <= limit else text[: limit - 1] + "…")
+    return escape(one_line(value, limit))
 
 
 def report(

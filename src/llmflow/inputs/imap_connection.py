@@ -26,7 +26,11 @@ TIMEOUT_S = 30.0
 
 
 def imap_quote(name: str) -> str:
-    """A mailbox name or string as an IMAP quoted string."""
+    """A mailbox name or string as an IMAP quoted string. CR, LF and NUL cannot be quoted
+    (RFC 3501): imaplib would send the rest of the line as another command, so a value
+    holding one (a header of a hostile mail) is refused here, whoever passes it."""
+    if re.search(r"[\r\n\0]", name):
+        raise RunError(f"cannot send {name!r} to the IMAP server: it holds a line break or NUL")
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

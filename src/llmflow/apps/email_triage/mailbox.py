@@ -9,11 +9,11 @@ same as the run it finishes.
 from __future__ import annotations
 
 import asyncio
-import re
 from email.utils import getaddresses
 from typing import TYPE_CHECKING
 
 from ...steps.context import RunContext
+from ...untrusted import one_line, other_domains
 
 if TYPE_CHECKING:
     from .workflow import Triage
@@ -62,10 +62,6 @@ def sends_replies(run_id: str | None) -> bool:
     return run_id is not None and run_options(run_id).send is not None
 
 
-_UNSEEN = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-"""Control characters and bidi overrides."""
-
-
 def approval_prompt(triage: Triage, to: list[str], subject: str, location: str) -> str:
     """What a person is asked before reply `triage.reply` is sent to `to`. The mail's From
     and Subject are one line each, without control characters (they are the sender's
@@ -74,26 +70,20 @@ def approval_prompt(triage: Triage, to: list[str], subject: str, location: str) 
     from a colleague and ask that replies go elsewhere."""
     mail = triage.email
     senders = {a.rpartition("@")[2].lower() for _, a in getaddresses([mail.sender]) if a}
-    elsewhere = [a for a in to if a.rpartition("@")[2].lower() not in senders]
+    elsewhere = other_domains(mail.sender, to)
     warning = (
-        f"Note: {_line(', '.join(elsewhere))} is not at the domain of the mail's From "
+        f"Note: {one_line(', '.join(elsewhere))} is not at the domain of the mail's From "
         f"({', '.join(sorted(senders)) or 'none'}): the mail asks replies to go there "
         "(Reply-To), and its From can be forged.\n"
         if elsewhere and mail.reply_to
         else ""
     )
     return (
-        f"Send this reply to {_line(', '.join(to))} via {location}?\n{warning}"
-        f"Subject: {_line(subject)}\n"
-        f"In reply to: {_line(mail.sender)}: {_line(mail.subject)}\n\n"
+        f"Send this reply to {one_line(', '.join(to))} via {location}?\n{warning}"
+        f"Subject: {one_line(subject)}\n"
+        f"In reply to: {one_line(mail.sender)}: {one_line(mail.subject)}\n\n"
         f"{triage.reply}"
     )
-
-
-def _line(text: str) -> str:
-    """The sender's words as one line without control characters (a terminal's ESC
-    sequences) or bidi overrides."""
-    return " ".join(_UNSEEN.sub(" ", text).split())
 
 
 async def send_reply(triage: Triage, ctx: RunContext) -> Triage:

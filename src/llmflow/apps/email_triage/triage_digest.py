@@ -4,11 +4,11 @@ and after the batch digest.md, everything by priority, failed items included."""
 from __future__ import annotations
 
 import re
-from email.utils import getaddresses
 from pathlib import Path
 
 from ...runtime.runner import BatchResult
 from ...steps.context import RunContext
+from ...untrusted import one_line, other_domains
 from .triage_types import PRIORITY_ORDER, Triage
 from .truth import cannot_reply
 
@@ -40,8 +40,6 @@ def result_record(triage: Triage) -> dict[str, object]:
     }
 
 
-_UNSEEN = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-"""Control characters (a terminal's ESC sequences) and bidi overrides: never shown."""
 _MARKUP = re.compile(r"([\\`*_\[\]<>!|~&])")
 """What Markdown reads inline: emphasis, code, links and images, raw HTML, table cells."""
 _BLOCK = re.compile(r"^(?=[#>+=-]|\d+[.)])(\d*)")
@@ -52,19 +50,14 @@ def _one_line(text: str, limit: int = 300) -> str:
     """Text from the mail (a subject, a sender, a summary) as one line of plain text in
     Markdown, cut at `limit` characters: a mail is from anyone, and its text must not add
     headings, entries, links, remote images or HTML to the digest, nor escape sequences."""
-    flat = " ".join(_UNSEEN.sub(" ", text).split())
-    flat = flat if len(flat) <= limit else flat[: limit - 1] + "…"
-    return _BLOCK.sub(r"\1\\", _MARKUP.sub(r"\\\1", flat))
+    return _BLOCK.sub(r"\1\\", _MARKUP.sub(r"\\\1", one_line(text, limit)))
 
 
 def _replies_elsewhere(triage: Triage) -> list[str]:
     """The addresses of the mail's Reply-To at another domain than its From's, where a reply
     goes (ours, or a person's mail client): a mail claiming to be from a colleague can ask
     that replies go elsewhere."""
-    mail = triage.email
-    domains = {a.rpartition("@")[2].lower() for _, a in getaddresses([mail.sender]) if a}
-    to = [a for _, a in getaddresses([mail.reply_to or ""]) if a]
-    return [a for a in to if a.rpartition("@")[2].lower() not in domains]
+    return other_domains(triage.email.sender, triage.email.reply_to or "")
 
 
 def write_digest(batch: BatchResult, ctx: RunContext) -> dict[str, Path]:
