@@ -179,7 +179,9 @@ def test_a_message_id_decoded_to_an_imap_command_is_not_sent_to_the_server(
     )
     server.deliver([raw])
     mail = parse_email(RawEmail(source="1-1.eml", data=raw))
-    assert mail.message_id is not None and "\r\n" in mail.message_id
+    assert mail.message_id == "<x@evil.example> X1 CREATE pwned"  # the reader: one line
+    # and the actions hold even for an Email made elsewhere with the decoded CR LF
+    mail = mail.model_copy(update={"message_id": "<x@evil.example>\r\nX1 CREATE pwned"})
     with server.client() as c:
         c.select("INBOX")
         _, validity = c.response("UIDVALIDITY")
@@ -254,3 +256,29 @@ def test_untrusted_text_is_one_plain_line_and_other_domains_are_named() -> None:
     assert other_domains(sender, ["a@evil.example", "b@northwind-outfitters.example"]) == [
         "a@evil.example"
     ]
+
+
+def test_a_line_break_encoded_in_the_from_name_does_not_make_the_mail_unreadable() -> None:
+    # Python's address parser refuses the decoded CR LF; the mail was lost as unreadable
+    raw = (
+        b"From: =?utf-8?q?Eve=0D=0ABcc:_x@evil.example?= <eve@evil.example>\r\n"
+        b"To: support@northwind-outfitters.example\r\nSubject: Refund\r\n"
+        b"Date: Mon, 07 Dec 2026 10:00:00 +0100\r\n\r\nPlease refund order NW-12345.\r\n"
+    )
+    mail = parse_email(RawEmail(source="eve.eml", data=raw))
+    assert mail.sender == "Eve Bcc: x@evil.example <eve@evil.example>"
+    assert mail.to == ["support@northwind-outfitters.example"]
+    assert "NW-12345" in mail.body
+
+
+def test_parts_nested_too_deep_are_a_clear_error_not_a_crash() -> None:
+    from llmflow.errors import InputError
+
+    depth = 3000
+    head = b"From: a@b.example\r\nSubject: deep\r\nMIME-Version: 1.0\r\n"
+    nest = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+        for i in range(depth)
+    )
+    with pytest.raises(InputError, match="nested too deep"):
+        parse_email(RawEmail(source="deep.eml", data=head + nest + b"\r\nx\r\n"))

@@ -14,6 +14,7 @@ import email
 import email.policy
 import mailbox
 import re
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.utils import getaddresses, parsedate_to_datetime
 from html.parser import HTMLParser
@@ -24,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from ..errors import InputError
 from ..runtime.runner import Item
+from ..untrusted import one_line
 
 EXCERPT_CHARS = 1500
 """How much of the newest message text goes into prompts (small models have small contexts):
@@ -272,11 +274,32 @@ def parse_email(raw: RawEmail | Path) -> Email:
             raise InputError(f"cannot read: {e.strerror}", source=str(raw)) from e
     if b"\x00" in raw.data:
         raise InputError("not an email: the file holds binary data (NUL bytes)", source=raw.source)
+    try:
+        return _parse(raw)
+    except RecursionError:  # a hostile mail: thousands of multiparts inside each other
+        raise InputError(
+            "cannot read: its MIME parts are nested too deep to walk", source=raw.source
+        ) from None
+
+
+def _header(msg: EmailMessage, name: str) -> str:
+    """A header's text on one line. A value the parser refuses (an encoded CR LF in an
+    address: a hostile mail) is read from its raw words instead, so the mail is still
+    triaged rather than lost as unreadable."""
+    try:
+        value = str(msg.get(name, "") or "")
+    except (ValueError, IndexError, TypeError):
+        raw = next((str(v) for k, v in msg.raw_items() if k.lower() == name.lower()), "")
+        value = str(make_header(decode_header(raw)))
+    return one_line(value)
+
+
+def _parse(raw: RawEmail) -> Email:
     msg = email.message_from_bytes(raw.data, policy=email.policy.default)
     assert isinstance(msg, EmailMessage)
-    sender = str(msg.get("From", "") or "").strip()
-    subject = str(msg.get("Subject", "") or "").strip()
-    if not any(msg.get(h) for h in _HEADERS) or (msg.defects and not (sender or subject)):
+    sender = _header(msg, "From")
+    subject = _header(msg, "Subject")
+    if not any(_header(msg, h) for h in _HEADERS) or (msg.defects and not (sender or subject)):
         raise InputError("not an email: no From or Subject header", source=raw.source)
     plain, html, attachments, inner = _walk(msg)
     body = _tidy(plain) if plain.strip() else html_to_text(html)
@@ -287,8 +310,8 @@ def parse_email(raw: RawEmail | Path) -> Email:
         i_plain, i_html, i_attachments, _ = _walk(inner)
         i_body = _tidy(i_plain) if i_plain.strip() else html_to_text(i_html)
         forwarded = Forwarded(
-            sender=str(inner.get("From", "") or "").strip() or "(unknown sender)",
-            subject=str(inner.get("Subject", "") or "").strip() or "(no subject)",
+            sender=_header(inner, "From") or "(unknown sender)",
+            subject=_header(inner, "Subject") or "(no subject)",
             date=_iso_date(inner.get("Date")),
         )
         block = f"Forwarded message\nFrom: {forwarded.sender}\nSubject: {forwarded.subject}"
@@ -303,10 +326,10 @@ def parse_email(raw: RawEmail | Path) -> Email:
         kind, reason = "empty", "no subject, no text and no attachments"
     return Email(
         source=raw.source,
-        message_id=str(msg.get("Message-ID") or "") or None,
+        message_id=_header(msg, "Message-ID") or None,
         sender=sender or "(unknown sender)",
-        to=[addr for _, addr in getaddresses([str(v) for v in msg.get_all("To", [])]) if addr],
-        reply_to=str(msg.get("Reply-To") or "").strip() or None,
+        to=[addr for _, addr in getaddresses([_header(msg, "To")]) if addr],
+        reply_to=_header(msg, "Reply-To") or None,
         subject=subject or "(no subject)",
         date=_iso_date(msg.get("Date")),
         body=body,
