@@ -172,3 +172,16 @@ def test_only_the_priority_tier_trains_on_the_contrastive_priority_mails(tmp_pat
         assert ml.training is not None
         trained[flow.name] = len(ml.training[0])
     assert trained == {"category": len(general), "priority": len(general) + len(contrastive)}
+
+
+def test_spam_is_low_priority_whatever_the_priority_cascade_says() -> None:
+    from llmflow.apps.email_triage.workflow import _classification
+    from llmflow.patterns.cascade import CascadeResult
+
+    def said(label: str, tier: str = "ml") -> CascadeResult:
+        return CascadeResult(label=label, confidence=0.6, tier=tier, attempts=[])
+
+    spam = _classification({"category": said("spam", "rules"), "priority": said("high")})
+    assert (spam.priority, spam.answered_by["priority"]) == ("low", "rules")
+    ham = _classification({"category": said("billing"), "priority": said("high")})
+    assert (ham.priority, ham.answered_by["priority"]) == ("high", "ml")
