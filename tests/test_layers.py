@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "llmflow"
 
 LAYERS: list[set[str]] = [
-    {"errors", "ids", "redact"},  # the foundation: errors, ids, the redaction filter
+    {"errors", "ids", "redact", "untrusted"},  # the foundation: errors, ids, redaction, input text
     {"settings"},  # configuration from the environment
     {"store"},  # the run store and versioned classifiers
     {"models"},  # the gateway, providers, pricing, budgets, the response cache
