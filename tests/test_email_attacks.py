@@ -48,17 +48,8 @@ def local_model() -> ScriptedModel:
     return ScriptedModel(reply)
 
 
-async def test_the_digest_shows_hostile_headers_and_text_as_plain_text(tmp_path: Path) -> None:
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    (folder / "a.eml").write_bytes(
-        raw_mail(
-            HOSTILE_SUBJECT,
-            "# Heading\r\n\r\n<img src=http://evil.example/b.png> Where is my order NW-12345? "
-            "[click](http://evil.example/c) | a | b |",
-            sender='"[Boss](http://evil.example/d) \\"x" <eve@evil.example>',
-        )
-    )
+async def triage_digest(folder: Path, tmp_path: Path) -> str:
+    """The digest.md of the triage run on `folder` (the local model scripted)."""
     model = local_model()
     gateway = scripted_gateway(model)
     gateway.register("local", model)
@@ -72,7 +63,21 @@ async def test_the_digest_shows_hostile_headers_and_text_as_plain_text(tmp_path:
         out_dir=out,
     )
     assert batch.status == "ok", [r.error for r in batch.failed]
-    digest = (out / "digest.md").read_text()
+    return (out / "digest.md").read_text()
+
+
+async def test_the_digest_shows_hostile_headers_and_text_as_plain_text(tmp_path: Path) -> None:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    (folder / "a.eml").write_bytes(
+        raw_mail(
+            HOSTILE_SUBJECT,
+            "# Heading\r\n\r\n<img src=http://evil.example/b.png> Where is my order NW-12345? "
+            "[click](http://evil.example/c) | a | b |",
+            sender='"[Boss](http://evil.example/d) \\"x" <eve@evil.example>',
+        )
+    )
+    digest = await triage_digest(folder, tmp_path)
     assert "\x1b" not in digest
     # One entry, whose lines start as the digest writes them: no heading or entry of the mail's.
     entries = digest.split("\n## ", 2)[-1].splitlines()[2:]
@@ -103,20 +108,7 @@ async def test_the_digest_says_when_replies_go_to_another_domain_than_the_from(
     own = message("Where is order NW-12345?", sender="bob@cust.example", subject="Order")
     own["Reply-To"] = "Bob <bob.private@cust.example>"
     (folder / "b.eml").write_bytes(own.as_bytes())
-    model = local_model()
-    gateway = scripted_gateway(model)
-    gateway.register("local", model)
-    out = tmp_path / "out"
-    batch = await run_batch(
-        build(),
-        load_inbox(folder),
-        gateway=gateway,
-        model="local",
-        store=RunStore(tmp_path / "runs.db"),
-        out_dir=out,
-    )
-    assert batch.status == "ok", [r.error for r in batch.failed]
-    digest = (out / "digest.md").read_text()
+    digest = await triage_digest(folder, tmp_path)
     assert digest.count("Replies go to") == 1
     assert "  Replies go to attacker@evil.example (its Reply-To), at another domain" in digest
 
