@@ -25,7 +25,14 @@ def other_domains(sender: str, addresses: str | list[str]) -> list[str]:
     or a forged From)."""
     from email.utils import getaddresses
 
-    domains = {a.rpartition("@")[2].lower() for _, a in getaddresses([sender]) if a}
+    own = domains(sender)
     given = [addresses] if isinstance(addresses, str) else addresses
     found = [a for _, a in getaddresses(given) if a]
-    return [a for a in found if a.rpartition("@")[2].lower() not in domains]
+    return [a for a in found if a.rpartition("@")[2].lower() not in own]
+
+
+def domains(header: str) -> set[str]:
+    """The domains of the addresses in a header's value, in lower case."""
+    from email.utils import getaddresses
+
+    return {a.rpartition("@")[2].lower() for _, a in getaddresses([header]) if a}

@@ -9,11 +9,10 @@ same as the run it finishes.
 from __future__ import annotations
 
 import asyncio
-from email.utils import getaddresses
 from typing import TYPE_CHECKING
 
 from ...steps.context import RunContext
-from ...untrusted import one_line, other_domains
+from ...untrusted import domains, one_line, other_domains
 
 if TYPE_CHECKING:
     from .workflow import Triage
@@ -69,7 +68,7 @@ def approval_prompt(triage: Triage, to: list[str], subject: str, location: str) 
     another domain than the From's (the mail's Reply-To) says so: a mail can claim to be
     from a colleague and ask that replies go elsewhere."""
     mail = triage.email
-    senders = {a.rpartition("@")[2].lower() for _, a in getaddresses([mail.sender]) if a}
+    senders = domains(mail.sender)
     elsewhere = other_domains(mail.sender, to)
     warning = (
         f"Note: {one_line(', '.join(elsewhere))} is not at the domain of the mail's From "
